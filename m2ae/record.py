@@ -1,0 +1,137 @@
+"""The two data types that flow through m2ae: a raw ``Record`` and its contract ``Windows``."""
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from typing import Any
+
+import numpy as np
+
+from .contract import FS_HZ, WINDOW_SAMPLES
+from .errors import InputError
+
+
+@dataclass
+class Record:
+    """One recording of ECG and/or PPG at one sampling rate.
+
+    ecg, ppg : 1-D float arrays in the record's own units (mV for ECG when known; PPG often
+        arbitrary units) or None when that modality is absent. Both share ``fs``.
+    fs : sampling rate in Hz.
+    meta : free-form provenance. Keys used across m2ae: ``source`` (file or corpus), ``record_id``,
+        ``subject_id``, ``lead`` (ECG lead name), ``ecg_column``/``ppg_column`` (how channels were
+        matched), ``units`` ({"ecg": "mV", "ppg": "au"}), ``labels`` (dict: rhythm, hypertension,
+        age, sex, ...), ``start_time`` (ISO clock time, when the record has one), ``notes`` (list of
+        strings: interpolated gaps, resampling, ...).
+    """
+
+    ecg: np.ndarray | None
+    ppg: np.ndarray | None
+    fs: float
+    meta: dict[str, Any] = field(default_factory=dict)
+
+    def __post_init__(self) -> None:
+        name = self.meta.get("source", "record")
+        if self.ecg is None and self.ppg is None:
+            raise InputError(f"{name}: neither ECG nor PPG present")
+        if not np.isfinite(self.fs) or self.fs <= 0:
+            raise InputError(f"{name}: invalid sampling rate {self.fs!r} Hz")
+        for mod in ("ecg", "ppg"):
+            x = getattr(self, mod)
+            if x is None:
+                continue
+            x = np.asarray(x)
+            if x.ndim != 1:
+                raise InputError(f"{name}: {mod.upper()} must be one channel (1-D), got shape {x.shape}")
+            if not np.issubdtype(x.dtype, np.number) or np.issubdtype(x.dtype, np.complexfloating):
+                raise InputError(f"{name}: {mod.upper()} is not real numeric data (dtype {x.dtype})")
+            setattr(self, mod, x.astype(np.float64, copy=False))
+        if self.ecg is not None and self.ppg is not None and len(self.ecg) != len(self.ppg):
+            raise InputError(
+                f"{name}: ECG and PPG lengths differ ({len(self.ecg)} vs {len(self.ppg)} samples)"
+            )
+        self.fs = float(self.fs)
+
+    @property
+    def modalities(self) -> tuple[str, ...]:
+        return tuple(m for m in ("ecg", "ppg") if getattr(self, m) is not None)
+
+    @property
+    def n_samples(self) -> int:
+        return len(self.ecg if self.ecg is not None else self.ppg)
+
+    @property
+    def duration_s(self) -> float:
+        return self.n_samples / self.fs
+
+
+@dataclass
+class Windows:
+    """A record cut to the signal contract: 10-s windows at 125 Hz, robust-normalised per channel.
+
+    ecg, ppg : float32 [N, 1250] normalised windows, or None when the modality is absent.
+    starts_s : float64 [N] window start in seconds from the record's start.
+    ecg_center, ecg_scale, ppg_center, ppg_scale : float32 [N]; original units = norm * scale + center.
+    ecg_quality, ppg_quality : float32 [N] in [0, 1]; NaN when the modality is absent.
+    low_quality : bool [N]; True where a present channel is below ``QUALITY_THRESHOLD`` (kept, flagged).
+    hr_ecg_bpm, hr_ppg_bpm : float32 [N] heart rate from R-peaks / pulse peaks (NaN if unavailable).
+    pat_ms : float32 [N] median R-peak -> pulse-peak delay in ms (NaN unless both modalities).
+    ecg_clean, ppg_clean : float64 [T] the whole filtered record at 125 Hz (original units), for display.
+    r_peaks, pulse_peaks : int64 sample indices at 125 Hz into ``*_clean``.
+    meta : the record's meta plus processing notes.
+    """
+
+    ecg: np.ndarray | None
+    ppg: np.ndarray | None
+    starts_s: np.ndarray
+    ecg_center: np.ndarray | None = None
+    ecg_scale: np.ndarray | None = None
+    ppg_center: np.ndarray | None = None
+    ppg_scale: np.ndarray | None = None
+    ecg_quality: np.ndarray | None = None
+    ppg_quality: np.ndarray | None = None
+    low_quality: np.ndarray | None = None
+    hr_ecg_bpm: np.ndarray | None = None
+    hr_ppg_bpm: np.ndarray | None = None
+    pat_ms: np.ndarray | None = None
+    ecg_clean: np.ndarray | None = None
+    ppg_clean: np.ndarray | None = None
+    r_peaks: np.ndarray | None = None
+    pulse_peaks: np.ndarray | None = None
+    meta: dict[str, Any] = field(default_factory=dict)
+    fs: float = FS_HZ
+
+    def __len__(self) -> int:
+        return len(self.starts_s)
+
+    @property
+    def modalities(self) -> tuple[str, ...]:
+        return tuple(m for m in ("ecg", "ppg") if getattr(self, m) is not None)
+
+    def to_original_units(self, modality: str, x_norm: np.ndarray, window: np.ndarray | slice = slice(None)) -> np.ndarray:
+        """Map normalised windows [n, 1250] (e.g. a reconstruction) back to the record's units."""
+        center = getattr(self, f"{modality}_center")
+        scale = getattr(self, f"{modality}_scale")
+        if center is None or scale is None:
+            # The modality was absent: no units to return to, stay normalised.
+            return np.asarray(x_norm)
+        return np.asarray(x_norm) * scale[window, None] + center[window, None]
+
+
+def check_window_batch(x, name: str) -> np.ndarray | None:
+    """Validate a user-supplied batch of contract windows: [N, 1250] or [1250], finite, real."""
+    if x is None:
+        return None
+    if hasattr(x, "detach"):
+        x = x.detach().cpu().numpy()
+    x = np.asarray(x)
+    if not np.issubdtype(x.dtype, np.number) or np.issubdtype(x.dtype, np.complexfloating):
+        raise InputError(f"{name}: expected real numbers, got dtype {x.dtype}")
+    if x.ndim == 1:
+        x = x[None, :]
+    if x.ndim != 2 or x.shape[1] != WINDOW_SAMPLES:
+        raise InputError(f"{name}: expected shape [N, {WINDOW_SAMPLES}] (10 s at 125 Hz), got {tuple(x.shape)}")
+    if x.shape[0] == 0:
+        raise InputError(f"{name}: empty batch")
+    if not np.isfinite(x).all():
+        raise InputError(f"{name}: contains NaN or inf")
+    return x.astype(np.float32, copy=False)
