@@ -1,0 +1,231 @@
+"""Metric functions used by ``m2ae eval``: plain numpy, one number (or one per window) each.
+
+Conventions
+- Windows are float arrays [N, T] (T = 1250 samples at 125 Hz under the signal contract).
+- NMSE of a window = mean squared error / variance of the target window, so 0 is perfect and 1.0
+  is no better than predicting the window's own mean.
+- A *lag* of L samples means the prediction runs L samples late: prediction[t] is compared with
+  target[t - L]. One lag per record (a constant device delay between ECG and PPG is not the
+  model's error), searched within ±max_lag samples.
+
+>>> import numpy as np
+>>> t = np.sin(np.linspace(0, 20, 1250))[None]
+>>> float(nmse(t, t)[0])
+0.0
+"""
+from __future__ import annotations
+
+from collections.abc import Hashable, Sequence
+
+import numpy as np
+
+EPS = 1e-12
+
+
+def _rows(x) -> np.ndarray:
+    x = np.asarray(x, dtype=np.float64)
+    return x[None, :] if x.ndim == 1 else x
+
+
+def pearson_r(pred, target) -> np.ndarray:
+    """Pearson correlation per row of two [N, T] arrays → [N] (NaN where a row is constant)."""
+    p, t = _rows(pred), _rows(target)
+    p = p - p.mean(axis=1, keepdims=True)
+    t = t - t.mean(axis=1, keepdims=True)
+    denom = np.sqrt((p * p).sum(axis=1) * (t * t).sum(axis=1))
+    with np.errstate(invalid="ignore", divide="ignore"):
+        r = (p * t).sum(axis=1) / denom
+    r[denom < EPS] = np.nan
+    return r
+
+
+def nmse(pred, target, mask=None) -> np.ndarray:
+    """Normalised MSE per row → [N]: MSE (over ``mask`` samples when given) / variance of the target row.
+
+    mask : optional bool [N, T]; True marks the samples scored (e.g. masked patches). The
+        denominator is always the variance of the whole target window, so scores on different
+        masks stay comparable and 1.0 still means "no better than the window mean".
+    """
+    p, t = _rows(pred), _rows(target)
+    err = (p - t) ** 2
+    var = t.var(axis=1)
+    if mask is None:
+        mse = err.mean(axis=1)
+    else:
+        m = _rows(mask).astype(bool)
+        count = m.sum(axis=1)
+        with np.errstate(invalid="ignore", divide="ignore"):
+            mse = np.where(count > 0, (err * m).sum(axis=1) / np.maximum(count, 1), np.nan)
+    with np.errstate(invalid="ignore", divide="ignore"):
+        out = mse / var
+    out[var < EPS] = np.nan
+    return out
+
+
+def shift_pair(pred, target, lag: int) -> tuple[np.ndarray, np.ndarray]:
+    """Overlapping parts of ``pred`` delayed by ``lag`` samples and ``target``: (pred[t], target[t - lag])."""
+    p, t = _rows(pred), _rows(target)
+    if lag > 0:
+        return p[:, lag:], t[:, :-lag]
+    if lag < 0:
+        return p[:, :lag], t[:, -lag:]
+    return p, t
+
+
+def best_lag(pred, target, max_lag: int) -> int:
+    """The one lag in [-max_lag, max_lag] samples that maximises the mean Pearson r over the rows.
+
+    Use it per record: all windows of one record share one device delay.
+    """
+    p, t = _rows(pred), _rows(target)
+    max_lag = int(min(max_lag, p.shape[1] // 2))
+    best, best_r = 0, -np.inf
+    for lag in range(-max_lag, max_lag + 1):
+        r = np.nanmean(pearson_r(*shift_pair(p, t, lag))) if len(p) else np.nan
+        if np.isfinite(r) and r > best_r:
+            best, best_r = lag, r
+    return best
+
+
+def reconstruction_scores(pred, target, groups: Sequence[Hashable], max_lag: int) -> dict[str, np.ndarray]:
+    """Per-window r and NMSE, plain and after one best lag per group (record or subject).
+
+    Returns {"r": [N], "nmse": [N], "r_lag": [N], "nmse_lag": [N], "lag": [N] (samples, that
+    window's group lag)}.
+    """
+    p, t = _rows(pred), _rows(target)
+    groups = np.asarray(groups)
+    out = {"r": pearson_r(p, t), "nmse": nmse(p, t)}
+    r_lag, nmse_lag, lags = np.full(len(p), np.nan), np.full(len(p), np.nan), np.zeros(len(p), int)
+    for g in np.unique(groups):
+        idx = np.flatnonzero(groups == g)
+        lag = best_lag(p[idx], t[idx], max_lag)
+        ps, ts = shift_pair(p[idx], t[idx], lag)
+        r_lag[idx], nmse_lag[idx], lags[idx] = pearson_r(ps, ts), nmse(ps, ts), lag
+    out.update(r_lag=r_lag, nmse_lag=nmse_lag, lag=lags)
+    return out
+
+
+def summarize_reconstruction(scores: dict[str, np.ndarray], fs_hz: float) -> dict[str, float]:
+    """Median of each per-window score, plus the median lag in ms."""
+    return {
+        "median_r": _median(scores["r"]),
+        "median_nmse": _median(scores["nmse"]),
+        "median_r_lagged": _median(scores["r_lag"]),
+        "median_nmse_lagged": _median(scores["nmse_lag"]),
+        "median_lag_ms": _median(scores["lag"] * 1000.0 / fs_hz),
+    }
+
+
+def _median(x) -> float:
+    x = np.asarray(x, dtype=np.float64)
+    x = x[np.isfinite(x)]
+    return float(np.median(x)) if len(x) else float("nan")
+
+
+def interpolate_masked(x, sample_mask) -> np.ndarray:
+    """Baseline for masked reconstruction: linear interpolation across masked spans, per row.
+
+    sample_mask : bool [N, T], True = hidden. Spans at the edges repeat the nearest visible sample;
+    a row with nothing visible becomes zeros (the normalised window's median).
+    """
+    x, m = _rows(x), _rows(sample_mask).astype(bool)
+    out = x.copy()
+    grid = np.arange(x.shape[1])
+    for i in range(len(x)):
+        visible = ~m[i]
+        if not visible.any():
+            out[i] = 0.0
+        elif m[i].any():
+            out[i, m[i]] = np.interp(grid[m[i]], grid[visible], x[i, visible])
+    return out
+
+
+def patch_mask_to_samples(patch_mask, patch_samples: int) -> np.ndarray:
+    """Bool [N, P] patch mask → bool [N, P * patch_samples] sample mask."""
+    return np.repeat(np.asarray(patch_mask, dtype=bool), patch_samples, axis=-1)
+
+
+def nearest_neighbours(queries, candidates, metric: str = "cosine", exclude_self: bool = False) -> np.ndarray:
+    """Index of the nearest candidate for each query → int [Nq].
+
+    metric : "cosine" (fingerprints) or "euclidean" (feature vectors; standardise them first).
+    exclude_self : queries and candidates are the same set; a row may not match itself.
+    """
+    q, c = np.asarray(queries, np.float64), np.asarray(candidates, np.float64)
+    if metric == "cosine":
+        q = q / np.maximum(np.linalg.norm(q, axis=1, keepdims=True), EPS)
+        c = c / np.maximum(np.linalg.norm(c, axis=1, keepdims=True), EPS)
+        score = q @ c.T
+    elif metric == "euclidean":
+        score = -((q * q).sum(1)[:, None] - 2 * q @ c.T + (c * c).sum(1)[None, :])
+    else:
+        raise ValueError(f"unknown metric {metric!r}")
+    if exclude_self:
+        np.fill_diagonal(score, -np.inf)
+    return np.argmax(score, axis=1)
+
+
+def same_subject_top1(embeddings, subject_ids, metric: str = "cosine") -> float:
+    """Fraction of windows whose nearest *other* window belongs to the same subject.
+
+    Only windows whose subject has at least one other window are scored. This is also the
+    re-identification rate: chance is about 1 / number of subjects.
+    """
+    ids = np.asarray(subject_ids)
+    _, inverse, counts = np.unique(ids, return_inverse=True, return_counts=True)
+    scored = counts[inverse] > 1
+    if scored.sum() == 0:
+        return float("nan")
+    nn = nearest_neighbours(embeddings, embeddings, metric=metric, exclude_self=True)
+    return float(np.mean(ids[nn][scored] == ids[scored]))
+
+
+def paired_top1(queries, candidates, metric: str = "cosine") -> float:
+    """Fraction of queries i whose nearest candidate is candidate i (its own pair)."""
+    nn = nearest_neighbours(queries, candidates, metric=metric)
+    return float(np.mean(nn == np.arange(len(nn))))
+
+
+def standardize(train, *others) -> list[np.ndarray]:
+    """Z-score feature columns with the mean/std of ``train`` (NaN → 0 after scaling)."""
+    train = np.asarray(train, np.float64)
+    mu = np.nanmean(train, axis=0)
+    sd = np.nanstd(train, axis=0)
+    sd = np.where(np.isfinite(sd) & (sd > EPS), sd, 1.0)
+    mu = np.where(np.isfinite(mu), mu, 0.0)
+    return [np.nan_to_num((np.asarray(x, np.float64) - mu) / sd) for x in (train, *others)]
+
+
+def auroc(y_true, scores, classes: Sequence | None = None) -> float:
+    """ROC AUC: binary when ``scores`` is [N] or [N, 2]; macro one-vs-rest over the classes present otherwise.
+
+    y_true : labels; for multi-class, values from ``classes`` (the column order of ``scores``).
+    Returns NaN when fewer than two classes are present (AUROC is undefined).
+    """
+    from sklearn.metrics import roc_auc_score
+
+    y = np.asarray(y_true)
+    s = np.asarray(scores, np.float64)
+    if s.ndim == 2 and s.shape[1] == 2:
+        s = s[:, 1]
+    if s.ndim == 1:
+        y = y.astype(float)
+        ok = np.isfinite(y) & np.isfinite(s)
+        if len(np.unique(y[ok])) < 2:
+            return float("nan")
+        return float(roc_auc_score(y[ok], s[ok]))
+    classes = list(classes) if classes is not None else list(range(s.shape[1]))
+    aucs = []
+    for j, c in enumerate(classes):
+        pos = y == c
+        if 0 < pos.sum() < len(y):
+            aucs.append(roc_auc_score(pos.astype(int), s[:, j]))
+    return float(np.mean(aucs)) if len(aucs) >= 1 and len(np.unique(y)) >= 2 else float("nan")
+
+
+def mae(y_true, y_pred) -> float:
+    """Mean absolute error, ignoring NaN labels."""
+    y, p = np.asarray(y_true, np.float64), np.asarray(y_pred, np.float64)
+    ok = np.isfinite(y) & np.isfinite(p)
+    return float(np.mean(np.abs(y[ok] - p[ok]))) if ok.any() else float("nan")
