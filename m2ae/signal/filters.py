@@ -165,7 +165,7 @@ def cut_windows(x: np.ndarray, fs_hz: float, window_s: float = WINDOW_S, stride_
 
     W = round(window_s * fs); a stride shorter than the window overlaps windows. A trailing part
     shorter than one window is left out; a signal shorter than one window gives N = 0. The windows
-    are a copy (safe to modify).
+    are a copy (safe to modify). The stride is rounded to whole samples; ``starts_s`` gives the true starts.
 
     >>> w, s = cut_windows(np.arange(3000.0), 125, stride_s=5)
     >>> w.shape, s.tolist()
