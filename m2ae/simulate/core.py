@@ -1,0 +1,277 @@
+"""Batched synthesis of paired ECG+PPG: every beat of every row generated at once.
+
+One call turns ``n`` subjects (a struct-of-arrays table, see :mod:`.subject`) into ``n`` paired
+traces of the same length. The heart drives both channels beat by beat:
+
+1. RR intervals per row: sinus rhythm modulated by respiration (RSA) and Mayer waves plus jitter;
+   AF draws irregularly irregular RR; PVC subjects get premature beats (coupling interval) each
+   followed by a full compensatory pause.
+2. ECG: each beat is a McSharry-style sum of five Gaussians (P, Q, R, S, T) around its R time,
+   QT shortening with rate (Fridericia), amplitude modulated by breathing; premature ventricular
+   beats are wide, tall, without P and with a discordant T; AF adds fibrillatory f-waves.
+3. PPG: each beat ejects a pulse whose systolic peak arrives ``pat`` after its R peak
+   (pre-ejection + transit + rise + device delay); its height follows the preceding RR
+   (a premature beat fills little → weak pulse; the beat after the pause is potentiated) and
+   breathing; the diastolic wave's prominence and timing come from age and stiffness.
+4. Artefacts (``noise=True``): baseline wander, EMG noise, mains, motion bursts (mostly PPG),
+   slow perfusion changes.
+
+Beats are rendered on a short local grid each and scattered into the rows with one
+``np.bincount``, so cost grows with beats, not with trace length × beats; there is no Python loop
+over beats, rows or samples.
+"""
+from __future__ import annotations
+
+import numpy as np
+
+from ..contract import RHYTHM_CODES
+from .subject import HR_RANGE_BPM
+
+TWO_PI = np.float32(2.0 * np.pi)
+LEAD_IN_S = 2.4       # beats start this long before t = 0 so pulses with long delays are complete
+ECG_SPAN_S = (-0.35, 0.65)  # beat template support around its R peak
+PPG_SPAN_S = (-0.45, 1.00)  # pulse support around its systolic peak
+REF_RR_S = 60.0 / 70.0
+
+
+def _scatter(rows: np.ndarray, starts: np.ndarray, values: np.ndarray, n: int, T: int) -> np.ndarray:
+    """Add ``values[v, j]`` into ``out[rows[v], starts[v] + j]``; samples outside [0, T) are dropped."""
+    L = values.shape[1]
+    idx = starts[:, None] + np.arange(L)[None, :]
+    np.clip(idx, -1, T, out=idx)
+    idx += 1  # columns 0 and T+1 collect what falls outside the trace
+    flat = (rows[:, None] * (T + 2) + idx).ravel()
+    out = np.bincount(flat, weights=values.ravel(), minlength=n * (T + 2))
+    return out.reshape(n, T + 2)[:, 1:-1]
+
+
+def _gauss_sum(tau: np.ndarray, amps: np.ndarray, centres: np.ndarray, sigmas: np.ndarray) -> np.ndarray:
+    """Σ_w amps[:, w] · exp(-½((tau - centres[:, w]) / sigmas[:, w])²) for tau [V, L] → [V, L]."""
+    out = np.zeros_like(tau)
+    for w in range(amps.shape[1]):  # five waves at most
+        z = (tau - centres[:, w:w + 1]) / sigmas[:, w:w + 1]
+        out += amps[:, w:w + 1] * np.exp(np.float32(-0.5) * z * z)
+    return out
+
+
+def _bursts(rng, rate_per_min: np.ndarray, amp: np.ndarray, duration_s: float, fs: float, n: int, T: int):
+    """Motion artefacts: Poisson bursts of 0.5–3 s, Hann-windowed low-frequency oscillation + step."""
+    counts = rng.poisson(rate_per_min * duration_s / 60.0)
+    total = int(counts.sum())
+    if total == 0:
+        return None
+    rows = np.repeat(np.arange(n), counts)
+    length_s = rng.uniform(0.5, 3.0, total)
+    start_s = rng.uniform(-1.0, duration_s, total)
+    L = int(np.ceil(3.0 * fs))
+    tau = (np.arange(L, dtype=np.float32)[None, :] / np.float32(fs))  # [1, L]
+    frac = tau / length_s[:, None].astype(np.float32)
+    env = np.where(frac < 1.0, 0.5 - 0.5 * np.cos(TWO_PI * np.minimum(frac, 1.0)), 0.0).astype(np.float32)
+    f1, f2 = rng.uniform(0.3, 3.0, (2, total, 1)).astype(np.float32)
+    p1, p2 = rng.uniform(0, 2 * np.pi, (2, total, 1)).astype(np.float32)
+    wave = np.sin(TWO_PI * f1 * tau + p1) + 0.6 * np.sin(TWO_PI * f2 * tau + p2)
+    wave += rng.uniform(-1.0, 1.0, (total, 1)).astype(np.float32) * frac.clip(0, 1)  # a shift in contact
+    vals = (amp[rows, None] * rng.uniform(0.3, 1.0, (total, 1)) * env * wave).astype(np.float32)
+    starts = np.floor(start_s * fs).astype(np.int64)
+    return _scatter(rows, starts, vals, n, T)
+
+
+def synthesize(
+    p: dict[str, np.ndarray],
+    duration_s: float,
+    fs_hz: float,
+    rng: np.random.Generator,
+    noise: bool = True,
+    label_span_s: tuple[float, float] | None = None,
+    return_beats: bool = False,
+) -> dict[str, np.ndarray]:
+    """Render ``n = len(p['hr_bpm'])`` paired traces of ``duration_s`` at ``fs_hz``.
+
+    p : subject table, one row per output trace (rows may repeat a subject: each row still gets
+        its own heart-rate drift, breathing phase and noise).
+    label_span_s : (start, stop) in s over which the per-row labels ``hr_bpm`` and ``pat_ms`` are
+        measured (default: the whole trace).
+
+    Returns ecg [n, T] float32 (mV), ppg [n, T] float32 (au), hr_bpm [n] (from the R peaks in the
+    span), pat_ms [n] (median R→PPG-peak delay of the normal beats in the span), n_pvc [n]; with
+    ``return_beats`` also r_times [n, M] (s, NaN-padded), pulse_times [n, M], is_pvc [n, M].
+    """
+    fs = float(fs_hz)
+    n = len(p["hr_bpm"])
+    T = int(round(duration_s * fs))
+    f32 = np.float32
+    codes = p["rhythm"]
+    is_af = codes == "AF"
+
+    # --- heart-rate drift between windows of one subject, kept inside the rhythm's range ---------
+    lo, hi = np.empty(n), np.empty(n)
+    for code in RHYTHM_CODES:
+        lo[codes == code], hi[codes == code] = HR_RANGE_BPM[code]
+    hr = np.clip(p["hr_bpm"] * np.exp(rng.normal(0.0, 0.03, n)), lo, hi)
+    rr_mean = 60.0 / hr
+    resp_hz = p["resp_rate_hz"] * np.exp(rng.normal(0.0, 0.05, n))
+    resp_phase = rng.uniform(0, 2 * np.pi, n)
+    lf_hz = rng.uniform(0.08, 0.12, n)
+    lf_phase = rng.uniform(0, 2 * np.pi, n)
+
+    # --- RR intervals [n, M]: rr[:, k] is the interval ending at beat k --------------------------
+    M = int(np.ceil((duration_s + LEAD_IN_S + 1.0) / (0.4 * rr_mean.min()))) + 2
+    k = np.arange(M)
+    t_approx = -LEAD_IN_S + k[None, :] * rr_mean[:, None]
+    rr = rr_mean[:, None] * (
+        1.0
+        + p["rsa_frac"][:, None] * np.sin(2 * np.pi * resp_hz[:, None] * t_approx + resp_phase[:, None])
+        + p["lf_frac"][:, None] * np.sin(2 * np.pi * lf_hz[:, None] * t_approx + lf_phase[:, None])
+        + p["rr_jitter_frac"][:, None] * rng.standard_normal((n, M))
+    )
+    if is_af.any():
+        sig = np.sqrt(np.log1p(p["af_rr_cv"] ** 2))[:, None]
+        rr_af = rr_mean[:, None] * np.exp(sig * rng.standard_normal((n, M)) - 0.5 * sig**2)
+        rr = np.where(is_af[:, None], rr_af, rr)
+    rr = np.maximum(rr, np.maximum(0.4 * rr_mean, 0.25)[:, None])
+    pvc = rng.random((n, M)) < p["pvc_burden"][:, None]
+    pvc[:, 1:] &= ~pvc[:, :-1]  # no couplets: every PVC is followed by a sinus beat
+    pvc[:, 0] = False
+    # A PVC subject's window must show ectopy, else its rhythm label would be noise: force one
+    # premature beat somewhere inside the labelled span of every PVC row.
+    span_a, span_b = label_span_s if label_span_s is not None else (0.0, duration_s)
+    t0 = -LEAD_IN_S - rng.uniform(0, 1, n) * rr_mean
+    ectopic_rows = np.nonzero(p["pvc_burden"] > 0)[0]
+    if len(ectopic_rows):
+        at = rng.uniform(span_a + 1.0, max(span_a + 1.0, span_b - 1.5), len(ectopic_rows))
+        kf = np.clip(np.round((at - t0[ectopic_rows]) / rr_mean[ectopic_rows]).astype(np.int64), 2, M - 2)
+        pvc[ectopic_rows, kf - 1] = False
+        pvc[ectopic_rows, kf + 1] = False
+        pvc[ectopic_rows, kf] = True
+    after = np.zeros_like(pvc)
+    after[:, 1:] = pvc[:, :-1]
+    c = p["pvc_coupling"][:, None]
+    rr = rr * np.where(pvc, c, 1.0) * np.where(after, 2.0 - c, 1.0)  # full compensatory pause
+    times = t0[:, None] + np.concatenate([np.zeros((n, 1)), np.cumsum(rr[:, 1:], axis=1)], axis=1)
+
+    # Per-beat pulse arrival: device + physiology, later for premature beats, breathing-modulated
+    # (BP, hence transit time, swings with respiration), a few ms of beat-to-beat jitter.
+    resp_at_beat = np.sin(2 * np.pi * resp_hz[:, None] * times + resp_phase[:, None])
+    pat = (p["pat_ms"][:, None]
+           + np.where(pvc, p["pvc_pep_extra_ms"][:, None], 0.0)
+           + 0.02 * p["ptt_ms"][:, None] * resp_at_beat
+           + rng.normal(0.0, 4.0, (n, M)))
+    pulse_times = times + pat / 1000.0
+
+    # --- ECG beats -----------------------------------------------------------------------------
+    live = times < duration_s - ECG_SPAN_S[0]
+    bi, bk = np.nonzero(live)
+    tb = times[bi, bk]
+    pv = pvc[bi, bk]
+    g = {key: p[key][bi] for key in (
+        "p_mv", "q_mv", "r_mv", "s_mv", "t_mv", "pr_s", "p_sigma_s", "qrs_sigma_s", "qs_offset_s",
+        "t_sigma_s", "qtc_s", "pvc_sign", "pvc_mv", "pvc_sigma_s", "ecg_resp_am")}
+    rr_b = rr_mean[bi]
+    cube = np.cbrt(rr_b)
+    qt = g["qtc_s"] * cube
+    t_sig = g["t_sigma_s"] * cube
+    t_peak = qt - 0.04 - 2.0 * t_sig
+    gain_ecg = rng.uniform(0.85, 1.15, n) if noise else np.ones(n)
+    am = gain_ecg[bi] * (1.0 + g["ecg_resp_am"] * resp_at_beat[bi, bk])
+    zero = np.zeros_like(tb)
+    sign = g["pvc_sign"]
+    amps = np.where(pv[:, None],
+                    np.stack([zero, zero, sign * g["pvc_mv"], -0.35 * sign * g["pvc_mv"],
+                              -0.25 * sign * g["pvc_mv"]], 1),
+                    np.stack([g["p_mv"], g["q_mv"], g["r_mv"], g["s_mv"], g["t_mv"]], 1)) * am[:, None]
+    centres = np.where(pv[:, None],
+                       np.stack([zero, zero, zero, 1.6 * g["pvc_sigma_s"], 0.30 * cube], 1),
+                       np.stack([-g["pr_s"] * rr_b ** 0.2, -g["qs_offset_s"], zero, g["qs_offset_s"], t_peak], 1))
+    sigmas = np.where(pv[:, None],
+                      np.stack([g["p_sigma_s"], g["pvc_sigma_s"], g["pvc_sigma_s"], 1.3 * g["pvc_sigma_s"],
+                                0.075 * cube], 1),
+                      np.stack([g["p_sigma_s"], 0.8 * g["qrs_sigma_s"], g["qrs_sigma_s"],
+                                0.8 * g["qrs_sigma_s"], t_sig], 1))
+    start = np.floor((tb + ECG_SPAN_S[0]) * fs).astype(np.int64)
+    L = int(np.ceil((ECG_SPAN_S[1] - ECG_SPAN_S[0]) * fs)) + 1
+    tau = ((start[:, None] + np.arange(L)[None, :]) / fs - tb[:, None]).astype(f32)
+    ecg = _scatter(bi, start, _gauss_sum(tau, amps.astype(f32), centres.astype(f32), sigmas.astype(f32)), n, T)
+
+    # --- PPG pulses ----------------------------------------------------------------------------
+    live = (pulse_times < duration_s - PPG_SPAN_S[0]) & (pulse_times > -PPG_SPAN_S[1])
+    bi, bk = np.nonzero(live)
+    tp = pulse_times[bi, bk]
+    pv = pvc[bi, bk]
+    rr_b = rr_mean[bi]
+    stretch = np.sqrt(rr_b / REF_RR_S).clip(0.7, 1.3)
+    filling = np.clip(rr[bi, bk] / rr_b, 0.4, 1.5) ** 1.3  # Frank–Starling: short filling → small stroke
+    gain_ppg = np.exp(rng.normal(0.0, 0.15, n)) if noise else np.ones(n)
+    height = (p["ppg_amp"][bi] * gain_ppg[bi] * filling * np.where(pv, 0.35, 1.0)
+              * (1.0 + p["ppg_resp_am"][bi] * resp_at_beat[bi, bk]))
+    start = np.floor((tp + PPG_SPAN_S[0]) * fs).astype(np.int64)
+    L = int(np.ceil((PPG_SPAN_S[1] - PPG_SPAN_S[0]) * fs)) + 1
+    tau = ((start[:, None] + np.arange(L)[None, :]) / fs - tp[:, None]).astype(f32)
+    rise_sigma = (p["rise_ms"][bi] / 2000.0).astype(f32)[:, None]  # foot = peak − 2σ (tangent method)
+    fall_sigma = (p["sys_fall_s"][bi] * stretch).astype(f32)[:, None]
+    z = tau / np.where(tau < 0, rise_sigma, fall_sigma)
+    pulse = np.exp(f32(-0.5) * z * z)
+    zd = (tau - (p["dicrotic_delay_s"][bi] * stretch).astype(f32)[:, None]) / p["dicrotic_sigma_s"][bi].astype(f32)[:, None]
+    pulse += p["dicrotic_ratio"][bi].astype(f32)[:, None] * np.exp(f32(-0.5) * zd * zd)
+    pulse *= height.astype(f32)[:, None]
+    ppg = _scatter(bi, start, pulse, n, T)
+
+    # --- continuous components ------------------------------------------------------------------
+    t = (np.arange(T) / fs).astype(f32)[None, :]
+    resp = np.sin(TWO_PI * resp_hz.astype(f32)[:, None] * t + resp_phase.astype(f32)[:, None])
+    amp = (p["ppg_amp"] * gain_ppg)[:, None]
+    ppg += p["ppg_offset"][:, None] - (p["ppg_resp_bw"][:, None] * amp) * resp  # breathing shifts blood volume
+    af_rows = np.nonzero(is_af & (p["af_f_mv"] > 0))[0]
+    if len(af_rows):
+        ta = t
+        fm = rng.uniform(0.1, 0.3, (len(af_rows), 1)).astype(f32)
+        beta = (rng.uniform(0.3, 1.0, (len(af_rows), 1)) / fm).astype(f32)  # ±0.3–1 Hz wander
+        ph = rng.uniform(0, 2 * np.pi, (3, len(af_rows), 1)).astype(f32)
+        f0 = p["af_f_hz"][af_rows].astype(f32)[:, None]
+        fwave = np.sin(TWO_PI * f0 * ta + beta * np.sin(TWO_PI * fm * ta + ph[0]) + ph[1])
+        fwave *= 1.0 + 0.4 * np.sin(TWO_PI * f32(0.25) * ta + ph[2])
+        ecg[af_rows] += p["af_f_mv"][af_rows, None] * fwave
+    if noise:
+        ecg += p["ecg_wander_mv"][:, None] * (0.5 * resp)
+        f_bw = rng.uniform(0.03, 0.3, (2, n, 1)).astype(f32)
+        ph = rng.uniform(0, 2 * np.pi, (2, n, 1)).astype(f32)
+        ecg += p["ecg_wander_mv"][:, None] * np.sin(TWO_PI * f_bw[0] * t + ph[0])
+        # slow perfusion change and drift of the PPG, as a fraction of the pulse amplitude
+        ppg += (p["ppg_wander"][:, None] * amp) * np.sin(TWO_PI * f_bw[1] * t + ph[1])
+        ecg += p["ecg_noise_mv"].astype(f32)[:, None] * rng.standard_normal((n, T), dtype=f32)
+        ppg += (p["ppg_noise"] * p["ppg_amp"]).astype(f32)[:, None] * rng.standard_normal((n, T), dtype=f32)
+        mains_rows = np.nonzero(p["mains_mv"] > 0)[0]
+        if len(mains_rows):
+            ph = rng.uniform(0, 2 * np.pi, (len(mains_rows), 1)).astype(f32)
+            ecg[mains_rows] += p["mains_mv"][mains_rows, None] * np.sin(
+                TWO_PI * p["mains_hz"][mains_rows].astype(f32)[:, None] * t + ph)
+        motion = _bursts(rng, p["ppg_motion_per_min"], p["ppg_amp"] * 1.5, duration_s, fs, n, T)
+        if motion is not None:
+            ppg += motion
+        motion = _bursts(rng, p["ecg_motion_per_min"], np.full(n, 0.6), duration_s, fs, n, T)
+        if motion is not None:
+            ecg += motion
+
+    # --- labels measured over the span the caller keeps ------------------------------------------
+    in_span = (times >= span_a) & (times < span_b)
+    count = in_span.sum(1)
+    first = np.where(in_span, times, np.inf).min(1)
+    last = np.where(in_span, times, -np.inf).max(1)
+    with np.errstate(invalid="ignore", divide="ignore"):
+        hr_bpm = np.where(count >= 2, 60.0 * (count - 1) / (last - first), np.nan)
+    normal = in_span & ~pvc
+    pat_span = np.where(normal, pat, np.nan)
+    pat_ms = np.full(n, np.nan)
+    has = normal.any(1)
+    pat_ms[has] = np.nanmedian(pat_span[has], axis=1)
+    out = {
+        "ecg": ecg.astype(f32, copy=False),
+        "ppg": ppg.astype(f32, copy=False),
+        "hr_bpm": hr_bpm.astype(f32),
+        "pat_ms": pat_ms.astype(f32),
+        "n_pvc": (in_span & pvc).sum(1).astype(np.int64),
+    }
+    if return_beats:
+        out["r_times"] = np.where(times < duration_s, times, np.nan)
+        out["pulse_times"] = np.where(times < duration_s, pulse_times, np.nan)
+        out["is_pvc"] = pvc & (times < duration_s)
+    return out
