@@ -82,6 +82,9 @@ def _head_classes(model, head: str) -> list[str] | None:
     if callable(getter):
         classes = getter(head)
         return list(classes) if classes is not None else None
+    spec = getattr(getattr(model, "heads", {}).get(head), "spec", None) if isinstance(getattr(model, "heads", None), dict) else None
+    if spec and spec.get("classes") is not None:
+        return list(spec["classes"])
     return None
 
 

@@ -1,0 +1,484 @@
+"""``m2ae eval``: every number the project shows, each beside a simple baseline measured in the same run.
+
+Data (the JSON names which one each number came from):
+- ``simulated_heldout``: fresh simulated subjects from seeds disjoint from training
+  (``m2ae.train.splits``), several windows each;
+- ``real``: real paired ECG+PPG records (default ``<repo>/../shared/data/real``; ``--data`` to
+  choose), cut with ``m2ae.preprocess``; reported as ``{"status": "absent"}`` when missing;
+- ``simulated_train``: a small set of training-seed subjects on which the baselines (ridge,
+  templates, logistic regression, the fingerprint decoder) are fitted in the same run. The model
+  never sees the evaluation sets, and nothing is tuned on them.
+
+Sections per data set: ``cross_modal`` (PPG→ECG, ECG→PPG from one modality alone: median Pearson r
+and NMSE per window, plain and after one best lag per record within ±1 s), ``masked`` (50 %
+complementary masking, NMSE on hidden patches), ``retrieval`` (same-subject top-1, PPG→paired-ECG
+top-1 among up to 1,000 candidates), ``heads`` (AUROC / MAE with both, ECG only, PPG only; labelled
+data only) and ``privacy`` (re-identification rate, fingerprint→window decoder NMSE).
+
+>>> from m2ae.eval import run_eval
+>>> res = run_eval(sim_subjects=20)                                      # doctest: +SKIP
+>>> res["simulated_heldout"]["cross_modal"]["ppg_to_ecg"]["model"]["median_r_lagged"]   # doctest: +SKIP
+"""
+from __future__ import annotations
+
+import math
+import sys
+import time
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from ..contract import FS_HZ, MODALITIES, PATCH_SAMPLES
+from ..errors import InputError
+from . import metrics as M
+from .baselines import MeanBeatTemplate, PatchRidge, beat_features, feature_matrix, window_peaks
+
+ROOT = Path(__file__).resolve().parents[2]
+DEFAULT_REAL_DIR = ROOT.parent / "shared" / "data" / "real"
+MAX_LAG_S = 1.0
+N_CANDIDATES = 1000
+RECORD_SUFFIXES = (".hea", ".csv", ".tsv", ".npz", ".npy", ".edf", ".vital")
+
+
+@dataclass
+class EvalSet:
+    """Normalised contract windows of one data source plus what each metric needs.
+
+    group : [N] subject id (simulated) or record id (real); lags are searched per group.
+    labels : {label: [N]} (simulated only).
+    """
+
+    name: str
+    description: str
+    ecg: np.ndarray
+    ppg: np.ndarray
+    group: np.ndarray
+    labels: dict[str, np.ndarray] = field(default_factory=dict)
+    r_peaks: list[np.ndarray] | None = None
+    pulse_peaks: list[np.ndarray] | None = None
+    info: dict[str, Any] = field(default_factory=dict)
+
+    def __len__(self) -> int:
+        return len(self.ecg)
+
+    def peaks(self) -> tuple[list[np.ndarray], list[np.ndarray]]:
+        if self.r_peaks is None:
+            self.r_peaks = window_peaks(self.ecg, "ecg")
+        if self.pulse_peaks is None:
+            self.pulse_peaks = window_peaks(self.ppg, "ppg")
+        return self.r_peaks, self.pulse_peaks
+
+    def subset(self, idx: np.ndarray) -> "EvalSet":
+        rp, pp = self.r_peaks, self.pulse_peaks
+        return EvalSet(self.name, self.description, self.ecg[idx], self.ppg[idx], self.group[idx],
+                       {k: v[idx] for k, v in self.labels.items()},
+                       None if rp is None else [rp[i] for i in idx], None if pp is None else [pp[i] for i in idx],
+                       dict(self.info))
+
+
+def _log(msg: str, quiet: bool) -> None:
+    if not quiet:
+        print(f"eval: {msg}", file=sys.stderr, flush=True)
+
+
+# --- data -------------------------------------------------------------------------------------
+
+def simulated_set(name: str, n_subjects: int, windows_per_subject: int, seed: int, id_prefix: str = "") -> EvalSet:
+    """Simulated paired windows: a pool of ``n_subjects`` drawn from ``seed``, about
+    ``windows_per_subject`` windows each (``m2ae.simulate.simulate_windows`` picks subjects at random)."""
+    from ..simulate import simulate_windows
+
+    n_windows = int(n_subjects) * int(windows_per_subject)
+    sim = simulate_windows(n_windows, seed=seed, n_subjects=int(n_subjects))
+    labels = {k: np.asarray(sim[k]) for k in ("rhythm", "hypertension", "age", "sex") if k in sim}
+    group = np.asarray([f"{id_prefix}{i}" for i in sim["subject_id"]])
+    n_present = len(np.unique(group))
+    return EvalSet(name, f"simulated: {n_present} subjects, {n_windows} windows of 10 s, seed {seed}",
+                   np.asarray(sim["ecg"], np.float32), np.asarray(sim["ppg"], np.float32), group, labels,
+                   info={"seed": seed, "subjects": n_present, "windows": n_windows})
+
+
+def _record_paths(paths: list[Path]) -> list[Path]:
+    found: list[Path] = []
+    for p in paths:
+        if p.is_file():
+            found.append(p)
+        elif p.is_dir():
+            for f in sorted(p.rglob("*")):
+                if f.is_file() and f.suffix.lower() in RECORD_SUFFIXES and not f.name.lower().startswith("readme"):
+                    found.append(f)
+    return found
+
+
+def real_set(paths: list[Path]) -> tuple[EvalSet | None, dict]:
+    """Windows + peaks of every paired record under ``paths`` (m2ae.preprocess); never raises for data.
+
+    Returns (set or None, info) where info lists the records used, skipped and why.
+    """
+    from .. import load_record, preprocess
+
+    existing = [p for p in paths if p.exists()]
+    if not existing:
+        return None, {"status": "absent", "paths": [str(p) for p in paths]}
+    ecg, ppg, group, rpk, ppk = [], [], [], [], []
+    used, skipped = [], []
+    for f in _record_paths(existing):
+        try:
+            rec = load_record(f)
+            if rec.ecg is None or rec.ppg is None:
+                skipped.append({"record": f.name, "why": "not paired (needs both ECG and PPG)"})
+                continue
+            win = preprocess(rec)
+        except InputError as e:
+            skipped.append({"record": f.name, "why": str(e)})
+            continue
+        if len(win) == 0:
+            skipped.append({"record": f.name, "why": "shorter than one 10-s window"})
+            continue
+        starts = np.round(np.asarray(win.starts_s) * win.fs).astype(int)
+        width = win.ecg.shape[1]
+        for i, s in enumerate(starts):
+            for peaks, out in ((win.r_peaks, rpk), (win.pulse_peaks, ppk)):
+                if peaks is None:
+                    out.append(None)
+                else:
+                    pk = np.asarray(peaks)
+                    out.append(pk[(pk >= s) & (pk < s + width)] - s)
+        ecg.append(win.ecg)
+        ppg.append(win.ppg)
+        group += [f.stem] * len(win)
+        n_low = int(np.sum(win.low_quality)) if win.low_quality is not None else None
+        used.append({"record": f.name, "windows": len(win), "low_quality_windows": n_low,
+                     "duration_s": round(rec.duration_s, 1)})
+    if not used:
+        return None, {"status": "no paired records", "paths": [str(p) for p in existing], "skipped": skipped}
+    rpk = None if any(p is None for p in rpk) else rpk
+    ppk = None if any(p is None for p in ppk) else ppk
+    s = EvalSet("real", "real paired records: " + ", ".join(u["record"] for u in used),
+                np.concatenate(ecg).astype(np.float32), np.concatenate(ppg).astype(np.float32), np.asarray(group),
+                r_peaks=rpk, pulse_peaks=ppk)
+    info = {"status": "ok", "paths": [str(p) for p in existing], "records": used, "skipped": skipped,
+            "windows": len(s), "note": "all windows scored, low-quality ones included"}
+    s.info = info
+    return s, info
+
+
+# --- baselines fitted on simulated training-seed data ------------------------------------------
+
+@dataclass
+class Baselines:
+    ridge: dict[str, PatchRidge]            # target modality -> ridge from the other modality
+    template: MeanBeatTemplate
+    head_models: dict[str, dict[str, Any]]  # head -> input set -> (scaler stats, sklearn model)
+    fp_decoder: dict[str, Any]              # modality -> Ridge from fingerprint to window
+    feature_train: dict[str, np.ndarray]    # input set -> train features (for standardising)
+
+
+def _input_sets(s: EvalSet) -> dict[str, tuple[np.ndarray | None, np.ndarray | None]]:
+    return {"both": (s.ecg, s.ppg), "ecg": (s.ecg, None), "ppg": (None, s.ppg)}
+
+
+def _features(s: EvalSet) -> dict[str, np.ndarray]:
+    rp, pp = s.peaks()
+    return {name: feature_matrix(e, p, rp if e is not None else None, pp if p is not None else None)
+            for name, (e, p) in _input_sets(s).items()}
+
+
+def _label_targets(head, values: np.ndarray) -> tuple[np.ndarray, list | None]:
+    """Labels → (class index per window, classes) for classifiers, or float values for regressors."""
+    spec = head.spec
+    if spec.get("kind") != "classification":
+        return np.asarray(values, np.float64), None
+    classes = list(spec["classes"])
+    values = np.asarray(values)
+    if values.dtype.kind in "biu":
+        # simulator labels are class indices (rhythm: index into RHYTHM_CODES; sex: 1 = male; bool)
+        idx = values.astype(np.int64)
+        return np.where((idx >= 0) & (idx < len(classes)), idx, -1), classes
+    as_str = [str(c).lower() for c in classes]
+    out = np.array([as_str.index(str(v).lower()) if str(v).lower() in as_str else -1 for v in values])
+    return out, classes
+
+
+def fit_baselines(train: EvalSet, model) -> Baselines:
+    from sklearn.linear_model import LinearRegression, LogisticRegression, Ridge
+
+    rp, pp = train.peaks()
+    ridge = {"ecg": PatchRidge().fit(train.ppg, train.ecg), "ppg": PatchRidge().fit(train.ecg, train.ppg)}
+    template = MeanBeatTemplate().fit(train.ecg, train.ppg, rp, pp)
+    feats = _features(train)
+    head_models: dict[str, dict[str, Any]] = {}
+    for name, head in model.heads.items():
+        label = train.labels.get(name)
+        if label is None:
+            continue
+        y, classes = _label_targets(head, label)
+        head_models[name] = {}
+        for inp, X in feats.items():
+            Xs, = M.standardize(X)
+            if classes is None:
+                ok = np.isfinite(y)
+                head_models[name]["_y_mean"] = float(np.mean(y[ok]))
+                head_models[name][inp] = LinearRegression().fit(Xs[ok], y[ok])
+            else:
+                ok = y >= 0
+                if len(np.unique(y[ok])) < 2:
+                    continue
+                head_models[name][inp] = LogisticRegression(max_iter=2000, C=1.0).fit(Xs[ok], y[ok])
+    fp = model.fingerprint(ecg=train.ecg, ppg=train.ppg)
+    fp_decoder = {m: Ridge(alpha=1.0).fit(fp, getattr(train, m)) for m in MODALITIES}
+    return Baselines(ridge, template, head_models, fp_decoder, feats)
+
+
+# --- sections ---------------------------------------------------------------------------------
+
+def cross_modal_section(model, s: EvalSet, base: Baselines) -> dict:
+    """PPG→ECG and ECG→PPG from one modality alone: model vs ridge vs mean-beat template."""
+    max_lag = int(MAX_LAG_S * FS_HZ)
+    rp, pp = s.peaks()
+    T = s.ecg.shape[1]
+    out = {}
+    for target, source, mode in (("ecg", "ppg", "ecg_from_ppg"), ("ppg", "ecg", "ppg_from_ecg")):
+        truth, src = getattr(s, target), getattr(s, source)
+        rec = model.reconstruct(**{source: src}, mode=mode)[target]["prediction"]
+        tpl = base.template.ecg_from_ppg(pp, T) if target == "ecg" else base.template.ppg_from_ecg(rp, T)
+        preds = {"model": rec, "ridge": base.ridge[target].predict(src), "mean_beat_template": tpl}
+        out[f"{source}_to_{target}"] = {
+            k: M.summarize_reconstruction(M.reconstruction_scores(v, truth, s.group, max_lag), FS_HZ)
+            for k, v in preds.items()}
+    out["settings"] = {"max_lag_s": MAX_LAG_S, "lag_per": "subject" if s.labels else "record",
+                       "windows": len(s)}
+    return out
+
+
+def masked_section(model, s: EvalSet, seed: int) -> dict:
+    """50 % complementary masking: NMSE on the hidden patches, model vs linear interpolation."""
+    rec = model.reconstruct(ecg=s.ecg, ppg=s.ppg, mask_ratio=0.5, mode="complementary", seed=seed)
+    out = {}
+    for m in MODALITIES:
+        truth, mask = getattr(s, m), rec[m]["mask"]
+        out[m] = {"model": M._median(M.nmse(rec[m]["prediction"], truth, mask)),
+                  "linear_interpolation": M._median(M.nmse(M.interpolate_masked(truth, mask), truth, mask))}
+    out["settings"] = {"mask_ratio": 0.5, "mode": "complementary", "seed": seed,
+                       "metric": "median NMSE over windows, on hidden patches only", "windows": len(s)}
+    return out
+
+
+def retrieval_section(s: EvalSet, fps: dict[str, np.ndarray], feats: dict[str, np.ndarray],
+                      feature_train: dict[str, np.ndarray], n_candidates: int, seed: int) -> dict:
+    """Same-subject top-1 and PPG→paired-ECG top-1: fingerprints vs hand-made feature vectors."""
+    n_groups = len(np.unique(s.group))
+    both_f, = M.standardize(feature_train["both"], feats["both"])[1:]
+    same = {"model": M.same_subject_top1(fps["both"], s.group),
+            "features": M.same_subject_top1(both_f, s.group, metric="euclidean"),
+            "chance": 1.0 / n_groups if n_groups else float("nan"),
+            "subjects": n_groups, "windows": len(s), "embedding": "fingerprint from ECG+PPG"}
+    rng = np.random.default_rng(seed)
+    k = min(n_candidates, len(s))
+    idx = np.sort(rng.choice(len(s), size=k, replace=False))
+    # cross-modal features: the HRV part is comparable between R peaks and pulse peaks
+    rp, pp = s.peaks()
+    hrv_e, hrv_p = beat_features([rp[i] for i in idx]), beat_features([pp[i] for i in idx])
+    hrv_train = np.concatenate([feature_train["ecg"][:, :hrv_e.shape[1]], feature_train["ppg"][:, :hrv_p.shape[1]]])
+    _, hrv_e, hrv_p = M.standardize(hrv_train, hrv_e, hrv_p)
+    paired = {"model": M.paired_top1(fps["ppg"][idx], fps["ecg"][idx]),
+              "features": M.paired_top1(hrv_p, hrv_e, metric="euclidean"),
+              "chance": 1.0 / k, "candidates": k,
+              "embedding": "query: fingerprint from PPG only; candidates: fingerprints from ECG only"}
+    return {"same_subject_top1": same, "ppg_to_paired_ecg_top1": paired}
+
+
+def heads_section(model, s: EvalSet, fps: dict[str, np.ndarray], feats: dict[str, np.ndarray], base: Baselines) -> dict:
+    """Each head's AUROC (macro one-vs-rest for >2 classes) or MAE with both / ECG only / PPG only."""
+    import torch
+
+    out = {}
+    for name, head in model.heads.items():
+        if name not in s.labels:
+            out[name] = {"status": f"no '{name}' labels in this data"}
+            continue
+        y, classes = _label_targets(head, s.labels[name])
+        entry: dict[str, Any] = {"metric": "auroc" if classes else "mae"}
+        for inp, fp in fps.items():
+            with torch.inference_mode():
+                raw = head(torch.from_numpy(fp).to(model.device)).float().cpu().numpy()
+            row: dict[str, float] = {}
+            if classes:
+                ok = y >= 0
+                probs = np.exp(raw - raw.max(1, keepdims=True))
+                probs /= probs.sum(1, keepdims=True)
+                row["model"] = M.auroc(y[ok], probs[ok], classes=range(len(classes)))
+            else:
+                row["model"] = M.mae(y, raw[:, 0])
+            lm = base.head_models.get(name, {}).get(inp)
+            if lm is not None:
+                _, X = M.standardize(base.feature_train[inp], feats[inp])
+                if classes:
+                    p = lm.predict_proba(X[ok])
+                    full = np.zeros((ok.sum(), len(classes)))
+                    full[:, lm.classes_] = p
+                    row["baseline_logistic_hrv_pat"] = M.auroc(y[ok], full, classes=range(len(classes)))
+                else:
+                    row["baseline_linear_hrv_pat"] = M.mae(y, lm.predict(X))
+                    row["train_mean"] = M.mae(y, np.full(len(y), base.head_models[name]["_y_mean"]))
+            entry[inp] = row
+        if classes:
+            entry["classes"] = list(classes)
+        out[name] = entry
+    return out
+
+
+def privacy_section(model, s: EvalSet, fps: dict[str, np.ndarray], base: Baselines) -> dict:
+    """Re-identification rate from fingerprints and how well fingerprints alone rebuild the window."""
+    n_groups = len(np.unique(s.group))
+    decoder = {m: M._median(M.nmse(base.fp_decoder[m].predict(fps["both"]), getattr(s, m))) for m in MODALITIES}
+    return {
+        "reidentification_top1": {"model": M.same_subject_top1(fps["both"], s.group),
+                                  "chance": 1.0 / n_groups if n_groups else float("nan"), "subjects": n_groups,
+                                  "how": "nearest other window's subject, fingerprints from ECG+PPG"},
+        "fingerprint_decoder_nmse": {**decoder, "how": "ridge from fingerprint to the raw window, fitted on "
+                                     "simulated training subjects; median NMSE (1.0 = no better than the window mean)"},
+    }
+
+
+def evaluate_set(model, s: EvalSet, base: Baselines, n_candidates: int, seed: int, quiet: bool,
+                 recon_idx: np.ndarray | None = None) -> dict:
+    _log(f"{s.name}: fingerprints of {len(s)} windows (ECG+PPG, ECG only, PPG only)", quiet)
+    fps = {"both": model.fingerprint(ecg=s.ecg, ppg=s.ppg), "ecg": model.fingerprint(ecg=s.ecg),
+           "ppg": model.fingerprint(ppg=s.ppg)}
+    _log(f"{s.name}: peaks and baseline features", quiet)
+    feats = _features(s)
+    r = s if recon_idx is None else s.subset(recon_idx)
+    _log(f"{s.name}: cross-modal and masked reconstruction on {len(r)} windows", quiet)
+    out: dict[str, Any] = {"data": s.description, "windows": len(s)}
+    out["cross_modal"] = cross_modal_section(model, r, base)
+    out["masked"] = masked_section(model, r, seed)
+    _log(f"{s.name}: retrieval, heads, privacy", quiet)
+    out["retrieval"] = retrieval_section(s, fps, feats, base.feature_train, n_candidates, seed)
+    if s.labels:
+        out["heads"] = heads_section(model, s, fps, feats, base)
+    else:
+        out["heads"] = {"status": "no labels in this data"}
+    out["privacy"] = privacy_section(model, s, fps, base)
+    return out
+
+
+# --- entry points -----------------------------------------------------------------------------
+
+def run_eval(model=None, data=None, sim_subjects: int = 60, seed: int | None = None,
+             train_subjects: int = 80, train_windows_per_subject: int = 3, n_candidates: int = N_CANDIDATES,
+             recon_windows_per_subject: int = 5, quiet: bool = True) -> dict:
+    """Evaluate ``model`` (an M2AEModel, a checkpoint path, or None for the shipped one).
+
+    data : paths of real paired records/folders; None = ``<repo>/../shared/data/real``; [] = none.
+    sim_subjects : held-out simulated subjects; each gets enough windows that PPG→ECG retrieval has
+        up to ``n_candidates`` candidates.
+    seed : first held-out simulator seed (default: ``m2ae.train.splits`` evaluation seed).
+    Returns a JSON-able dict (see module docstring); NaN where a metric is undefined.
+    """
+    from ..model import load_model
+    from ..train import splits
+
+    t0 = time.time()
+    if model is None or isinstance(model, (str, Path)):
+        model = load_model(model, device="cpu" if model is None else None)
+    if int(sim_subjects) < 2:
+        raise InputError(f"--sim-subjects: need at least 2 held-out subjects, got {sim_subjects}")
+    eval_seed = splits.EVAL_SEED if seed is None else int(seed)
+    train_seed = splits.HEADS_TRAIN_SEED
+    windows_per_subject = max(2, math.ceil(n_candidates / sim_subjects))
+
+    _log(f"simulating {train_subjects} training-seed subjects for the baselines", quiet)
+    train = simulated_set("simulated_train", train_subjects, train_windows_per_subject, train_seed, "htr-")
+    _log(f"simulating {sim_subjects} held-out subjects x {windows_per_subject} windows", quiet)
+    held = simulated_set("simulated_heldout", int(sim_subjects), windows_per_subject, eval_seed, "eval-")
+    _log("fitting baselines on the training-seed subjects", quiet)
+    base = fit_baselines(train, model)
+
+    result: dict[str, Any] = {
+        "model": {"path": model.path, "version": model.version, "name": model.card.get("name")},
+        "data": {"simulated_train": {"role": "fits the baselines only", **train.info},
+                 "simulated_heldout": held.info},
+    }
+    recon_idx = _first_per_group(held.group, recon_windows_per_subject)
+    result["simulated_heldout"] = evaluate_set(model, held, base, n_candidates, eval_seed, quiet, recon_idx)
+
+    paths = [DEFAULT_REAL_DIR] if data is None else [Path(p) for p in data]
+    real, info = real_set(paths) if paths else (None, {"status": "absent", "paths": []})
+    result["data"]["real"] = info
+    result["real"] = evaluate_set(model, real, base, n_candidates, eval_seed, quiet) if real is not None \
+        else {"status": info["status"]}
+    result["settings"] = {"max_lag_s": MAX_LAG_S, "n_candidates": n_candidates, "fs_hz": FS_HZ,
+                          "patch_samples": PATCH_SAMPLES, "eval_seed": eval_seed, "train_seed": train_seed,
+                          "nmse": "MSE / variance of the target window (0 perfect, 1 = window mean)"}
+    result["wall_time_s"] = round(time.time() - t0, 1)
+    return result
+
+
+def _first_per_group(group: np.ndarray, k: int) -> np.ndarray:
+    keep, seen = [], {}
+    for i, g in enumerate(group):
+        if seen.get(g, 0) < k:
+            keep.append(i)
+            seen[g] = seen.get(g, 0) + 1
+    return np.asarray(keep)
+
+
+def eval_from_cli(args) -> int:
+    from ..cli import emit
+
+    res = run_eval(model=args.model, data=args.data, sim_subjects=args.sim_subjects, quiet=args.json)
+    if args.write_card:
+        from ..model.card import update_card
+        from ..model.checkpoint import DEFAULT_CHECKPOINT
+
+        update_card(args.model or DEFAULT_CHECKPOINT, res)
+    emit(res, args.json, format_table)
+    return 0
+
+
+def format_table(res: dict) -> str:
+    """Readable text table of ``run_eval``'s result."""
+    lines = [f"m2ae eval — model {res['model'].get('name')} ({res['model'].get('version')}), {res['wall_time_s']} s"]
+
+    def f(v):
+        return "  n/a " if v is None or (isinstance(v, float) and not math.isfinite(v)) else f"{v:6.3f}"
+
+    for name in ("simulated_heldout", "real"):
+        sec = res.get(name, {})
+        lines += ["", f"== {name}: {sec.get('data', sec.get('status', ''))}"]
+        if "cross_modal" not in sec:
+            continue
+        lines.append(f"{'cross-modal (median)':34s} {'r':>6s} {'NMSE':>6s} {'r@lag':>6s} {'NMSE@lag':>8s}")
+        for task in ("ppg_to_ecg", "ecg_to_ppg"):
+            for who, m in sec["cross_modal"][task].items():
+                lines.append(f"  {task + ' ' + who:32s} {f(m['median_r'])} {f(m['median_nmse'])} "
+                             f"{f(m['median_r_lagged'])} {f(m['median_nmse_lagged'])}")
+        lines.append("masked 50% complementary (NMSE on hidden patches)")
+        for m in MODALITIES:
+            e = sec["masked"][m]
+            lines.append(f"  {m:32s} model {f(e['model'])}   linear interpolation {f(e['linear_interpolation'])}")
+        lines.append("retrieval top-1")
+        for key, e in sec["retrieval"].items():
+            lines.append(f"  {key:32s} model {f(e['model'])}   features {f(e['features'])}   chance {f(e['chance'])}")
+        if isinstance(sec.get("heads"), dict) and "status" not in sec["heads"]:
+            lines.append("heads (AUROC or MAE): both / ECG only / PPG only — model vs baseline")
+            for h, e in sec["heads"].items():
+                if "metric" not in e:
+                    continue
+                cells = []
+                for inp in ("both", "ecg", "ppg"):
+                    row = e.get(inp, {})
+                    b = row.get("baseline_logistic_hrv_pat", row.get("baseline_linear_hrv_pat"))
+                    cells.append(f"{inp} {f(row.get('model'))} vs {f(b)}")
+                lines.append(f"  {h + ' ' + e['metric']:32s} " + " | ".join(cells))
+        p = sec["privacy"]
+        lines.append(f"privacy: re-identification {f(p['reidentification_top1']['model'])} "
+                     f"(chance {f(p['reidentification_top1']['chance'])}); fingerprint→window NMSE "
+                     f"ECG {f(p['fingerprint_decoder_nmse']['ecg'])} PPG {f(p['fingerprint_decoder_nmse']['ppg'])}")
+    return "\n".join(lines)
+
+
+__all__ = ["run_eval", "eval_from_cli", "format_table", "EvalSet", "fit_baselines", "real_set", "simulated_set"]

@@ -1,0 +1,122 @@
+"""m2ae.eval metric functions and baselines on tiny inputs whose answer is known."""
+from __future__ import annotations
+
+import numpy as np
+import pytest
+
+from m2ae.eval import metrics as M
+from m2ae.eval.baselines import MeanBeatTemplate, PatchRidge, arrival_delays_s, beat_features
+
+T = 1250
+FS = 125.0
+
+
+def _pulse_train(n, period, width=3.0, phase=0, rng=None):
+    t = np.arange(T)
+    beats = np.arange(phase, T, period)
+    x = np.zeros((n, T))
+    for b in beats:
+        x += np.exp(-0.5 * ((t - b) / width) ** 2)
+    if rng is not None:
+        x += 0.01 * rng.normal(size=x.shape)
+    return x, beats
+
+
+def test_nmse_and_r_perfect_and_mean():
+    rng = np.random.default_rng(0)
+    x = rng.normal(size=(4, T))
+    np.testing.assert_allclose(M.nmse(x, x), 0.0)
+    np.testing.assert_allclose(M.pearson_r(x, x), 1.0)
+    np.testing.assert_allclose(M.pearson_r(-x, x), -1.0)
+    # predicting each window's own mean scores exactly 1.0
+    np.testing.assert_allclose(M.nmse(np.repeat(x.mean(1, keepdims=True), T, 1), x), 1.0)
+    mask = np.zeros((4, T), bool)
+    mask[:, :100] = True
+    y = x.copy()
+    y[:, 100:] += 5.0  # errors outside the mask are not scored
+    np.testing.assert_allclose(M.nmse(y, x, mask), 0.0)
+    assert np.isnan(M.pearson_r(np.ones((1, T)), x[:1])[0])
+
+
+@pytest.mark.parametrize("planted", [-60, 0, 17, 80])
+def test_lag_search_recovers_planted_lag(planted):
+    rng = np.random.default_rng(1)
+    target = rng.normal(size=(3, T + 200))
+    target = np.apply_along_axis(lambda r: np.convolve(r, np.ones(5) / 5, "same"), 1, target)
+    # prediction runs `planted` samples late: pred[t] = target[t - planted]
+    pred = np.roll(target, planted, axis=1)[:, 100:100 + T]
+    target = target[:, 100:100 + T]
+    assert M.best_lag(pred, target, max_lag=125) == planted
+    s = M.reconstruction_scores(pred, target, groups=["a", "a", "a"], max_lag=125)
+    np.testing.assert_allclose(s["r_lag"], 1.0, atol=1e-9)
+    np.testing.assert_allclose(s["nmse_lag"], 0.0, atol=1e-9)
+    assert (s["lag"] == planted).all()
+    if planted:
+        assert (s["r"] < 0.9).all()
+    summary = M.summarize_reconstruction(s, FS)
+    assert summary["median_lag_ms"] == pytest.approx(planted * 8.0)
+
+
+def test_lag_is_per_group():
+    rng = np.random.default_rng(2)
+    base = np.apply_along_axis(lambda r: np.convolve(r, np.ones(7) / 7, "same"), 1, rng.normal(size=(4, T)))
+    pred = np.concatenate([np.roll(base[:2], 10, axis=1), np.roll(base[2:], -30, axis=1)])
+    s = M.reconstruction_scores(pred, base, groups=["x", "x", "y", "y"], max_lag=125)
+    assert list(s["lag"]) == [10, 10, -30, -30]
+
+
+def test_retrieval_top1():
+    rng = np.random.default_rng(3)
+    emb = rng.normal(size=(50, 16))
+    assert M.paired_top1(emb, emb) == 1.0
+    assert M.paired_top1(emb, emb[::-1]) == 0.0
+    # two tight clusters per subject -> every window's neighbour is its own subject
+    centers = rng.normal(size=(10, 16)) * 10
+    ids = np.repeat(np.arange(10), 3)
+    windows = centers[ids] + 0.01 * rng.normal(size=(30, 16))
+    assert M.same_subject_top1(windows, ids) == 1.0
+    assert M.same_subject_top1(windows, ids, metric="euclidean") == 1.0
+    shuffled = rng.permutation(ids)
+    assert M.same_subject_top1(windows, shuffled) < 0.5
+    # a subject with a single window is not scored
+    assert np.isnan(M.same_subject_top1(windows[:3], [0, 1, 2]))
+
+
+def test_auroc_and_mae():
+    y = np.array([0, 0, 1, 1])
+    assert M.auroc(y, np.array([0.1, 0.2, 0.8, 0.9])) == 1.0
+    assert M.auroc(y, np.array([0.9, 0.8, 0.2, 0.1])) == 0.0
+    assert M.auroc(y, np.array([[0.9, 0.1], [0.8, 0.2], [0.2, 0.8], [0.1, 0.9]])) == 1.0
+    assert np.isnan(M.auroc(np.zeros(4), np.arange(4.0)))
+    y3 = np.array([0, 1, 2, 0, 1, 2])
+    perfect = np.eye(3)[y3]
+    assert M.auroc(y3, perfect, classes=range(3)) == 1.0
+    assert M.auroc(y3, perfect[:, [1, 2, 0]], classes=range(3)) == 0.25
+    assert M.mae([1.0, 2.0, np.nan], [2.0, 2.0, 7.0]) == 0.5
+
+
+def test_interpolation_baseline():
+    x = np.tile(np.linspace(0, 1, T), (2, 1))
+    mask = M.patch_mask_to_samples(np.arange(50) % 2 == 1, 25)[None].repeat(2, 0)
+    out = M.interpolate_masked(x, mask)
+    np.testing.assert_allclose(out[:, :-25], x[:, :-25], atol=1e-12)  # a ramp is rebuilt exactly
+    np.testing.assert_allclose(M.nmse(out, x, mask)[0] < 1e-3, True)
+
+
+def test_nearest_beat_template_and_ridge_recover_known_relation():
+    rng = np.random.default_rng(4)
+    # "PPG" = the ECG pulse train delayed by 40 samples and smoothed
+    ecg, beats = _pulse_train(20, 100, width=2.0, rng=rng)
+    ppg = np.roll(_pulse_train(20, 100, width=8.0)[0], 40, axis=1)
+    r = [beats[beats < T] for _ in range(20)]
+    p = [(beats + 40)[(beats + 40) < T] for _ in range(20)]
+    assert np.allclose(np.concatenate([arrival_delays_s(a, b) for a, b in zip(r, p)]), 40 / FS)
+    tpl = MeanBeatTemplate().fit(ecg, ppg, r, p)
+    assert tpl.delay_samples == 40
+    ecg_hat = tpl.ecg_from_ppg(p, T)
+    assert np.median(M.pearson_r(ecg_hat, ecg)) > 0.95
+    ridge = PatchRidge(alpha=1e-3).fit(ppg[:15], ecg[:15])
+    assert np.median(M.pearson_r(ridge.predict(ppg[15:]), ecg[15:])) > 0.9
+    hrv = beat_features(r)
+    np.testing.assert_allclose(hrv[:, 0], 60 / (100 / FS))  # 75 bpm
+    np.testing.assert_allclose(hrv[:, 2], 0.0, atol=1e-12)  # perfectly regular: SDNN 0
