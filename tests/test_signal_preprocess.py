@@ -1,0 +1,278 @@
+"""m2ae.preprocess: the signal contract end to end, quality, peaks, heart rate, pulse arrival, bad input."""
+from __future__ import annotations
+
+import warnings
+
+import numpy as np
+import pytest
+
+from m2ae import InputError, Record, Windows
+from m2ae.contract import FS_HZ, QUALITY_THRESHOLD, WINDOW_SAMPLES
+from m2ae.signal import filters as F
+from m2ae.signal import preprocess, summarize
+
+
+def simulated_pair(fs_hz: float, duration_s: float = 60.0, hr_bpm: float = 75.0, delay_s: float = 0.25,
+                   seed: int = 0, source: str = "simulated") -> Record:
+    """Beat-locked ECG (Gaussian P-QRS-T waves, mV) and PPG (fast rise, slow fall) with a known delay.
+
+    The PPG systolic peak comes ``delay_s`` + 0.12 s (upstroke) after each R-peak.
+    """
+    rng = np.random.default_rng(seed)
+    t = np.arange(int(round(duration_s * fs_hz))) / fs_hz
+    rr = 60.0 / hr_bpm * (1 + 0.02 * rng.standard_normal(int(duration_s * hr_bpm / 60) + 4))
+    beats = 0.3 + np.cumsum(rr) - rr[0]
+    ecg = np.zeros_like(t)
+    ppg = np.zeros_like(t)
+    waves = ((-0.2, 0.025, 0.15), (-0.03, 0.008, -0.1), (0.0, 0.01, 1.0), (0.03, 0.008, -0.25), (0.25, 0.04, 0.3))
+    for b in beats[beats < duration_s + 1]:
+        for offset, width, amp in waves:
+            ecg += amp * np.exp(-0.5 * ((t - b - offset) / width) ** 2)
+        tau = t - (b + delay_s)
+        rise = (tau >= 0) & (tau < 0.12)
+        fall = (tau >= 0.12) & (tau < 1.5)
+        ppg[rise] += np.sin(0.5 * np.pi * tau[rise] / 0.12)
+        ppg[fall] += np.exp(-(tau[fall] - 0.12) / 0.3)
+    ecg += 0.01 * rng.standard_normal(len(t))
+    ppg = 1000.0 + 50.0 * ppg + 0.5 * rng.standard_normal(len(t))
+    return Record(ecg=ecg, ppg=ppg, fs=fs_hz, meta={"source": source, "units": {"ecg": "mV", "ppg": "au"}})
+
+
+@pytest.fixture(scope="module")
+def bidmc_record(bidmc_csv) -> Record:
+    import pandas as pd
+
+    df = pd.read_csv(bidmc_csv, skipinitialspace=True)
+    return Record(ecg=df["II"].to_numpy(float), ppg=df["PLETH"].to_numpy(float), fs=125.0,
+                  meta={"source": bidmc_csv.name, "lead": "II"})
+
+
+@pytest.fixture(scope="module")
+def a103l_record(a103l_hea) -> Record:
+    import wfdb
+
+    r = wfdb.rdrecord(str(a103l_hea.with_suffix("")))
+    return Record(ecg=r.p_signal[:, r.sig_name.index("II")], ppg=r.p_signal[:, r.sig_name.index("PLETH")],
+                  fs=float(r.fs), meta={"source": a103l_hea.name, "lead": "II"})
+
+
+# --- the contract ----------------------------------------------------------------------------------
+
+def test_preprocess_fills_every_windows_field():
+    rec = simulated_pair(250.0, 60.0)
+    win = preprocess(rec)
+    assert isinstance(win, Windows) and len(win) == 6 and win.fs == FS_HZ
+    for mod in ("ecg", "ppg"):
+        x = getattr(win, mod)
+        assert x.shape == (6, WINDOW_SAMPLES) and x.dtype == np.float32 and np.isfinite(x).all()
+        for field in (f"{mod}_center", f"{mod}_scale", f"{mod}_quality", f"hr_{mod}_bpm"):
+            assert getattr(win, field).shape == (6,), field
+        assert getattr(win, f"{mod}_clean").shape == (60 * 125,)
+    assert win.low_quality.dtype == bool and win.pat_ms.shape == (6,)
+    assert win.r_peaks.dtype == np.int64 and win.pulse_peaks.dtype == np.int64
+    np.testing.assert_allclose(win.starts_s, np.arange(6) * 10.0)
+    assert win.meta["source"] == "simulated" and any("resampled 250" in n for n in win.meta["notes"])
+
+
+@pytest.mark.parametrize("fs_hz", [100.0, 250.0, 360.0, 500.0])
+def test_heart_rate_and_delay_do_not_depend_on_the_input_rate(fs_hz):
+    win = preprocess(simulated_pair(fs_hz, 40.0, hr_bpm=75.0, delay_s=0.25))
+    assert len(win) == 4
+    assert np.nanmedian(win.hr_ecg_bpm) == pytest.approx(75.0, abs=2.0)
+    assert np.nanmedian(win.hr_ppg_bpm) == pytest.approx(75.0, abs=2.0)
+    assert np.all(win.ecg_quality > QUALITY_THRESHOLD) and np.all(win.ppg_quality > QUALITY_THRESHOLD)
+
+
+def test_pulse_arrival_delay_follows_the_shift_between_modalities():
+    for delay_s in (0.15, 0.35):
+        pat_ms = preprocess(simulated_pair(125.0, 40.0, delay_s=delay_s)).pat_ms
+        assert np.nanmedian(pat_ms) == pytest.approx(1000 * (delay_s + 0.12), abs=16.0)  # R → systolic peak
+
+
+def test_normalised_windows_map_back_to_the_filtered_signal():
+    win = preprocess(simulated_pair(125.0, 30.0))
+    for mod in ("ecg", "ppg"):
+        back = win.to_original_units(mod, getattr(win, mod))
+        clean = getattr(win, f"{mod}_clean")[: 3 * WINDOW_SAMPLES].reshape(3, -1)
+        np.testing.assert_allclose(back, clean, rtol=1e-5, atol=1e-5 * np.abs(clean).max())
+
+
+def test_stride_overlaps_windows():
+    win = preprocess(simulated_pair(125.0, 60.0), stride_s=5.0)
+    assert len(win) == 11
+    np.testing.assert_allclose(np.diff(win.starts_s), 5.0)
+    assert win.meta["stride_s"] == 5.0
+
+
+def test_inverted_ppg_is_flipped_and_reported():
+    rec = simulated_pair(125.0, 40.0)
+    upright = preprocess(rec)
+    rec.ppg = -rec.ppg
+    flipped = preprocess(rec)
+    assert flipped.meta["ppg_flipped"] is True and upright.meta["ppg_flipped"] is False
+    np.testing.assert_allclose(flipped.ppg, upright.ppg, atol=1e-4)
+    assert any("PPG inverted" in n for n in flipped.meta["notes"])
+
+
+def test_single_modality_records():
+    rec = simulated_pair(125.0, 30.0)
+    ecg_only = preprocess(Record(ecg=rec.ecg, ppg=None, fs=125.0, meta={"source": "e"}))
+    assert ecg_only.ppg is None and ecg_only.pulse_peaks is None
+    assert np.isnan(ecg_only.ppg_quality).all() and np.isnan(ecg_only.pat_ms).all()
+    assert not ecg_only.low_quality.any()
+    ppg_only = preprocess(Record(ecg=None, ppg=rec.ppg, fs=125.0, meta={"source": "p"}))
+    assert ppg_only.ecg is None and np.isfinite(ppg_only.hr_ppg_bpm).all()
+
+
+# --- quality ---------------------------------------------------------------------------------------
+
+def test_quality_is_lower_on_a_noise_window_than_on_clean_ones():
+    rng = np.random.default_rng(3)
+    rec = simulated_pair(125.0, 60.0)
+    ecg, ppg = rec.ecg.copy(), rec.ppg.copy()
+    ecg[3 * 1250:4 * 1250] = np.median(ecg) + np.std(ecg) * rng.standard_normal(1250)   # window 3: ECG noise
+    ppg[1 * 1250:2 * 1250] = np.median(ppg) + np.std(ppg) * rng.standard_normal(1250)   # window 1: PPG noise
+    win = preprocess(Record(ecg=ecg, ppg=ppg, fs=125.0, meta={"source": "noisy"}))
+    clean_e = np.delete(win.ecg_quality, 3)
+    clean_p = np.delete(win.ppg_quality, 1)
+    assert win.ecg_quality[3] < QUALITY_THRESHOLD < clean_e.min()
+    assert win.ppg_quality[1] < QUALITY_THRESHOLD < clean_p.min()
+    assert win.low_quality.tolist() == [False, True, False, True, False, False]
+    assert len(win) == 6  # flagged, not dropped
+
+
+def test_template_quality_matches_neurokit_templatematch(bidmc_record):
+    """Our vectorised beat-template correlation is neurokit2's templatematch index, beat for beat."""
+    import neurokit2 as nk
+
+    from m2ae.signal import peaks, quality
+
+    x = F.ppg_bandpass(bidmc_record.ppg[: 125 * 60], 125.0)
+    p = peaks.detect_pulse_peaks(x, 125.0)
+    ours = quality.beat_template_correlation(x, p, 125.0)[:-1]
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        theirs = nk.ppg_quality(x, peaks=p, sampling_rate=125, method="templatematch")[p[:-1]]
+    ok = np.isfinite(ours) & np.isfinite(theirs)
+    assert ok.sum() > 50
+    assert np.mean(np.abs(ours[ok] - theirs[ok])) < 0.02
+
+
+def test_pure_noise_is_flagged_low_quality():
+    rng = np.random.default_rng(4)
+    win = preprocess(Record(ecg=rng.standard_normal(125 * 40), ppg=rng.standard_normal(125 * 40), fs=125.0,
+                            meta={"source": "noise"}))
+    assert win.low_quality.all()
+    assert np.all(win.ecg_quality < QUALITY_THRESHOLD) and np.all(win.ppg_quality < QUALITY_THRESHOLD)
+
+
+def test_clipped_window_scores_lower():
+    rec = simulated_pair(125.0, 40.0)
+    ecg = rec.ecg.copy()
+    seg = slice(2 * 1250, 3 * 1250)
+    rail = ecg.max()
+    window2 = ecg[seg]                         # a view: writes go into ecg
+    window2[window2 > np.percentile(ecg, 60)] = rail   # amplifier saturated at its rail in window 2
+    win = preprocess(Record(ecg=ecg, ppg=rec.ppg, fs=125.0, meta={"source": "clipped"}))
+    assert win.ecg_quality[2] < QUALITY_THRESHOLD
+    assert np.delete(win.ecg_quality, 2).min() > QUALITY_THRESHOLD
+
+
+# --- gaps ------------------------------------------------------------------------------------------
+
+def test_short_gap_is_interpolated_and_reported():
+    rec = simulated_pair(250.0, 40.0)
+    rec.ppg[2500:2600] = np.nan                    # 0.4 s
+    win = preprocess(rec)
+    assert len(win) == 4 and np.isfinite(win.ppg).all()
+    assert any("interpolated 1 gap" in n for n in win.meta["notes"])
+
+
+def test_long_gap_splits_and_no_window_crosses_it():
+    rec = simulated_pair(125.0, 60.0)
+    rec.ecg[125 * 25:125 * 28] = np.nan            # 3-s gap from 25 s to 28 s
+    win = preprocess(rec)
+    ends = win.starts_s + 10.0
+    assert not np.any((win.starts_s < 28.0) & (ends > 25.0))
+    assert len(win) == 5                           # 0,10 | 28,38,48
+    np.testing.assert_allclose(win.starts_s, [0.0, 10.0, 28.0, 38.0, 48.0])
+    assert np.isnan(win.ecg_clean[125 * 25 + 5:125 * 28 - 5]).all()
+    assert any("split" in n for n in win.meta["notes"])
+    assert np.isfinite(win.pat_ms).all()
+
+
+# --- real records ----------------------------------------------------------------------------------
+
+def test_bidmc01_heart_rates_agree(bidmc_record):
+    win = preprocess(bidmc_record)
+    assert len(win) == 48
+    hr_e, hr_p = np.nanmedian(win.hr_ecg_bpm), np.nanmedian(win.hr_ppg_bpm)
+    assert hr_e == pytest.approx(91.5, abs=1.0) and abs(hr_e - hr_p) < 1.0
+    # per window too, where both channels are good
+    good = ~win.low_quality
+    assert good.mean() > 0.9
+    assert np.nanmedian(np.abs(win.hr_ecg_bpm[good] - win.hr_ppg_bpm[good])) < 1.0
+    assert np.nanmedian(win.pat_ms) == pytest.approx(640.0, abs=40.0)  # device delay seen in BIDMC 01
+
+
+def test_a103l_heart_rates_agree(a103l_record):
+    win = preprocess(a103l_record)
+    assert len(win) == 33 and a103l_record.fs == 250.0
+    hr_e, hr_p = np.nanmedian(win.hr_ecg_bpm), np.nanmedian(win.hr_ppg_bpm)
+    assert hr_e == pytest.approx(127.0, abs=3.0) and abs(hr_e - hr_p) < 3.0
+
+
+def test_summarize_reports_the_contract(bidmc_record):
+    win = preprocess(bidmc_record)
+    s = summarize(bidmc_record, win)
+    assert s["fs_hz"] == 125.0 and s["duration_s"] == pytest.approx(480.0, abs=0.1)
+    assert s["n_windows"] == 48 and s["channels"]["ecg"]["lead"] == "II"
+    assert set(s["quality"]) == {"ecg", "ppg"} and 0 <= s["quality"]["ppg"]["min"] <= s["quality"]["ppg"]["median"] <= 1
+    assert s["heart_rate_bpm"]["ecg"] == pytest.approx(91.5, abs=1.0)
+    assert s["n_low_quality"] == int(win.low_quality.sum())
+
+
+# --- bad input -------------------------------------------------------------------------------------
+
+def _one_line_error(rec: Record, match: str, **kw) -> str:
+    with pytest.raises(InputError, match=match) as e:
+        preprocess(rec, **kw)
+    msg = str(e.value)
+    assert "\n" not in msg and msg.startswith(rec.meta["source"])
+    return msg
+
+
+def test_record_shorter_than_one_window():
+    rec = simulated_pair(125.0, 6.0, source="short.csv")
+    msg = _one_line_error(rec, "6.00 s long")
+    assert "10 s" in msg
+
+
+def test_flat_line():
+    rec = simulated_pair(125.0, 30.0, source="flat.csv")
+    rec.ecg = np.full(rec.n_samples, 0.42)
+    _one_line_error(rec, "ECG is a flat line")
+
+
+def test_channel_without_finite_samples():
+    rec = simulated_pair(125.0, 30.0, source="nan.csv")
+    rec.ppg = np.full(rec.n_samples, np.nan)
+    _one_line_error(rec, "PPG channel has no finite samples")
+
+
+def test_channel_unusable_everywhere():
+    rec = simulated_pair(125.0, 30.0, source="square.csv")
+    rec.ppg = np.sign(np.sin(2 * np.pi * 0.02 * np.arange(rec.n_samples) / 125.0) + 1e-9)  # saturated rail
+    _one_line_error(rec, "PPG is unusable in every window")
+
+
+def test_no_usable_window_after_gap_splitting():
+    rec = simulated_pair(125.0, 60.0, source="gappy.csv")
+    for start in range(0, 60, 6):                  # a 2-s gap every 6 s
+        rec.ecg[start * 125 + 500:start * 125 + 750] = np.nan
+    msg = _one_line_error(rec, "no usable 10-s stretch")
+    assert "1 s" in msg
+
+
+def test_bad_stride():
+    _one_line_error(simulated_pair(125.0, 30.0, source="s.csv"), "stride", stride_s=0.0)
