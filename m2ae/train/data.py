@@ -1,0 +1,255 @@
+"""Training data: batches of contract windows from the simulator, from corpora, or a mix.
+
+Every batch is a pure function of ``(seed, rank, step)``: ``StepBatches[step]`` draws it from
+``np.random.default_rng([PRETRAIN_SEED + seed, rank, step])``. So DataLoader workers parallelise
+generation without changing results, DDP ranks see different data, and a resumed run continues
+with exactly the batches it would have seen.
+
+Device-delay augmentation: windows are cropped from longer filtered segments, the PPG crop shifted
+against the ECG crop by a uniform random lag in ``±max_shift_s`` (real devices differ in their
+ECG->PPG acquisition delay; the model must not rely on one). Only numpy/scipy/torch are needed
+here (runs on a bare GPU box).
+"""
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import numpy as np
+import torch
+
+from ..contract import FS_HZ, WINDOW_SAMPLES
+from ..errors import InputError
+from ..signal.filters import ecg_bandpass, fill_gaps, ppg_bandpass, ppg_fix_polarity, resample_to, robust_normalise
+from .splits import ID_PREFIX, PRETRAIN_SEED
+
+LABEL_KEYS = ("rhythm", "hypertension", "age", "sex")
+
+
+def crop_pairs(ecg: np.ndarray | None, ppg: np.ndarray | None, rng: np.random.Generator, max_shift_s: float,
+               filtered: bool = False) -> dict[str, np.ndarray]:
+    """Contract windows cropped from longer 125-Hz segments with a random ECG/PPG lag.
+
+    ecg, ppg : [n, T] at 125 Hz, T >= 1250 + 2 * max_shift samples (None = absent).
+    filtered : segments are already band-passed (and PPG polarity fixed); else done here.
+    Returns {"ecg", "ppg"}: float32 [n, 1250] robust-normalised (zeros when absent) and
+    "shift_samples" int [n] (PPG crop start minus ECG crop start).
+    """
+    ref = ecg if ecg is not None else ppg
+    n, T = ref.shape
+    S = int(round(max_shift_s * FS_HZ))
+    if T < WINDOW_SAMPLES + 2 * S:
+        raise ValueError(f"segments of {T} samples are too short for 1250-sample crops with ±{S} shift")
+    if not filtered:
+        ecg = None if ecg is None else ecg_bandpass(ecg, FS_HZ)
+        ppg = None if ppg is None else ppg_fix_polarity(ppg_bandpass(ppg, FS_HZ), FS_HZ)[0]
+    shift = rng.integers(-S, S + 1, n) if S > 0 else np.zeros(n, dtype=np.int64)
+    # ECG start so that both crops fit: start in [max(0,-d), T-1250-max(0,d)]
+    lo = np.maximum(0, -shift)
+    hi = T - WINDOW_SAMPLES - np.maximum(0, shift)
+    start = lo + (rng.random(n) * (hi - lo + 1)).astype(np.int64)
+    idx = start[:, None] + np.arange(WINDOW_SAMPLES)[None, :]
+    rows = np.arange(n)[:, None]
+    out = {"shift_samples": shift}
+    for name, x, s in (("ecg", ecg, 0), ("ppg", ppg, 1)):
+        if x is None:
+            out[name] = np.zeros((n, WINDOW_SAMPLES), np.float32)
+            continue
+        w = np.asarray(x)[rows, idx + (shift[:, None] if s else 0)].astype(np.float64)
+        out[name] = robust_normalise(w, axis=-1)[0].astype(np.float32)
+    return out
+
+
+def risk_label(rhythm, hypertension, age) -> np.ndarray:
+    """Composite 'higher cardiovascular risk' label defined on the simulator's ground truth:
+    at least two of {age >= 65 y, hypertension, atrial fibrillation, ventricular ectopy (PVCs)}.
+    A transparent teaching label for the demo, not a validated clinical score."""
+    rhythm = np.asarray(rhythm)
+    points = ((np.asarray(age, dtype=float) >= 65).astype(int) + np.asarray(hypertension, dtype=bool).astype(int)
+              + (rhythm == "AF").astype(int) + (rhythm == "PVC").astype(int))
+    return points >= 2
+
+
+RISK_DEFINITION = ("higher cardiovascular risk = at least two of {age >= 65 y, hypertension, atrial "
+                   "fibrillation, ventricular ectopy}; simulator ground truth, not a clinical score")
+
+
+@dataclass
+class SimulatorSource:
+    """Fresh simulated subjects for every batch (m2ae.simulate's vectorised generator).
+
+    Each row is a new subject rendered for ``10 s + 2 * max_shift_s + margin`` at 125 Hz, band-passed
+    as the contract prescribes, then cropped with a random ECG/PPG lag.
+    """
+
+    max_shift_s: float = 0.3
+    noise: bool = True
+    id_prefix: str = "sim"
+    margin_s: float = 1.0
+
+    def batch(self, rng: np.random.Generator, n: int) -> dict:
+        from ..simulate.core import synthesize
+        from ..simulate.subject import sample_subject_table
+
+        table = sample_subject_table(rng, n, id_prefix=self.id_prefix)
+        duration = WINDOW_SAMPLES / FS_HZ + 2 * self.max_shift_s + self.margin_s
+        sim = synthesize(table, duration, FS_HZ, rng, noise=self.noise)
+        out = crop_pairs(sim["ecg"], sim["ppg"], rng, self.max_shift_s)
+        out["present_ecg"] = np.ones(n, bool)
+        out["present_ppg"] = np.ones(n, bool)
+        out["labels"] = {k: table[k] for k in LABEL_KEYS}
+        return out
+
+
+@dataclass
+class SegmentStore:
+    """Filtered 125-Hz segments of many records in two flat float16 arrays (memory-mappable cache).
+
+    ecg, ppg : [T_total] (zeros where a record lacks that modality); segments : int64 [K, 4] rows of
+    (start, stop, has_ecg, has_ppg) into the flat arrays.
+    """
+
+    ecg: np.ndarray
+    ppg: np.ndarray
+    segments: np.ndarray
+    names: list[str] = field(default_factory=list)
+
+    def save(self, folder: Path) -> None:
+        folder.mkdir(parents=True, exist_ok=True)
+        np.save(folder / "ecg.npy", self.ecg)
+        np.save(folder / "ppg.npy", self.ppg)
+        np.save(folder / "segments.npy", self.segments)
+        (folder / "records.txt").write_text("\n".join(self.names) + "\n")
+
+    @classmethod
+    def load(cls, folder: Path) -> "SegmentStore":
+        folder = Path(folder)
+        return cls(np.load(folder / "ecg.npy", mmap_mode="r", allow_pickle=False),
+                   np.load(folder / "ppg.npy", mmap_mode="r", allow_pickle=False),
+                   np.load(folder / "segments.npy", allow_pickle=False),
+                   (folder / "records.txt").read_text().split("\n")[:-1])
+
+    @classmethod
+    def from_records(cls, records, min_len: int, progress: bool = False) -> "SegmentStore":
+        """Resample, fill short gaps, split at long ones, band-pass, fix PPG polarity; keep segments
+        of at least ``min_len`` samples. ``records`` is any iterable of ``m2ae.Record``."""
+        ecg_parts, ppg_parts, segs, names, pos = [], [], [], [], 0
+        it = records
+        if progress:
+            from tqdm import tqdm
+
+            it = tqdm(records, desc="reading records", unit="rec")
+        for rec in it:
+            name = str(rec.meta.get("record_id", rec.meta.get("source", f"record{len(names)}")))
+            filled, bounds = {}, None
+            for m in ("ecg", "ppg"):
+                x = getattr(rec, m)
+                if x is None:
+                    continue
+                y, seg, _ = fill_gaps(x, rec.fs, name=m.upper())
+                filled[m] = y
+                mask = np.zeros(len(y), bool)
+                for a, b in seg:
+                    mask[a:b] = True
+                bounds = mask if bounds is None else (bounds & mask)
+            # finite runs common to every present modality
+            edges = np.diff(np.concatenate(([0], bounds.view(np.int8), [0])))
+            for a, b in zip(np.flatnonzero(edges == 1), np.flatnonzero(edges == -1)):
+                chans = {}
+                for m, y in filled.items():
+                    z = resample_to(y[a:b], rec.fs, FS_HZ)
+                    if len(z) < min_len:
+                        break
+                    z = ecg_bandpass(z, FS_HZ) if m == "ecg" else ppg_fix_polarity(ppg_bandpass(z, FS_HZ), FS_HZ)[0]
+                    chans[m] = z.astype(np.float16)
+                if len(chans) != len(filled):
+                    continue
+                L = len(next(iter(chans.values())))
+                ecg_parts.append(chans.get("ecg", np.zeros(L, np.float16)))
+                ppg_parts.append(chans.get("ppg", np.zeros(L, np.float16)))
+                segs.append((pos, pos + L, "ecg" in chans, "ppg" in chans))
+                pos += L
+            names.append(name)
+        if not segs:
+            raise InputError(f"training data: no record segment is at least {min_len / FS_HZ:.1f} s long")
+        return cls(np.concatenate(ecg_parts), np.concatenate(ppg_parts), np.asarray(segs, dtype=np.int64), names)
+
+
+@dataclass
+class SegmentSource:
+    """Random windows from a ``SegmentStore`` (corpus records), lagged like the simulator's."""
+
+    store: SegmentStore
+    max_shift_s: float = 0.3
+
+    def batch(self, rng: np.random.Generator, n: int) -> dict:
+        S = int(round(self.max_shift_s * FS_HZ))
+        T = WINDOW_SAMPLES + 2 * S
+        seg = self.store.segments
+        usable = np.maximum(seg[:, 1] - seg[:, 0] - T + 1, 0).astype(np.float64)
+        k = rng.choice(len(seg), size=n, p=usable / usable.sum())
+        starts = seg[k, 0] + (rng.random(n) * usable[k]).astype(np.int64)
+        idx = starts[:, None] + np.arange(T)[None, :]
+        has_e, has_p = seg[k, 2].astype(bool), seg[k, 3].astype(bool)
+        ecg = np.asarray(self.store.ecg[idx], dtype=np.float64)
+        ppg = np.asarray(self.store.ppg[idx], dtype=np.float64)
+        out = crop_pairs(ecg, ppg, rng, self.max_shift_s, filtered=True)
+        out["ecg"][~has_e] = 0.0
+        out["ppg"][~has_p] = 0.0
+        out["present_ecg"], out["present_ppg"] = has_e, has_p
+        return out
+
+
+@dataclass
+class MixedSource:
+    """Each batch split across sources by ``weights`` (multinomial per batch)."""
+
+    sources: list
+    weights: list[float]
+
+    def batch(self, rng: np.random.Generator, n: int) -> dict:
+        w = np.asarray(self.weights, dtype=float)
+        counts = rng.multinomial(n, w / w.sum())
+        parts = [s.batch(rng, int(c)) for s, c in zip(self.sources, counts) if c > 0]
+        keys = ("ecg", "ppg", "present_ecg", "present_ppg")
+        out = {k: np.concatenate([p[k] for p in parts]) for k in keys}
+        perm = rng.permutation(n)
+        return {k: v[perm] for k, v in out.items()}
+
+
+class StepBatches(torch.utils.data.Dataset):
+    """``dataset[step]`` -> the whole batch of that step as tensors (use DataLoader(batch_size=None))."""
+
+    def __init__(self, source, batch_size: int, seed: int = 0, rank: int = 0, n_steps: int = 10**9):
+        self.source, self.batch_size, self.seed, self.rank, self.n_steps = source, batch_size, seed, rank, n_steps
+
+    def __len__(self) -> int:
+        return self.n_steps
+
+    def __getitem__(self, step: int) -> dict[str, torch.Tensor]:
+        rng = np.random.default_rng([PRETRAIN_SEED + self.seed, self.rank, int(step)])
+        b = self.source.batch(rng, self.batch_size)
+        return {k: torch.from_numpy(np.ascontiguousarray(b[k])) for k in ("ecg", "ppg", "present_ecg", "present_ppg")}
+
+
+def simulated_windows(n_subjects: int, windows_per_subject: int, seed: int, max_shift_s: float = 0.0,
+                      noise: bool = True) -> dict:
+    """Labelled simulated windows for head fitting / validation: several windows per subject.
+
+    Returns ecg, ppg float32 [N, 1250], subject_id [N], and label arrays (rhythm, hypertension,
+    age, sex, risk) [N], N = n_subjects * windows_per_subject, from ``default_rng(seed)``.
+    """
+    from ..simulate.core import synthesize
+    from ..simulate.subject import sample_subject_table
+
+    rng = np.random.default_rng(seed)
+    table = sample_subject_table(rng, n_subjects, id_prefix=ID_PREFIX.get(seed, f"s{seed}-"))
+    rep = {k: np.repeat(v, windows_per_subject) for k, v in table.items()}
+    src_margin = 2 * max_shift_s + 1.0
+    sim = synthesize(rep, WINDOW_SAMPLES / FS_HZ + src_margin, FS_HZ, rng, noise=noise)
+    out = crop_pairs(sim["ecg"], sim["ppg"], rng, max_shift_s)
+    out["subject_id"] = rep["subject_id"]
+    for k in LABEL_KEYS:
+        out[k] = rep[k]
+    out["risk"] = risk_label(rep["rhythm"], rep["hypertension"], rep["age"])
+    return out
