@@ -1,0 +1,257 @@
+"""Plotly figures in the clinical display conventions (see ARCHITECTURE.md).
+
+- ECG on the standard paper grid when amplitudes are in mV: 25 mm/s and 10 mm/mV, i.e. minor lines
+  every 0.04 s / 0.1 mV and major lines every 0.2 s / 0.5 mV, the lead name on the trace.
+- Time in seconds from the record's start, heart rate in bpm, pulse arrival time in ms.
+- Anything the model produced is dashed and coloured differently, with "reconstructed" in its legend,
+  so it is never mistaken for a recording.
+"""
+from __future__ import annotations
+
+from typing import Sequence
+
+import numpy as np
+import pandas as pd
+import plotly.graph_objects as go
+from plotly.subplots import make_subplots
+
+from m2ae.app_support import WindowView
+
+ECG_COLOR = "#1b2430"
+PPG_COLOR = "#1f5fa8"
+RECON_COLOR = "#d9480f"
+ORIGINAL_GREY = "#9aa5b1"
+PEAK_COLOR = "#b3261e"
+MASK_FILL = "rgba(120, 120, 120, 0.16)"
+GRID_MAJOR = "rgba(214, 76, 76, 0.50)"
+GRID_MINOR = "rgba(236, 150, 150, 0.28)"
+RECON_DASH = "dash"
+
+# 25 mm/s and 10 mm/mV: grid spacing of ECG paper.
+MINOR_S, MAJOR_S = 0.04, 0.2
+MINOR_MV, MAJOR_MV = 0.1, 0.5
+
+
+def _layout(fig: go.Figure, height: int) -> go.Figure:
+    fig.update_layout(height=height, margin=dict(l=60, r=20, t=40, b=40), plot_bgcolor="white",
+                      legend=dict(orientation="h", yanchor="bottom", y=1.02, xanchor="right", x=1),
+                      hovermode="x unified")
+    return fig
+
+
+def ecg_grid(fig: go.Figure, row: int, col: int = 1, y: np.ndarray | None = None) -> None:
+    """Put the ECG paper grid (0.04 s/0.1 mV minor, 0.2 s/0.5 mV major) on one subplot."""
+    fig.update_xaxes(dtick=MAJOR_S, tick0=0, ticklabelstep=5, gridcolor=GRID_MAJOR, gridwidth=1,
+                     showgrid=True, minor=dict(dtick=MINOR_S, tick0=0, gridcolor=GRID_MINOR, showgrid=True),
+                     row=row, col=col)
+    yaxis = dict(dtick=MAJOR_MV, tick0=0, gridcolor=GRID_MAJOR, gridwidth=1, showgrid=True, zeroline=False,
+                 minor=dict(dtick=MINOR_MV, tick0=0, gridcolor=GRID_MINOR, showgrid=True))
+    if y is not None and np.isfinite(y).any():
+        lo, hi = float(np.nanmin(y)), float(np.nanmax(y))
+        yaxis["range"] = [np.floor(lo / MAJOR_MV) * MAJOR_MV - MAJOR_MV / 2,
+                          np.ceil(hi / MAJOR_MV) * MAJOR_MV + MAJOR_MV / 2]
+    fig.update_yaxes(**yaxis, row=row, col=col)
+
+
+def _plain_grid(fig: go.Figure, row: int, col: int = 1) -> None:
+    fig.update_xaxes(showgrid=True, gridcolor="#e4e7eb", row=row, col=col)
+    fig.update_yaxes(showgrid=True, gridcolor="#e4e7eb", zeroline=False, row=row, col=col)
+
+
+def _value_at(t: np.ndarray, y: np.ndarray, at: np.ndarray) -> np.ndarray:
+    return np.interp(at, t, y) if len(at) else np.zeros(0)
+
+
+def waveform_figure(view: WindowView, reconstructed: dict[str, np.ndarray] | None = None,
+                    lead: str | None = None, height: int = 520) -> go.Figure:
+    """One 10-s window: ECG (clinical grid) above PPG, peaks marked; absent modalities reconstructed.
+
+    reconstructed : {"ecg"|"ppg": samples aligned with ``view.t_s``} for a modality the record lacks,
+        drawn dashed with "reconstructed" in the legend.
+    """
+    reconstructed = reconstructed or {}
+    t = view.t_s
+    ecg_units = view.units.get("ecg", "a.u.")
+    ppg_units = view.units.get("ppg", "a.u.")
+    fig = make_subplots(rows=2, cols=1, shared_xaxes=True, vertical_spacing=0.07, row_heights=[0.58, 0.42],
+                        subplot_titles=(f"ECG — lead {lead or '?'}" if view.ecg is not None else "ECG",
+                                        "PPG"))
+    # ECG
+    if view.ecg is not None:
+        fig.add_trace(go.Scatter(x=t, y=view.ecg, name=f"ECG {lead or ''}".strip(), mode="lines",
+                                 line=dict(color=ECG_COLOR, width=1.3)), row=1, col=1)
+        if len(view.r_peaks_s):
+            fig.add_trace(go.Scatter(x=view.r_peaks_s, y=_value_at(t, view.ecg, view.r_peaks_s), name="R-peaks",
+                                     mode="markers", marker=dict(color=PEAK_COLOR, size=7, symbol="triangle-down")),
+                          row=1, col=1)
+        if ecg_units == "mV":
+            ecg_grid(fig, 1, y=view.ecg)
+        else:
+            _plain_grid(fig, 1)
+        fig.update_yaxes(title_text=ecg_units, row=1, col=1)
+    elif "ecg" in reconstructed:
+        fig.add_trace(go.Scatter(x=t, y=reconstructed["ecg"], name="ECG reconstructed from PPG", mode="lines",
+                                 line=dict(color=RECON_COLOR, width=1.3, dash=RECON_DASH)), row=1, col=1)
+        _plain_grid(fig, 1)
+        fig.update_yaxes(title_text="normalised", row=1, col=1)
+    # PPG
+    if view.ppg is not None:
+        fig.add_trace(go.Scatter(x=t, y=view.ppg, name="PPG", mode="lines", line=dict(color=PPG_COLOR, width=1.3)),
+                      row=2, col=1)
+        if len(view.pulse_peaks_s):
+            fig.add_trace(go.Scatter(x=view.pulse_peaks_s, y=_value_at(t, view.ppg, view.pulse_peaks_s),
+                                     name="pulse peaks", mode="markers",
+                                     marker=dict(color=PEAK_COLOR, size=7, symbol="circle-open")), row=2, col=1)
+        fig.update_yaxes(title_text=ppg_units, row=2, col=1)
+    elif "ppg" in reconstructed:
+        fig.add_trace(go.Scatter(x=t, y=reconstructed["ppg"], name="PPG reconstructed from ECG", mode="lines",
+                                 line=dict(color=RECON_COLOR, width=1.3, dash=RECON_DASH)), row=2, col=1)
+        fig.update_yaxes(title_text="normalised", row=2, col=1)
+    _plain_grid(fig, 2)
+    fig.update_xaxes(title_text="time (s from record start)", row=2, col=1)
+    return _layout(fig, height)
+
+
+def overlay_figure(t: np.ndarray, rows: Sequence[dict], height_per_row: int = 230) -> go.Figure:
+    """Original / model input / reconstruction per modality, masked spans shaded.
+
+    rows : dicts with ``title``, ``original`` (or None when not recorded), ``visible`` (bool per
+        sample: what the model saw), ``reconstructed``, ``spans`` [(t0, t1)], ``units``.
+    """
+    fig = make_subplots(rows=len(rows), cols=1, shared_xaxes=True, vertical_spacing=0.09,
+                        subplot_titles=[r["title"] for r in rows])
+    for i, r in enumerate(rows, start=1):
+        first = i == 1
+        orig = r.get("original")
+        if orig is not None:
+            fig.add_trace(go.Scatter(x=t, y=orig, name="original", legendgroup="original", showlegend=first,
+                                     mode="lines", line=dict(color=ORIGINAL_GREY, width=1.2)), row=i, col=1)
+            vis = np.asarray(r.get("visible", np.ones_like(orig, bool)), bool)
+            shown = np.where(vis, orig, np.nan)
+            fig.add_trace(go.Scatter(x=t, y=shown, name="model input (visible)", legendgroup="visible",
+                                     showlegend=first, mode="lines",
+                                     line=dict(color=ECG_COLOR if "ECG" in r["title"] else PPG_COLOR, width=1.4)),
+                          row=i, col=1)
+        fig.add_trace(go.Scatter(x=t, y=r["reconstructed"], name="reconstructed", legendgroup="reconstructed",
+                                 showlegend=first, mode="lines",
+                                 line=dict(color=RECON_COLOR, width=1.4, dash=RECON_DASH)), row=i, col=1)
+        for a, b in r.get("spans", []):
+            fig.add_vrect(x0=a, x1=b, fillcolor=MASK_FILL, line_width=0, layer="below", row=i, col=1)
+        fig.update_yaxes(title_text=r.get("units", ""), row=i, col=1)
+        _plain_grid(fig, i)
+    fig.update_xaxes(title_text="time (s from record start)", row=len(rows), col=1)
+    return _layout(fig, 60 + height_per_row * len(rows))
+
+
+def map_figure(frame: pd.DataFrame, color: str, placed: np.ndarray | None = None, height: int = 560) -> go.Figure:
+    """The index's 2-D fingerprint map coloured by ``color``; the current record's windows as stars.
+
+    frame needs columns ``map_x``, ``map_y`` and ``_row`` (row number, carried as customdata so a
+    box/lasso selection returns rows; see ``m2ae.app_support.selected_rows``).
+    """
+    fig = go.Figure()
+    values = frame[color] if color in frame else pd.Series(["all"] * len(frame))
+    hover = "row %{customdata[0]}<br>" + color + ": %{customdata[1]}<extra></extra>"
+    numeric = pd.api.types.is_numeric_dtype(values) and values.nunique(dropna=True) > 12
+    if numeric:
+        fig.add_trace(go.Scattergl(
+            x=frame["map_x"], y=frame["map_y"], mode="markers", name=color,
+            customdata=np.stack([frame["_row"].to_numpy(), values.to_numpy()], axis=1),
+            hovertemplate=hover, showlegend=False,
+            marker=dict(size=5, color=values, colorscale="Viridis", opacity=0.75, colorbar=dict(title=color))))
+    else:
+        labels = values.astype(str).where(values.notna(), "unknown")
+        for lab in sorted(labels.unique()):
+            sub = frame[labels == lab]
+            fig.add_trace(go.Scattergl(
+                x=sub["map_x"], y=sub["map_y"], mode="markers", name=str(lab),
+                customdata=np.stack([sub["_row"].to_numpy(), labels[labels == lab].to_numpy()], axis=1),
+                hovertemplate=hover, marker=dict(size=5, opacity=0.7)))
+    if placed is not None and len(placed):
+        placed = np.asarray(placed)
+        fig.add_trace(go.Scatter(x=placed[:, 0], y=placed[:, 1], mode="markers", name="this record",
+                                 hovertemplate="this record, window %{text}<extra></extra>",
+                                 text=[str(i + 1) for i in range(len(placed))],
+                                 marker=dict(symbol="star", size=15, color="#111111",
+                                             line=dict(color="white", width=1.2))))
+    fig.update_layout(height=height, margin=dict(l=20, r=20, t=30, b=20), plot_bgcolor="white",
+                      dragmode="select", legend=dict(itemsizing="constant"))
+    fig.update_xaxes(showticklabels=False, title_text="map x", showgrid=False, zeroline=False)
+    fig.update_yaxes(showticklabels=False, title_text="map y", showgrid=False, zeroline=False)
+    return fig
+
+
+def stacked_windows_figure(items: Sequence[dict], height_per_row: int = 120) -> go.Figure:
+    """Rows of windows side by side: ECG left, PPG right (normalised units), one row per item.
+
+    items : dicts with ``title``, ``ecg``, ``ppg`` (1-D or None), ``fs`` (Hz, default 125),
+        ``query`` (bool: draw in black).
+    """
+    n = max(len(items), 1)
+    titles = []
+    for it in items:
+        titles += [f"{it['title']} · ECG", f"{it['title']} · PPG"]
+    fig = make_subplots(rows=n, cols=2, shared_xaxes=True, horizontal_spacing=0.05,
+                        vertical_spacing=min(0.6 / n, 0.08), subplot_titles=titles)
+    for i, it in enumerate(items, start=1):
+        for j, mod in ((1, "ecg"), (2, "ppg")):
+            y = it.get(mod)
+            if y is None or not np.isfinite(np.asarray(y, dtype=float)).any():
+                continue
+            t = np.arange(len(y)) / float(it.get("fs", 125.0))
+            color = "#111111" if it.get("query") else (ECG_COLOR if mod == "ecg" else PPG_COLOR)
+            fig.add_trace(go.Scatter(x=t, y=np.asarray(y), mode="lines", showlegend=False,
+                                     line=dict(color=color, width=1.1), name=f"{it['title']} {mod.upper()}"),
+                          row=i, col=j)
+            fig.update_yaxes(showticklabels=False, row=i, col=j)
+    fig.update_annotations(font_size=11)
+    fig.update_layout(height=40 + height_per_row * n, margin=dict(l=20, r=20, t=40, b=30),
+                      plot_bgcolor="white", hovermode=False)
+    fig.update_xaxes(title_text="s within window", row=n)
+    return fig
+
+
+def attribution_figure(t: np.ndarray, signals: dict[str, np.ndarray | None], attributions: dict[str, np.ndarray | None],
+                       units: dict[str, str], height: int = 560) -> go.Figure:
+    """Waveforms with their attribution heatmap strip underneath (red pushes the output up)."""
+    mods = [m for m in ("ecg", "ppg") if signals.get(m) is not None]
+    n = max(len(mods), 1)
+    fig = make_subplots(rows=2 * n, cols=1, shared_xaxes=True, vertical_spacing=0.03,
+                        row_heights=[0.78, 0.22] * n,
+                        subplot_titles=sum([[m.upper(), ""] for m in mods], []))
+    lim = max([float(np.nanmax(np.abs(a))) for a in attributions.values() if a is not None and np.size(a)] + [1e-12])
+    for k, m in enumerate(mods):
+        r = 2 * k + 1
+        fig.add_trace(go.Scatter(x=t, y=signals[m], mode="lines", name=m.upper(), showlegend=False,
+                                 line=dict(color=ECG_COLOR if m == "ecg" else PPG_COLOR, width=1.2)), row=r, col=1)
+        fig.update_yaxes(title_text=units.get(m, ""), row=r, col=1)
+        a = attributions.get(m)
+        if a is not None:
+            fig.add_trace(go.Heatmap(x=t, y=["evidence"], z=np.asarray(a, dtype=float)[None, :], zmin=-lim, zmax=lim,
+                                     colorscale="RdBu_r", zmid=0, showscale=k == 0,
+                                     colorbar=dict(title="attribution", len=0.5),
+                                     hovertemplate="t=%{x:.2f} s<br>attribution %{z:.3g}<extra></extra>"),
+                          row=r + 1, col=1)
+        fig.update_yaxes(showticklabels=False, row=r + 1, col=1)
+    fig.update_xaxes(title_text="time (s from record start)", row=2 * n, col=1)
+    return _layout(fig, height)
+
+
+def quality_figure(table: pd.DataFrame, current: int, threshold: float, height: int = 220) -> go.Figure:
+    """Quality per window and channel, the threshold as a line, low-quality windows marked."""
+    fig = go.Figure()
+    for col, name, color in (("ecg_quality", "ECG quality", ECG_COLOR), ("ppg_quality", "PPG quality", PPG_COLOR)):
+        if table[col].notna().any():
+            fig.add_trace(go.Bar(x=table["window"] + 1, y=table[col], name=name, marker_color=color, opacity=0.8))
+    low = table[table["low_quality"]]
+    if len(low):
+        fig.add_trace(go.Scatter(x=low["window"] + 1, y=[1.05] * len(low), mode="markers", name="low quality",
+                                 marker=dict(symbol="x", color=PEAK_COLOR, size=9)))
+    fig.add_hline(y=threshold, line_dash="dot", line_color=PEAK_COLOR,
+                  annotation_text=f"threshold {threshold:g}", annotation_position="top left")
+    fig.add_vline(x=current + 1, line_color="#444", line_width=1)
+    fig.update_layout(barmode="group", height=height, margin=dict(l=50, r=20, t=30, b=40), plot_bgcolor="white",
+                      legend=dict(orientation="h", y=1.15))
+    fig.update_yaxes(range=[0, 1.12], title_text="quality (0–1)")
+    fig.update_xaxes(title_text="window", dtick=max(1, len(table) // 20))
+    return fig

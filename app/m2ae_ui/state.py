@@ -1,0 +1,246 @@
+"""Session state and caches.
+
+- The model and the index load once per server process (``st.cache_resource``) and are shared by
+  every session; a missing checkpoint or index is reported, never raised, so pages still render.
+- Per-record work (reading, preprocessing, fingerprints, reconstructions, predictions, attributions,
+  neighbours) is cached with ``st.cache_data`` keyed on the record's content hash and the settings.
+- Each session keeps its current record (uploads as bytes in memory, never on disk), the window
+  index every page shares, and the page settings in ``st.session_state``.
+"""
+from __future__ import annotations
+
+import os
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import streamlit as st
+
+import m2ae
+from m2ae import app_support as sup
+from m2ae.record import Record, Windows
+
+from .guard import short_message
+
+ROOT = Path(__file__).resolve().parents[2]
+SAMPLE_DIR = Path(os.environ.get("M2AE_SAMPLE_DIR", ROOT / "sample_data"))
+# Optional overrides, e.g. to open the app on a researcher's own checkpoint and index.
+MODEL_PATH = os.environ.get("M2AE_MODEL") or None
+INDEX_PATH = os.environ.get("M2AE_INDEX") or None
+
+RECORD_KEY = "record"      # CurrentRecord of this session
+WINDOW_KEY = "window"      # window index shared by all pages
+RESET_WINDOW_KEY = "_reset_window"
+NOT_CLINICAL = "Demo model — not for clinical use"
+
+
+@dataclass
+class CurrentRecord:
+    """What this session is looking at and how to read it again (cache key = ``key``)."""
+
+    key: str
+    name: str
+    kind: str                                  # "sample" or "upload"
+    path: str | None = None                    # sample file on the server
+    files: dict[str, bytes] | None = None      # uploaded bytes, kept in memory only
+    fs: float | None = None
+    ecg: str | None = None
+    ppg: str | None = None
+    description: str = ""
+    info: dict = field(default_factory=dict)
+
+
+# --- model and index: once per server ----------------------------------------------------------
+
+@st.cache_resource(show_spinner="Loading the model…")
+def _load_model():
+    return m2ae.load_model(MODEL_PATH)
+
+
+@st.cache_resource(show_spinner="Opening the fingerprint index…")
+def _open_index(version: str | None):
+    # The index must come from the loaded model (its fingerprints live in the same space).
+    return m2ae.open_index(INDEX_PATH, model=version)
+
+
+def get_model() -> tuple[Any | None, str | None]:
+    """(model, None) or (None, why it is unavailable). Failures are not cached: a later run retries."""
+    try:
+        return _load_model(), None
+    except Exception as e:  # missing checkpoint, missing module while the project is being built
+        return None, short_message(e)
+
+
+def get_index() -> tuple[Any | None, str | None]:
+    model, _ = get_model()
+    try:
+        return _open_index(None if model is None else model_version(model)), None
+    except Exception as e:
+        return None, short_message(e)
+
+
+def model_version(model) -> str:
+    v = getattr(model, "version", None)
+    if callable(v):
+        v = v()
+    return str(v) if v is not None else str(id(model))
+
+
+# --- records -----------------------------------------------------------------------------------
+
+@st.cache_data(max_entries=24, show_spinner="Reading and preprocessing the record…")
+def _analyse(key: str, _source: CurrentRecord) -> tuple[Record, Windows]:
+    src = _source
+    if src.kind == "sample":
+        rec = m2ae.load_record(src.path, fs=src.fs, ecg=src.ecg, ppg=src.ppg)
+    else:
+        rec = sup.read_upload(src.files or {}, fs=src.fs, ecg=src.ecg, ppg=src.ppg)
+    return rec, m2ae.preprocess(rec)
+
+
+def analyse(src: CurrentRecord) -> tuple[Record, Windows]:
+    """Read and preprocess a record (cached by content hash). Raises InputError for bad files."""
+    return _analyse(src.key, src)
+
+
+def samples() -> list[sup.SampleEntry]:
+    try:
+        return sup.load_manifest(SAMPLE_DIR)
+    except m2ae.InputError:
+        return []
+
+
+def sample_source(entry: sup.SampleEntry) -> CurrentRecord:
+    st_ = entry.path.stat()
+    key = sup.content_key("sample", str(entry.path), st_.st_mtime_ns, st_.st_size)
+    return CurrentRecord(key=key, name=entry.name, kind="sample", path=str(entry.path),
+                         description=entry.description, info=entry.info)
+
+
+def upload_source(files: dict[str, bytes], fs=None, ecg=None, ppg=None) -> CurrentRecord:
+    key = sup.content_key("upload", files, fs, ecg, ppg)
+    main = sorted(files, key=lambda n: (not n.lower().endswith(".hea"), n))[0] if files else "upload"
+    return CurrentRecord(key=key, name=main, kind="upload", files=dict(files), fs=fs, ecg=ecg, ppg=ppg,
+                         description="uploaded (kept in memory only)")
+
+
+def set_record(src: CurrentRecord) -> tuple[Record, Windows]:
+    """Read ``src``; only when that succeeds does it become the session's record (window 0).
+
+    Raises InputError with the reader's message and leaves the previous record in place.
+    """
+    rec, win = analyse(src)
+    if len(win) == 0:
+        raise m2ae.InputError(f"{src.name}: no complete 10-s window (the record is {rec.duration_s:.1f} s long)")
+    st.session_state[RECORD_KEY] = src
+    # The window selector lives in the sidebar, drawn before the page: reset it on the next run.
+    st.session_state[RESET_WINDOW_KEY] = True
+    return rec, win
+
+
+def current() -> tuple[CurrentRecord, Record, Windows] | None:
+    """The session's record, loading the first sample the first time; None when there is none."""
+    src = st.session_state.get(RECORD_KEY)
+    if src is None:
+        for entry in samples():
+            try:
+                set_record(sample_source(entry))
+                src = st.session_state[RECORD_KEY]
+                break
+            except m2ae.InputError:
+                continue
+    if src is None:
+        return None
+    rec, win = analyse(src)
+    return src, rec, win
+
+
+def window_index(win: Windows) -> int:
+    if st.session_state.pop(RESET_WINDOW_KEY, False):
+        return 0
+    i = int(st.session_state.get(WINDOW_KEY, 0) or 0)
+    return int(np.clip(i, 0, max(len(win) - 1, 0)))
+
+
+# --- model outputs per record (cached by content hash + settings) ---------------------------------
+
+def _inputs(win: Windows, use: str = "both", window: int | None = None):
+    sl = slice(None) if window is None else slice(window, window + 1)
+    ecg = win.ecg[sl] if (win.ecg is not None and use in ("both", "ecg")) else None
+    ppg = win.ppg[sl] if (win.ppg is not None and use in ("both", "ppg")) else None
+    if ecg is None and ppg is None:
+        raise m2ae.InputError(f"this record has no {use.upper()} to use")
+    return ecg, ppg
+
+
+@st.cache_data(max_entries=64, show_spinner="Computing fingerprints…")
+def fingerprints(key: str, version: str, use: str, _model, _win: Windows) -> np.ndarray:
+    ecg, ppg = _inputs(_win, use)
+    return np.asarray(_model.fingerprint(ecg=ecg, ppg=ppg), dtype=np.float32)
+
+
+@st.cache_data(max_entries=64, show_spinner="Running the heads…")
+def predictions(key: str, version: str, use: str, _model, _win: Windows) -> dict:
+    ecg, ppg = _inputs(_win, use)
+    return _model.predict(ecg=ecg, ppg=ppg)
+
+
+@st.cache_data(max_entries=128, show_spinner="Reconstructing…")
+def reconstruction(key: str, version: str, window: int, mask_ratio: float, mode: str, seed: int,
+                   _model, _win: Windows):
+    ecg, ppg = _inputs(_win, "both", window)
+    return _model.reconstruct(ecg=ecg, ppg=ppg, mask_ratio=mask_ratio, mode=mode, seed=seed)
+
+
+@st.cache_data(max_entries=128, show_spinner="Computing attributions (Captum)…")
+def explanation(key: str, version: str, window: int, head: str, target, method: str, use: str,
+                _model, _win: Windows):
+    ecg, ppg = _inputs(_win, use, window)
+    return m2ae.explain(_model, head, ecg=ecg, ppg=ppg, target=target, method=method)
+
+
+def keep(**defaults) -> None:
+    """Keep page settings when the user visits another page and comes back.
+
+    Streamlit forgets a widget's value once a run does not draw it; re-assigning the key before the
+    widget is drawn keeps it. ``defaults`` gives each setting's first value.
+    """
+    for k, v in defaults.items():
+        st.session_state[k] = st.session_state.get(k, v)
+
+
+def require_record():
+    """(src, rec, win, window index) for the page, or stop the page with a hint."""
+    cur = current()
+    if cur is None:
+        st.info("No record yet: pick a sample or upload one on the Record page.")
+        st.stop()
+    src, rec, win = cur
+    return src, rec, win, window_index(win)
+
+
+def require_model():
+    """The shared model, or a warning and None (pages still render what they can without it)."""
+    model, why = get_model()
+    if model is None:
+        st.warning(f"The model is not available ({why}). Pages that need it show what they can.",
+                   icon=":material/warning:")
+    return model
+
+
+def require_index():
+    idx, why = get_index()
+    if idx is None:
+        st.warning(f"The fingerprint index is not available ({why}). Build one with `m2ae index build`.",
+                   icon=":material/warning:")
+    return idx
+
+
+@st.cache_data(max_entries=64, show_spinner="Placing the record on the map…")
+def placement(key: str, version: str, index_id: str, _idx, _fp: np.ndarray) -> np.ndarray:
+    return np.asarray(_idx.place(_fp), dtype=np.float32)
+
+
+def index_id(idx) -> str:
+    return f"{getattr(idx, 'path', None)}:{getattr(idx, 'count', 0)}:{getattr(idx, 'model_version', '')}"

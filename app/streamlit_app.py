@@ -1,0 +1,56 @@
+"""m2ae clinical exploration app: `m2ae app` or `streamlit run app/streamlit_app.py`.
+
+Pages only present; every number comes from the m2ae library. This entry file sets up the pages
+(st.navigation) and the sidebar every page shares: the current record, the window selector and the
+"not for clinical use" notice.
+"""
+from __future__ import annotations
+
+import sys
+from pathlib import Path
+
+import streamlit as st
+
+APP_DIR = Path(__file__).resolve().parent
+if str(APP_DIR) not in sys.path:  # page files import the shared m2ae_ui helpers
+    sys.path.insert(0, str(APP_DIR))
+
+from m2ae_ui import state  # noqa: E402
+from m2ae_ui.guard import page_guard  # noqa: E402
+
+st.set_page_config(page_title="m2ae — ECG/PPG explorer", page_icon="🫀", layout="wide")
+
+PAGES = [
+    st.Page("views/record.py", title="Record", icon=":material/monitor_heart:", default=True),
+    st.Page("views/reconstruction.py", title="Reconstruction", icon=":material/auto_fix_high:"),
+    st.Page("views/fingerprint_map.py", title="Fingerprint map", icon=":material/scatter_plot:"),
+    st.Page("views/similar_patients.py", title="Similar patients", icon=":material/group:"),
+    st.Page("views/predictions.py", title="Predictions & explanations", icon=":material/insights:"),
+    st.Page("views/model_card.py", title="Model card", icon=":material/description:"),
+]
+page = st.navigation(PAGES)
+
+
+def _window_label(win, i: int) -> str:
+    start = float(win.starts_s[i])
+    flag = " ⚠ low quality" if win.low_quality is not None and bool(win.low_quality[i]) else ""
+    return f"{i + 1} of {len(win)} · {start:.0f}–{start + 10:.0f} s{flag}"
+
+
+with st.sidebar:
+    with page_guard("Sidebar"):
+        cur = state.current()
+        if cur is None:
+            st.info("No record yet: pick a sample or upload one on the Record page.")
+        else:
+            src, rec, win = cur
+            st.markdown(f"**Record:** {src.name}")
+            mods = " + ".join(m.upper() for m in rec.modalities)
+            st.caption(f"{mods} · {rec.duration_s:.0f} s · {rec.fs:g} Hz · {src.description}")
+            st.session_state[state.WINDOW_KEY] = state.window_index(win)
+            st.selectbox("Window (10 s)", options=list(range(len(win))), key=state.WINDOW_KEY,
+                         format_func=lambda i: _window_label(win, i),
+                         help="The 10-s window every page shows. Low-quality windows are flagged, not dropped.")
+    st.warning(state.NOT_CLINICAL, icon=":material/warning:")
+
+page.run()

@@ -1,0 +1,79 @@
+"""Fingerprint map: the index's 2-D map, the current record placed on it, box/lasso → cohort export."""
+from __future__ import annotations
+
+import numpy as np
+import streamlit as st
+
+from m2ae import app_support as sup
+from m2ae_ui import figures, state
+from m2ae_ui.guard import page_guard
+
+HIDDEN_COLUMNS = {"map_x", "map_y", "id", "_row"}
+MAX_WAVEFORMS = 8
+
+st.title("Fingerprint map")
+with page_guard("Fingerprint map"):
+    src, rec, win, i = state.require_record()
+    idx = state.require_index()
+    if idx is None:
+        st.stop()
+    if not idx.has_map:
+        st.warning("This index was built without a 2-D map.")
+        st.stop()
+    meta = idx.metadata
+    columns = [c for c in meta.columns if c not in HIDDEN_COLUMNS]
+    default = next((c for c in ("label_rhythm", "source", "subject_id") if c in columns), columns[0])
+    state.keep(map_color=default, map_values=[], map_waveforms=False)
+    if st.session_state["map_color"] not in columns:
+        st.session_state["map_color"] = default
+    c1, c2 = st.columns([1, 2])
+    color = c1.selectbox("Colour by", columns, key="map_color")
+
+    model = state.require_model()
+    placed = None
+    if model is not None:
+        version = state.model_version(model)
+        fp = state.fingerprints(src.key, version, "both", model, win)
+        placed = state.placement(src.key, version, state.index_id(idx), idx, fp)
+
+    frame = meta[["map_x", "map_y", color]].copy()
+    frame["_row"] = np.arange(len(meta))
+    st.caption(f"{idx.count:,} indexed windows. ★ = the {len(win)} windows of {src.name} placed among their "
+               "nearest indexed neighbours. Drag a box or lasso (toolbar) to select windows.")
+    event = st.plotly_chart(figures.map_figure(frame, color, placed), key="map_chart", on_select="rerun",
+                            selection_mode=("box", "lasso"))
+    rows = sup.selected_rows(event)
+
+    values = sorted(meta[color].dropna().astype(str).unique().tolist()) if meta[color].nunique() <= 50 else []
+    if values:
+        st.session_state["map_values"] = [v for v in st.session_state["map_values"] if v in values]
+        chosen = c2.multiselect(f"…or select windows by {color}", values, key="map_values",
+                                help="Used when nothing is selected on the map.")
+        if not rows and chosen:
+            rows = np.flatnonzero(meta[color].astype(str).isin(chosen).to_numpy()).tolist()
+
+    if not rows:
+        st.info("Select windows on the map (box or lasso) or by value to see them and export a cohort.")
+        st.stop()
+    selection = meta.iloc[rows]
+    st.subheader(f"Selection: {len(rows):,} windows")
+    shown_cols = [c for c in selection.columns if c not in {"map_x", "map_y"}]
+    st.dataframe(selection[shown_cols], hide_index=True, height=260)
+
+    first = np.asarray(rows[:MAX_WAVEFORMS])
+    wf = idx.waveforms(first)
+    items = [{"title": f"{selection.iloc[k].get('record', first[k])} @ {selection.iloc[k].get('start_s', 0):.0f} s",
+              "ecg": wf["ecg"][k], "ppg": wf["ppg"][k], "fs": wf["fs_hz"]} for k in range(len(first))]
+    st.plotly_chart(figures.stacked_windows_figure(items), key="map_selection_waveforms")
+    if len(rows) > MAX_WAVEFORMS:
+        st.caption(f"Waveforms of the first {MAX_WAVEFORMS} selected windows (normalised units).")
+
+    include = st.checkbox("Include raw waveforms in the export (compact 62.5 Hz, normalised)", key="map_waveforms")
+    fps = sup.index_fingerprints(idx, rows)
+    waves = None
+    if include:
+        all_wf = idx.waveforms(np.asarray(rows))
+        waves = {"ecg": all_wf["ecg"], "ppg": all_wf["ppg"]}
+    table = sup.cohort_table(selection.drop(columns=["map_x", "map_y"], errors="ignore"), fps, waves)
+    st.download_button(f"Export cohort CSV ({len(rows):,} windows{', with waveforms' if include else ''})",
+                       sup.to_csv_bytes(table), file_name="m2ae_cohort.csv", mime="text/csv", key="map_export")

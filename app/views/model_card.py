@@ -1,0 +1,100 @@
+"""Model card: what the checkpoint was trained on, its `m2ae eval` metrics, limits and privacy figures.
+
+Every number on this page is read from the checkpoint's card (``model.card``), which ``m2ae eval
+--write-card`` fills in; none is typed here.
+"""
+from __future__ import annotations
+
+import pandas as pd
+import streamlit as st
+
+from m2ae import app_support as sup
+from m2ae_ui import state
+from m2ae_ui.guard import page_guard
+
+PRIVACY_WORDS = ("privacy", "reident", "re_ident", "re-ident", "inversion")
+
+
+def _table(rows):
+    return pd.DataFrame([(k, v if isinstance(v, (int, float, str, bool)) or v is None else str(v)) for k, v in rows],
+                        columns=["field", "value"])
+
+
+st.title("Model card")
+st.error("Demo model — not for clinical use. Outputs are research illustrations, never a diagnosis.",
+         icon=":material/block:")
+with page_guard("Model card"):
+    model = state.require_model()
+    if model is None:
+        st.stop()
+    card = dict(model.card or {})
+    st.subheader(card.get("name", "M2AE"))
+    if card.get("summary"):
+        st.markdown(card["summary"])
+    if card.get("disclaimer"):
+        st.caption(card["disclaimer"])
+    c = st.columns(3)
+    c[0].metric("Weights version", model.version)
+    c[1].metric("Parameters", f"{sum(p.numel() for p in model.net.parameters()):,}")
+    c[2].metric("Device", str(model.device))
+
+    tabs = st.tabs(["Training data", "Evaluation (m2ae eval)", "Task heads", "Privacy", "Limits", "Index"])
+    with tabs[0]:
+        for title, key in (("Data", "data"), ("Training run", "training"), ("Hardware", "hardware"),
+                           ("Architecture", "model")):
+            if card.get(key):
+                st.markdown(f"**{title}**")
+                st.dataframe(_table(sup.flatten(card[key])), hide_index=True)
+        if not any(card.get(k) for k in ("data", "training")):
+            st.info("The card records no training data yet.")
+    with tabs[1]:
+        if card.get("eval"):
+            st.caption(f"From `m2ae eval --write-card`, {card.get('eval_date', 'date not recorded')}. "
+                       "Each figure names the data it was measured on.")
+            for section, body in card["eval"].items():
+                st.markdown(f"**{section}**")
+                if isinstance(body, dict):
+                    st.dataframe(_table(sup.flatten(body)), hide_index=True)
+                else:
+                    st.write(body)
+        else:
+            st.warning("This checkpoint has not been evaluated yet: run `m2ae eval --write-card`.")
+    with tabs[2]:
+        heads = card.get("heads") or {}
+        if heads:
+            rows = []
+            for name, h in heads.items():
+                rows.append({"head": name, "kind": h.get("kind", ""),
+                             "outputs": ", ".join(map(str, h.get("class_names") or h.get("classes") or [])) or h.get("unit", ""),
+                             "trained on": h.get("training_data", ""),
+                             "held-out metric": ", ".join(f"{k}: {v:.3g}" if isinstance(v, float) else f"{k}: {v}"
+                                                          for k, v in (h.get("metrics") or {}).items()),
+                             "date": h.get("date", "")})
+            st.dataframe(pd.DataFrame(rows), hide_index=True)
+            for name, h in heads.items():
+                if h.get("definition"):
+                    st.markdown(f"- **{name}**: {h['definition']}")
+        else:
+            st.info(f"Heads in this checkpoint: {', '.join(model.heads) or 'none'}; the card describes none.")
+    with tabs[3]:
+        privacy = sup.find_entries(card, PRIVACY_WORDS)
+        if privacy:
+            st.caption("How much a fingerprint reveals: re-identification from fingerprints and how well a "
+                       "decoder trained on fingerprints alone rebuilds the raw window (from `m2ae eval`).")
+            st.dataframe(_table(privacy), hide_index=True)
+        else:
+            st.warning("No privacy figures in the card yet (`m2ae eval --write-card` adds them).")
+        st.markdown("Uploaded records stay in this server's memory for your session and are not written to its "
+                    "disk by the app; exports happen only when you press a download button.")
+    with tabs[4]:
+        limits = card.get("limitations") or []
+        for x in limits:
+            st.markdown(f"- {x}")
+        st.markdown("- Not a medical device; not validated for diagnosis, triage or monitoring.")
+    with tabs[5]:
+        idx, why = state.get_index()
+        if idx is None:
+            st.warning(f"No index loaded ({why}).")
+        else:
+            man = {k: v for k, v in idx.manifest.items() if k not in ("added",)}
+            st.dataframe(_table(sup.flatten(man)), hide_index=True)

@@ -1,0 +1,173 @@
+"""Record: pick a sample or upload a record; waveforms with peaks, heart rate, PAT and quality."""
+from __future__ import annotations
+
+import numpy as np
+import streamlit as st
+
+import m2ae
+from m2ae import app_support as sup
+from m2ae.contract import QUALITY_THRESHOLD
+from m2ae_ui import figures, state
+from m2ae_ui.guard import page_guard, short_message
+
+ERROR_KEY = "record_error"
+PENDING_KEY = "pending_upload"      # {name: bytes} of an upload that needs a channel/rate mapping
+DETECT, LEAVE_OUT = "(detect from file)", "(none: leave out)"
+
+
+def _fmt(v: float, unit: str, digits: int = 0) -> str:
+    return f"{v:.{digits}f} {unit}" if v is not None and np.isfinite(v) else "—"
+
+
+# --- callbacks: run before the page, so the sidebar already shows the new record ---------------
+
+def _open_sample() -> None:
+    entries = {e.label: e for e in state.samples()}
+    entry = entries.get(st.session_state.get("sample_choice"))
+    if entry is None:
+        return
+    try:
+        state.set_record(state.sample_source(entry))
+        st.session_state.pop(ERROR_KEY, None)
+    except m2ae.InputError as e:
+        st.session_state[ERROR_KEY] = short_message(e)
+
+
+def _open_upload() -> None:
+    uploaded = st.session_state.get("upload") or []
+    if not isinstance(uploaded, list):
+        uploaded = [uploaded]
+    if not uploaded:
+        return
+    files = {f.name: f.getvalue() for f in uploaded}
+    try:
+        state.set_record(state.upload_source(files))
+        st.session_state.pop(ERROR_KEY, None)
+        st.session_state.pop(PENDING_KEY, None)
+    except m2ae.InputError as e:
+        # Keep the previous record; offer the mapping form for this upload.
+        st.session_state[ERROR_KEY] = short_message(e)
+        st.session_state[PENDING_KEY] = files
+
+
+def _apply_mapping() -> None:
+    files = st.session_state.get(PENDING_KEY)
+    if not files:
+        return
+
+    def pick(key):
+        v = st.session_state.get(key)
+        return None if v in (None, DETECT) else ("none" if v == LEAVE_OUT else v)
+
+    fs = st.session_state.get("map_fs") or None
+    try:
+        state.set_record(state.upload_source(files, fs=fs, ecg=pick("map_ecg"), ppg=pick("map_ppg")))
+        st.session_state.pop(ERROR_KEY, None)
+        st.session_state.pop(PENDING_KEY, None)
+    except m2ae.InputError as e:
+        st.session_state[ERROR_KEY] = short_message(e)
+
+
+# --- page --------------------------------------------------------------------------------------
+
+st.title("Record")
+
+with page_guard("Record: choosing a record"):
+    tab_sample, tab_upload = st.tabs(["Sample records", "Upload a record"])
+    with tab_sample:
+        entries = state.samples()
+        if not entries:
+            st.warning(f"No sample records found in {state.SAMPLE_DIR} (manifest.json missing).")
+        else:
+            labels = [e.label for e in entries]
+            cur = st.session_state.get(state.RECORD_KEY)
+            if "sample_choice" not in st.session_state and cur is not None and cur.kind == "sample":
+                names = [e.name for e in entries]
+                if cur.name in names:
+                    st.session_state["sample_choice"] = labels[names.index(cur.name)]
+            st.selectbox("Sample record", labels, key="sample_choice", on_change=_open_sample,
+                         help="Small records made by the project (see sample_data/manifest.json).")
+            if cur is not None and cur.kind == "upload":
+                st.button("Open the selected sample", on_click=_open_sample)
+    with tab_upload:
+        st.file_uploader(
+            "ECG and/or PPG record — for WFDB select the .hea and its .dat/.mat together",
+            type=list(sup.UPLOAD_TYPES), accept_multiple_files=True, key="upload", on_change=_open_upload,
+            help="WFDB (.hea + .dat/.mat), CSV/TSV, NPZ/NPY, EDF/EDF+, VitalDB .vital. "
+                 "Uploads stay in this server's memory and are never written to its disk by the app.")
+    if st.session_state.get(ERROR_KEY):
+        st.error(st.session_state[ERROR_KEY])
+    pending = st.session_state.get(PENDING_KEY)
+    if pending:
+        channels = sup.list_channels(pending)
+        with st.form("mapping"):
+            st.markdown(f"**Tell the reader how to read {', '.join(sorted(pending))}**")
+            c1, c2, c3 = st.columns(3)
+            options = [DETECT, LEAVE_OUT, *channels]
+            c1.selectbox("ECG column / channel", options, key="map_ecg")
+            c2.selectbox("PPG column / channel", options, key="map_ppg")
+            c3.number_input("Sampling rate (Hz, 0 = from the file)", min_value=0.0, max_value=10000.0,
+                            value=0.0, step=1.0, key="map_fs")
+            st.form_submit_button("Read with this mapping", on_click=_apply_mapping)
+
+with page_guard("Record"):
+    cur = state.current()
+    if cur is None:
+        st.info("Pick a sample record or upload one to begin.")
+        st.stop()
+    src, rec, win = cur
+    i = state.window_index(win)
+    view = sup.window_view(win, i)
+    summary = sup.record_figures(win)
+    lead = rec.meta.get("lead") or win.meta.get("lead")
+
+    st.subheader(src.name)
+    st.caption(" · ".join(x for x in (src.description, str(rec.meta.get("source", ""))) if x))
+    c = st.columns(6)
+    c[0].metric("Duration", f"{rec.duration_s:.0f} s")
+    c[1].metric("Sampling rate", f"{rec.fs:g} Hz", help="Resampled to 125 Hz for the model")
+    c[2].metric("Windows (10 s)", summary["n_windows"],
+                delta=f"{summary['n_low_quality']} low quality" if summary["n_low_quality"] else None,
+                delta_color="inverse")
+    c[3].metric("Heart rate (ECG)", _fmt(summary["hr_ecg_bpm"], "bpm"), help="Median over windows, from R-peaks")
+    c[4].metric("Heart rate (PPG)", _fmt(summary["hr_ppg_bpm"], "bpm"), help="Median over windows, from pulse peaks")
+    c[5].metric("Pulse arrival time", _fmt(summary["pat_ms"], "ms"), help="Median R-peak → pulse-peak delay")
+
+    st.markdown(f"**Window {i + 1} of {len(win)}** — {view.t_s[0]:.0f}–{view.t_s[-1] + 1 / win.fs:.0f} s")
+    w = st.columns(4)
+    w[0].metric("Heart rate", _fmt(view.hr_bpm, "bpm"))
+    w[1].metric("PAT", _fmt(view.pat_ms, "ms"))
+    w[2].metric("ECG quality", _fmt(view.ecg_quality, "", 2))
+    w[3].metric("PPG quality", _fmt(view.ppg_quality, "", 2))
+    if view.low_quality:
+        st.warning(f"This window's signal quality is below {QUALITY_THRESHOLD:g}: peaks, heart rate and model "
+                   "outputs for it are less reliable.", icon=":material/signal_cellular_connected_no_internet_0_bar:")
+
+    reconstructed = {}
+    missing = [m for m in ("ecg", "ppg") if getattr(view, m) is None]
+    if missing:
+        model, why = state.get_model()
+        if model is None:
+            st.warning(f"{missing[0].upper()} is absent and the model is unavailable to reconstruct it: {why}")
+        else:
+            mode = "ppg_from_ecg" if missing[0] == "ppg" else "ecg_from_ppg"
+            out = state.reconstruction(src.key, state.model_version(model), i, 1.0, mode, 0, model, win)
+            reconstructed[missing[0]] = out[missing[0]]["prediction"][0]
+            st.info(f"This record has no {missing[0].upper()}: the dashed trace is the model's reconstruction "
+                    f"from the {('ECG' if missing[0] == 'ppg' else 'PPG')} (normalised units), not a measurement.")
+    st.plotly_chart(figures.waveform_figure(view, reconstructed, lead=lead),
+                    key="record_waveforms")
+    if view.units.get("ecg") != "mV" and view.ecg is not None:
+        st.caption("ECG amplitude units are not known for this record, so the mm/mV paper grid is not drawn.")
+
+    st.markdown("**Signal quality per window**")
+    table = sup.quality_table(win)
+    st.plotly_chart(figures.quality_figure(table, i, QUALITY_THRESHOLD),
+                    key="record_quality")
+    with st.expander("Per-window table"):
+        st.dataframe(table, hide_index=True)
+    notes = rec.meta.get("notes") or []
+    if notes:
+        with st.expander("Reading notes"):
+            for n in notes:
+                st.markdown(f"- {n}")

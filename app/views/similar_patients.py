@@ -1,0 +1,104 @@
+"""Similar patients: FAISS top-k neighbours of the current window, their waveforms, the label make-up."""
+from __future__ import annotations
+
+import numpy as np
+import pandas as pd
+import streamlit as st
+
+from m2ae import app_support as sup
+from m2ae_ui import figures, state
+from m2ae_ui.guard import page_guard
+
+USE = {"ECG + PPG": "both", "ECG only": "ecg", "PPG only": "ppg"}
+REQUIRE = {"any": None, "ECG recorded": "ecg", "PPG recorded": "ppg", "both recorded": "both"}
+
+st.title("Similar patients")
+with page_guard("Similar patients"):
+    src, rec, win, i = state.require_record()
+    model = state.require_model()
+    idx = state.require_index()
+    if model is None or idx is None:
+        st.stop()
+    version = state.model_version(model)
+    uses = [k for k, v in USE.items() if v == "both" and len(rec.modalities) == 2 or v in rec.modalities]
+    state.keep(sim_k=10, sim_use=uses[0], sim_exclude=True, sim_quality=0.0, sim_require="any")
+    if st.session_state["sim_use"] not in uses:
+        st.session_state["sim_use"] = uses[0]
+    c = st.columns(5)
+    k = c[0].slider("Neighbours (k)", 1, 50, key="sim_k")
+    use_label = c[1].selectbox("Query with", uses, key="sim_use")
+    exclude = c[2].checkbox("Exclude the same subject", key="sim_exclude",
+                            help="Leave out windows of this record's subject (when the index knows it).")
+    min_q = c[3].slider("Min. neighbour quality", 0.0, 1.0, step=0.05, key="sim_quality")
+    require = c[4].selectbox("Neighbour modalities", list(REQUIRE), key="sim_require")
+
+    fp = state.fingerprints(src.key, version, USE[use_label], model, win)[i]
+    subject = rec.meta.get("subject_id") if exclude else None
+    record_id = (rec.meta.get("record_id") or None) if exclude else None
+    filters = sup.neighbour_filters(idx.metadata.columns, min_q, REQUIRE[require])
+    hits = idx.search(fp, k=int(k), exclude_subject=subject, exclude_record=record_id, filters=filters or None)[0]
+    if hits.attrs.get("note"):
+        st.info(hits.attrs["note"])
+    if hits.empty:
+        st.warning("No indexed window passes these filters.")
+        st.stop()
+
+    labels = idx.label_columns()
+    show = ["rank", "score", *[c for c in ("record", "subject_id", "start_s", "source") if c in hits], *labels]
+    table = hits[[c for c in show if c in hits]].rename(columns={"score": "similarity"})
+    st.caption(f"Window {i + 1} of {src.name}, fingerprinted from {use_label}; similarity = cosine of fingerprints.")
+    st.dataframe(table, hide_index=True, height=min(420, 40 + 35 * len(table)),
+                 column_config={"similarity": st.column_config.ProgressColumn("similarity", min_value=0.0,
+                                                                              max_value=1.0, format="%.3f")})
+
+    left, right = st.columns([3, 2])
+    with left:
+        options = [f"#{int(r)}" for r in hits["rank"]]
+        st.session_state["sim_show"] = [o for o in st.session_state.get("sim_show", options[:4]) if o in options]
+        chosen = st.multiselect("Neighbours to show beside the query", options, key="sim_show")
+        picked = hits[[f"#{int(r)}" in chosen for r in hits["rank"]]]
+        wf = idx.waveforms(picked["id"].to_numpy()) if len(picked) else None
+        items = [{"title": "query (this window)", "query": True, "fs": win.fs,
+                  "ecg": None if win.ecg is None else win.ecg[i], "ppg": None if win.ppg is None else win.ppg[i]}]
+        for j in range(len(picked)):
+            row = picked.iloc[j]
+            items.append({"title": f"#{int(row['rank'])} · sim {row['score']:.2f} · {row.get('record', '')}",
+                          "ecg": wf["ecg"][j], "ppg": wf["ppg"][j], "fs": wf["fs_hz"]})
+        st.plotly_chart(figures.stacked_windows_figure(items), key="sim_waveforms")
+    with right:
+        st.markdown("**Label make-up of the neighbourhood**")
+        preds = state.predictions(src.key, version, USE[use_label], model, win)
+        pairs = sup.label_head_pairs(labels, preds)
+        for col in labels:
+            name = col[len("label_"):]
+            numeric = sup.is_numeric_label(idx.metadata[col])
+            if numeric:
+                est = sup.knn_estimate(hits[col].tolist(), hits["score"].tolist())
+                if not est["n"]:
+                    continue
+                st.markdown(f"*{name}* — neighbours' similarity-weighted mean: **{est['mean']:.1f}** "
+                            f"(sd {est['sd']:.1f}, n = {est['n']})")
+            else:
+                vote = sup.knn_vote(hits[col].tolist(), hits["score"].tolist())
+                if vote.empty:
+                    continue
+                st.markdown(f"*{name}* — kNN vote: **{vote.iloc[0]['label']}** "
+                            f"({vote.iloc[0]['weighted_share']:.0%} of similarity-weighted neighbours)")
+            if col in pairs:
+                h = sup.head_summary(preds[pairs[col]], i)
+                if h["kind"] == "class":
+                    st.caption(f"Head prediction: {h['label']} (calibrated p = {h['probability']:.2f})")
+                else:
+                    st.caption(f"Head prediction: {h['value']:.1f} {h['unit']} "
+                               f"({h['level']:.0%} interval {h['low']:.1f}–{h['high']:.1f})")
+            if not numeric:
+                st.dataframe(vote, hide_index=True,
+                             column_config={"share": st.column_config.NumberColumn(format="%.2f"),
+                                            "weighted_share": st.column_config.NumberColumn(format="%.2f")})
+
+    fps = sup.index_fingerprints(idx, hits["id"].to_numpy())
+    export = sup.cohort_table(hits.drop(columns=["map_x", "map_y"], errors="ignore"), fps)
+    query = pd.DataFrame({"query_record": [src.name], "query_window": [i], "query_start_s": [float(win.starts_s[i])]})
+    export = pd.concat([query.loc[query.index.repeat(len(export))].reset_index(drop=True), export], axis=1)
+    st.download_button("Export neighbours CSV", sup.to_csv_bytes(export), file_name="m2ae_neighbours.csv",
+                       mime="text/csv", key="sim_export")
