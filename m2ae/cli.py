@@ -49,11 +49,11 @@ def emit(result: Any, as_json: bool, human: Callable[[Any], str] | None = None) 
 
 def cmd_read(args) -> int:
     from .io import load_record
-    from .signal import preprocess, summarize
+    from .signal import format_summary, preprocess, summarize
 
     rec = load_record(args.path, fs=args.fs, ecg=args.ecg, ppg=args.ppg)
     win = preprocess(rec, stride_s=args.stride)
-    emit(summarize(rec, win), args.json)
+    emit(summarize(rec, win), args.json, format_summary)
     return 0
 
 
@@ -109,7 +109,8 @@ def cmd_app(args) -> int:
     if not entry.exists():
         raise InputError(f"app not found at {entry}: install m2ae from a source checkout (pip install -e .)")
     extra = [a for a in args.streamlit_args if a != "--"]
-    return subprocess.call([sys.executable, "-m", "streamlit", "run", str(entry), *extra])
+    # Run from the checkout so its .streamlit/config.toml (theme, upload limit, XSRF, no watcher) applies.
+    return subprocess.call([sys.executable, "-m", "streamlit", "run", str(entry), *extra], cwd=entry.parents[1])
 
 
 # --- parser ----------------------------------------------------------------------------------
@@ -122,9 +123,9 @@ def build_parser() -> argparse.ArgumentParser:
     s = sub.add_parser("read", help="read an ECG/PPG file and summarise it under the signal contract")
     s.add_argument("path", help="WFDB .hea, CSV/TSV, NPZ/NPY, EDF, or .vital file")
     s.add_argument("--fs", type=float, help="sampling rate in Hz when the file does not say")
-    s.add_argument("--ecg", help="ECG column/channel name (when it cannot be recognised)")
-    s.add_argument("--ppg", help="PPG column/channel name (when it cannot be recognised)")
-    s.add_argument("--stride", type=float, default=10.0, help="window stride in s (default 10)")
+    s.add_argument("--ecg", help="ECG column/channel name or 0-based index ('none' ignores ECG)")
+    s.add_argument("--ppg", help="PPG column/channel name or 0-based index ('none' ignores PPG)")
+    s.add_argument("--stride", type=float, default=10.0, help="window stride in s (default 10; 5 overlaps by half)")
     s.add_argument("--json", action="store_true", help="print JSON")
     s.set_defaults(func=cmd_read)
 
@@ -159,24 +160,30 @@ def build_parser() -> argparse.ArgumentParser:
     s.add_argument("paths", nargs="+")
     s.add_argument("--out", required=True, help="output folder (fingerprints.npy + metadata.parquet/csv)")
     s.add_argument("--model", help="checkpoint (default: shipped)")
-    s.add_argument("--batch-size", type=int, default=256)
+    s.add_argument("--batch-size", type=int, default=256, help="windows per model call (default 256)")
+    s.add_argument("--workers", type=int, help="DataLoader workers reading records (default: 0 on <= 2 cores)")
     s.add_argument("--json", action="store_true")
     s.set_defaults(func=cmd_embed)
 
     s = sub.add_parser("index", help="build and query fingerprint indexes")
     xs = s.add_subparsers(dest="index_command", metavar="ACTION")
     b = xs.add_parser("build", help="embed records and build a FAISS index with a 2-D map")
-    b.add_argument("paths", nargs="+")
-    b.add_argument("--out", required=True)
+    b.add_argument("paths", nargs="*", help="record files/folders (optional with --simulate)")
+    b.add_argument("--out", required=True, help="index folder to write (replaced atomically)")
     b.add_argument("--model", help="checkpoint (default: shipped)")
     b.add_argument("--simulate", type=int, default=0, metavar="N", help="also add N simulated subjects")
-    b.add_argument("--seed", type=int, default=0)
+    b.add_argument("--seed", type=int, default=0, help="simulator seed (default 0)")
+    b.add_argument("--duration", type=float, default=60.0, help="seconds per simulated subject (default 60)")
+    b.add_argument("--map", choices=["umap", "pca"], default="umap", help="2-D map method (default umap)")
+    b.add_argument("--batch-size", type=int, default=256, help="windows per model call (default 256)")
+    b.add_argument("--workers", type=int, help="DataLoader workers reading records (default: 0 on <= 2 cores)")
     b.add_argument("--json", action="store_true")
     b.set_defaults(func=cmd_index_build)
     q = xs.add_parser("query", help="find the records most similar to one record")
     q.add_argument("path")
     q.add_argument("--k", type=int, default=10)
     q.add_argument("--index", help="index folder (default: shipped)")
+    q.add_argument("--model", help="checkpoint (default: shipped); must be the index's model version")
     q.add_argument("--exclude-subject", action="store_true", help="drop neighbours of the same subject")
     q.add_argument("--fs", type=float)
     q.add_argument("--ecg")
@@ -188,6 +195,8 @@ def build_parser() -> argparse.ArgumentParser:
     s.add_argument("--model", help="checkpoint (default: shipped)")
     s.add_argument("--data", nargs="*", default=None, help="real paired records (default: ../shared/data/real)")
     s.add_argument("--sim-subjects", type=int, default=60, help="held-out simulated subjects")
+    s.add_argument("--candidates", type=int, default=1000, help="candidates for PPG->ECG pair retrieval")
+    s.add_argument("--seed", type=int, default=None, help="held-out simulator seed (default: m2ae.train.splits.EVAL_SEED)")
     s.add_argument("--write-card", action="store_true", help="write the results into the model card")
     s.add_argument("--json", action="store_true")
     s.set_defaults(func=cmd_eval)
