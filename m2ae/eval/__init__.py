@@ -386,6 +386,8 @@ def run_eval(model=None, data=None, sim_subjects: int = 60, seed: int | None = N
         model = load_model(model, device="cpu" if model is None else None)
     if int(sim_subjects) < 2:
         raise InputError(f"--sim-subjects: need at least 2 held-out subjects, got {sim_subjects}")
+    if int(n_candidates) < 2:
+        raise InputError(f"--candidates: need at least 2 retrieval candidates, got {n_candidates}")
     eval_seed = splits.EVAL_SEED if seed is None else int(seed)
     train_seed = splits.HEADS_TRAIN_SEED
     windows_per_subject = max(2, math.ceil(n_candidates / sim_subjects))
@@ -429,7 +431,8 @@ def _first_per_group(group: np.ndarray, k: int) -> np.ndarray:
 def eval_from_cli(args) -> int:
     from ..cli import emit
 
-    res = run_eval(model=args.model, data=args.data, sim_subjects=args.sim_subjects, quiet=args.json)
+    res = run_eval(model=args.model, data=args.data, sim_subjects=args.sim_subjects, seed=getattr(args, "seed", None),
+                   n_candidates=getattr(args, "candidates", N_CANDIDATES), quiet=args.json)
     if args.write_card:
         from ..model.card import update_card
         from ..model.checkpoint import DEFAULT_CHECKPOINT
