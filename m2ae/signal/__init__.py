@@ -11,7 +11,7 @@ from __future__ import annotations
 
 from .filters import (contract_windows_fast, cut_windows, ecg_bandpass, fill_gaps, ppg_bandpass,  # noqa: F401
                       ppg_fix_polarity, resample_to, robust_normalise)
-from .pipeline import preprocess, summarize  # noqa: F401
+from .pipeline import format_summary, preprocess, summarize  # noqa: F401
 
-__all__ = ["preprocess", "summarize", "contract_windows_fast", "resample_to", "ecg_bandpass", "ppg_bandpass",
+__all__ = ["preprocess", "summarize", "format_summary", "contract_windows_fast", "resample_to", "ecg_bandpass", "ppg_bandpass",
            "ppg_fix_polarity", "robust_normalise", "cut_windows", "fill_gaps"]

@@ -134,7 +134,7 @@ def preprocess(rec: Record, stride_s: float = WINDOW_S, quality_threshold: float
         beat_r_all = np.concatenate(beat_r)
         hr = pk.window_heart_rate(peaks_all, starts, WINDOW_SAMPLES, FS_HZ, breaks)
 
-        clip_mask = ql.clipped_mask(getattr(rec, mod))
+        clip_mask = ql.clipped_mask(getattr(rec, mod), rec.fs)
         if clip_mask.any():
             clip125 = filters.resample_to(clip_mask.astype(np.float64), rec.fs, FS_HZ)[:n_total] > 0.5
             clip_frac = np.pad(clip125, (0, max(0, n_total - len(clip125))))[idx].mean(axis=1)
@@ -226,3 +226,23 @@ def summarize(rec: Record, win: Windows) -> dict[str, Any]:
         "labels": meta.get("labels") or {},
         "notes": win.meta.get("notes", []),
     }
+
+
+def format_summary(s: dict[str, Any]) -> str:
+    """``summarize``'s dict as a few readable lines (``m2ae read`` without ``--json``)."""
+    def num(v: Any, fmt: str) -> str:
+        return "n/a" if v is None else format(v, fmt)
+
+    lines = [f"{s['source']}: {s['duration_s']:.1f} s at {s['fs_hz']:g} Hz → {s['n_windows']} windows of "
+             f"{s['contract']['window_s']:g} s at {s['contract']['fs_hz']:g} Hz "
+             f"({s['n_low_quality']} below quality {s['quality_threshold']:g})"]
+    for mod, ch in s["channels"].items():
+        how = ", ".join(f"{k.replace('_', ' ')} {v}" for k, v in ch.items() if v is not None and k != "column")
+        q = s["quality"][mod]
+        lines.append(f"  {mod.upper()}  column {ch['column']!r}" + (f" ({how})" if how else "")
+                     + f"; quality median {num(q['median'], '.2f')} (min {num(q['min'], '.2f')})"
+                     + f"; heart rate {num(s['heart_rate_bpm'][mod], '.1f')} bpm")
+    if s.get("pat_ms") is not None:
+        lines.append(f"  R-peak → pulse-peak delay {s['pat_ms']:.0f} ms (median over windows)")
+    lines += [f"  note: {n}" for n in s.get("notes", [])]
+    return "\n".join(lines)

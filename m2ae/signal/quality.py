@@ -76,9 +76,14 @@ def amplitude_score(window_scale: np.ndarray) -> np.ndarray:
     return np.clip((np.log(AMPLITUDE_BAD_RATIO) - dev) / (np.log(AMPLITUDE_BAD_RATIO) - np.log(AMPLITUDE_OK_RATIO)), 0.0, 1.0)
 
 
-def clipped_mask(x: np.ndarray, min_run: int = 3) -> np.ndarray:
-    """Samples of a raw signal that sit at its overall max or min in runs of ≥ ``min_run`` (saturation)."""
+def clipped_mask(x: np.ndarray, fs_hz: float, min_run_s: float = 0.04) -> np.ndarray:
+    """Samples of a raw signal stuck at its overall max or min for ≥ 40 ms (and ≥ 3 samples): saturation.
+
+    The run length keeps a quantised signal whose trough merely repeats its lowest value for a few
+    samples from reading as clipped.
+    """
     x = np.asarray(x, dtype=np.float64)
+    min_run = max(3, int(round(min_run_s * fs_hz)))
     finite = np.isfinite(x)
     if finite.sum() < min_run:
         return np.zeros(len(x), dtype=bool)
