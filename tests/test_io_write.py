@@ -51,7 +51,7 @@ def test_npz_and_csv_written_without_pickle(tmp_path):
         assert '"rhythm": "AF"' in str(z["meta_json"])
     c = write_record(rec, tmp_path / "r4.csv")
     head = c.read_text().splitlines()[:2]
-    assert head[0] == "Time [s],ECG II,PLETH"
+    assert head[0] == "Time [s],ECG II [mV],PLETH [NU]"
     assert head[1].startswith("0.000000,")
 
 

@@ -1,10 +1,20 @@
 """Readers and writers: any ECG/PPG file or corpus layout -> ``m2ae.Record``.
 
+>>> from m2ae.io import load_record                          # doctest: +SKIP
+>>> rec = load_record("bidmc_01_Signals.csv")                # II -> ECG, PLETH -> PPG, 125 Hz
+>>> rec = load_record(uploaded_file)                         # Streamlit UploadedFile, kept in memory
+>>> rec = load_record({"a.hea": hea_bytes, "a.dat": dat_bytes})  # multi-file WFDB upload
+>>> for rec in iter_corpus("/data/mimic3wdb-matched/p00"):  # layout detected: mimic3wdb
+...     rec.meta["subject_id"], rec.meta["labels"]
+
 Heavy format libraries (wfdb, pyEDFlib, h5py, vitaldb, pandas) are imported inside the functions
 that need them, so ``import m2ae.io`` works on a training box that lacks some of them.
 """
 from __future__ import annotations
 
+from .corpus import LAYOUTS, detect_layout, iter_corpus
+from .readers import SUPPORTED, load_record, sniff_format
 from .writers import FORMATS, write_record
 
-__all__ = ["write_record", "FORMATS"]
+__all__ = ["load_record", "iter_corpus", "detect_layout", "write_record", "sniff_format", "SUPPORTED", "FORMATS",
+           "LAYOUTS"]

@@ -10,6 +10,7 @@ WFDB) labels. Example::
 """
 from __future__ import annotations
 
+import datetime as dt
 import json
 from pathlib import Path
 from typing import Any
@@ -22,6 +23,7 @@ from ..record import Record
 FORMATS = ("npz", "csv", "wfdb", "edf")
 _SUFFIX = {"npz": ".npz", "csv": ".csv", "wfdb": ".hea", "edf": ".edf"}
 META_COMMENT = "m2ae-meta:"  # WFDB header comment carrying the record's labels/ids as JSON
+EDF_UNKNOWN_START = dt.datetime(1985, 1, 1)  # EDF+ convention for an unknown start date
 
 
 def _json_meta(rec: Record) -> dict[str, Any]:
@@ -87,7 +89,7 @@ def _write_npz(rec: Record, path: Path) -> Path:
 def _write_csv(rec: Record, path: Path) -> Path:
     chans = _channels(rec)
     t = np.arange(rec.n_samples) / rec.fs
-    header = ["Time [s]"] + [("ECG " + name if mod == "ecg" else name) for mod, name, _, _ in chans]
+    header = ["Time [s]"] + [("ECG " + name if mod == "ecg" else name) + f" [{unit}]" for mod, name, _, unit in chans]
     data = np.column_stack([t] + [x for _, _, x, _ in chans])
     fmt = ["%.6f"] + ["%.6g"] * len(chans)
     np.savetxt(path, data, delimiter=",", header=",".join(header), comments="", fmt=fmt)
@@ -126,8 +128,19 @@ def _write_edf(rec: Record, path: Path) -> Path:
                                                     physical_min=round(lo - pad, 4), physical_max=round(hi + pad, 4)))
         signals.append(x)
     labels = rec.meta.get("labels") or {}
-    header = highlevel.make_header(patientcode=str(rec.meta.get("subject_id", ""))[:20])
+    header = highlevel.make_header(patientcode=str(rec.meta.get("subject_id", ""))[:20],
+                                   startdate=_edf_start(rec.meta.get("start_time")))
     if labels.get("sex") in ("M", "F"):
         header["sex"] = "Male" if labels["sex"] == "M" else "Female"
     highlevel.write_edf(str(path), signals, headers, header=header)
     return path
+
+
+def _edf_start(start_time: Any):
+    """EDF needs a start date; unknown ones get 01.01.1985, the EDF+ convention for 'not known'."""
+    if start_time:
+        try:
+            return dt.datetime.fromisoformat(str(start_time)).replace(tzinfo=None, microsecond=0)
+        except ValueError:
+            pass
+    return EDF_UNKNOWN_START
