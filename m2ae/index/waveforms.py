@@ -97,7 +97,7 @@ def _quantise(x: np.ndarray | None, n: int) -> tuple[np.ndarray, np.ndarray]:
     if x is None:
         return np.zeros((n, WAVEFORM_SAMPLES), np.int8), np.full(n, np.nan, np.float32)
     x = np.asarray(x, dtype=np.float32)
-    low = resample_poly(x, 1, DOWNSAMPLE, axis=1).astype(np.float32)[:, :WAVEFORM_SAMPLES]
+    low = resample_poly(x, 1, DOWNSAMPLE, axis=1, padtype="line").astype(np.float32)[:, :WAVEFORM_SAMPLES]
     peak = np.abs(low).max(axis=1)
     step = np.where(peak > 0, peak / INT8_MAX, 1.0).astype(np.float32)
     codes = np.clip(np.rint(low / step[:, None]), -INT8_MAX, INT8_MAX).astype(np.int8)
