@@ -238,7 +238,7 @@ def sample_subject_table(
     pvc_pep_extra = u(20.0, 60.0)
 
     stiff = (pwv - 4.0) / 12.0
-    dicrotic_ratio = np.clip(0.55 - 0.35 * a01 - 0.25 * stiff + rng.normal(0.0, 0.06, n), 0.02, 0.65)
+    dicrotic_ratio = np.clip(0.45 - 0.30 * a01 - 0.20 * stiff + rng.normal(0.0, 0.05, n), 0.02, 0.5)
     dicrotic_delay = np.clip(0.34 - 0.12 * stiff + rng.normal(0.0, 0.02, n), 0.16, 0.40)
 
     table: dict[str, np.ndarray] = {
