@@ -142,21 +142,26 @@ def choose_channels(names: list[str], source: str, ecg: str | int | None = None,
     """
     names = [str(n) for n in names]
     choice = ChannelChoice(None, None)
-    for mod, want, rank in (("ecg", ecg, ecg_rank), ("ppg", ppg, ppg_rank)):
-        if isinstance(want, str) and want.strip().lower() in _NONE_WORDS:
+    wants = {"ecg": ecg, "ppg": ppg}
+    skip = {m for m, w in wants.items() if isinstance(w, str) and w.strip().lower() in _NONE_WORDS}
+    # Overrides first, so a column the user assigned is not also picked by name for the other modality.
+    for mod in ("ecg", "ppg"):
+        if mod not in skip and wants[mod] is not None:
+            idx = _find_override(names, wants[mod], source, f"--{mod}")
+            setattr(choice, mod, idx)
+            setattr(choice, f"{mod}_name", names[idx].strip())
+            setattr(choice, f"{mod}_how", "override")
+    taken = set(exclude) | {i for i in (choice.ecg, choice.ppg) if i is not None}
+    for mod, rank in (("ecg", ecg_rank), ("ppg", ppg_rank)):
+        if mod in skip or wants[mod] is not None:
             continue
-        if want is not None:
-            idx = _find_override(names, want, source, f"--{mod}")
-            how = "override"
-        else:
-            ranked = [(r, i) for i, n in enumerate(names) if i not in exclude and (r := rank(n)) is not None]
-            if not ranked:
-                continue
-            idx = min(ranked)[1]
-            how = "name"
+        ranked = [(r, i) for i, n in enumerate(names) if i not in taken and (r := rank(n)) is not None]
+        if not ranked:
+            continue
+        idx = min(ranked)[1]
         setattr(choice, mod, idx)
         setattr(choice, f"{mod}_name", names[idx].strip())
-        setattr(choice, f"{mod}_how", how)
+        setattr(choice, f"{mod}_how", "name")
     if choice.ecg is not None and choice.ecg == choice.ppg:
         raise InputError(f"{source}: the same column {names[choice.ecg].strip()!r} was chosen for ECG and PPG")
     if choice.ecg is None and choice.ppg is None:
