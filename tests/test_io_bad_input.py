@@ -244,3 +244,9 @@ def test_missing_path_and_unnamed_upload(tmp_path):
     expect_error(tmp_path / "nowhere.csv", "file not found")
     with pytest.raises(InputError, match="needs a file name"):
         load_record(io.BytesIO(b"1,2,3"))
+
+
+def test_wfdb_data_over_size_limit(tmp_path, monkeypatch):
+    hea = write_record(_good(), tmp_path / "huge", "wfdb")  # the small .hea passes, its .dat does not
+    monkeypatch.setattr(m2ae.contract, "MAX_FILE_BYTES", 2000)
+    expect_error(hea, r"data files hold .* MiB, more than the .* limit")

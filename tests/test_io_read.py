@@ -181,3 +181,14 @@ def test_real_a103l_wfdb(a103l_hea):
     # the same record uploaded as two in-memory files
     up = load_record({"a103l.hea": a103l_hea.read_bytes(), "a103l.mat": a103l_hea.with_suffix(".mat").read_bytes()})
     np.testing.assert_array_equal(up.ecg, rec.ecg)
+
+
+def test_list_of_uploads_like_streamlit_multiple_files(tmp_path):
+    hea = write_record(_record(), tmp_path / "m", "wfdb")
+    ups = []
+    for p in (hea, tmp_path / "m.dat"):
+        b = io.BytesIO(p.read_bytes())
+        b.name = p.name
+        ups.append(b)
+    rec = load_record(ups)
+    assert rec.meta["source"] == "m.hea" and rec.modalities == ("ecg", "ppg")

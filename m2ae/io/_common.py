@@ -290,6 +290,9 @@ def open_source(src: Any, name: str | None = None) -> Source:
         if not files[main]:
             raise InputError(f"{main}: file is empty")
         return Source(name=name or main, files=files, main=main)
+    if isinstance(src, (list, tuple)) and src and all(hasattr(f, "name") for f in src):
+        # st.file_uploader(accept_multiple_files=True) gives a list of UploadedFile
+        return open_source({_safe_basename(f.name): f for f in src}, name)
     if hasattr(src, "read") or hasattr(src, "getvalue"):
         fname = name or getattr(src, "name", None)
         if not fname or not isinstance(fname, str):

@@ -251,8 +251,9 @@ def _vitaldb_clinical(folder: Path) -> dict[int, dict[str, Any]]:
         for col in ("bmi", "asa", "department", "optype"):
             if col in row and pd.notna(row[col]):
                 labels[col] = row[col].item() if hasattr(row[col], "item") else row[col]
-        subject = row["subjectid"] if "subjectid" in row and pd.notna(row["subjectid"]) else caseid
-        out[caseid] = {"subject_id": f"vitaldb-{int(subject)}", "labels": labels}
+        has_subject = "subjectid" in row and pd.notna(row["subjectid"])
+        subject = f"vitaldb-{int(row['subjectid'])}" if has_subject else f"vitaldb-case{caseid}"
+        out[caseid] = {"subject_id": subject, "labels": labels}
     return out
 
 

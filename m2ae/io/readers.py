@@ -124,7 +124,7 @@ def _lead_from_name(name: str | None) -> str | None:
 
 _TIME_NAMES = {"time", "times", "t", "timestamp", "timestamps", "elapsedtime", "seconds", "sec", "secs",
                "ms", "millis", "milliseconds", "timems", "timesec", "times", "timeins", "timeinseconds",
-               "datetime", "date", "clocktime", "timestampms", "zeit", "tiempo", "temps", "tempo"}
+               "datetime", "date", "clocktime", "timestampms", "tms", "ts", "zeit", "tiempo", "temps", "tempo"}
 _FS_COMMENT = re.compile(r"(?:\bfs\b|sampl\w*\s*(?:rate|frequency)|sfreq)\s*[:=]?\s*([0-9]+(?:\.[0-9]*)?)", re.I)
 _NUMBER = re.compile(r"^[+-]?(\d+\.?\d*|\.\d+)([eE][+-]?\d+)?$")
 _NA_TOKENS = {"", "nan", "na", "n/a", "null", "none", "-", "--", "?"}
@@ -299,7 +299,7 @@ def _read_csv(source: Source, fs=None, ecg=None, ppg=None) -> Record:
     choice = choose_channels(names, source.name, ecg=ecg, ppg=ppg, exclude=exclude)
     try:
         df = pd.read_csv(io.StringIO("\n".join(body[n_head:])), sep=r"\s+" if sep is None else sep, header=None,
-                         decimal=decimal, skipinitialspace=True, quotechar='"', engine="c" if sep else "python",
+                         decimal=decimal, skipinitialspace=True, quotechar='"', engine="c",
                          na_values=list(_NA_TOKENS - {""}), keep_default_na=True, dtype=None, low_memory=False)
     except pd.errors.ParserError as e:
         raise InputError(f"{source.name}: malformed table: {' '.join(str(e).split())}") from None
@@ -518,6 +518,7 @@ def _wfdb_names_and_check(rec_path: Path, source: Source):
     folder = rec_path.parent
     if isinstance(h, wfdb.MultiRecord):
         names = None
+        data_files: list[Path] = []
         for seg in h.seg_name:
             if seg == "~":
                 continue
@@ -527,17 +528,28 @@ def _wfdb_names_and_check(rec_path: Path, source: Source):
             for f in set(sh.file_name or []):
                 if sh.sig_len and not (folder / f).exists():
                     raise InputError(f"{source.name}: data file {f} of segment {seg} is missing ({where})")
-            if names is None or (h.layout == "variable" and seg == h.seg_name[0]):
+                data_files.append(folder / f)
+            if names is None:
                 names = list(sh.sig_name or [])
-            if h.layout != "variable" and names:
-                break
         if h.layout == "variable":
             names = list(wfdb.rdheader(str(folder / h.seg_name[0])).sig_name or [])
+        _check_total_size(data_files, source)
         return h, names or []
     for f in set(h.file_name or []):
         if not (folder / f).exists():
             raise InputError(f"{source.name}: data file {f} is missing ({where})")
+    _check_total_size([folder / f for f in set(h.file_name or [])], source)
     return h, list(h.sig_name or [])
+
+
+def _check_total_size(files: list[Path], source: Source) -> None:
+    from .. import contract
+
+    total = sum(f.stat().st_size for f in files if f.exists())
+    if total > contract.MAX_FILE_BYTES:
+        raise InputError(f"{source.name}: data files hold {total / 2**20:.1f} MiB, more than the "
+                         f"{contract.MAX_FILE_BYTES / 2**20:.0f} MiB limit (m2ae.contract.MAX_FILE_BYTES); "
+                         f"read it in pieces (segments) with m2ae.io.iter_corpus")
 
 
 def read_wfdb_path(rec_path: Path, source: Source, fs=None, ecg=None, ppg=None,
@@ -576,7 +588,9 @@ def read_wfdb_path(rec_path: Path, source: Source, fs=None, ecg=None, ppg=None,
         i = getattr(choice, m)
         if i is None:
             continue
-        j = col.get(names[i], picked.index(i))
+        j = picked.index(i)
+        if r.sig_name[j] != names[i]:  # the library returned channels in another order
+            j = col[names[i]]
         x = sig[:, j].astype(np.float64)
         unit = (r.units or [None] * len(r.sig_name))[j]
         if m == "ecg":
