@@ -259,9 +259,21 @@ def _read_csv(source: Source, fs=None, ecg=None, ppg=None) -> Record:
     import pandas as pd
 
     text = _decode_text(source.read_bytes(), source.name)
-    lines = text.splitlines()
-    comments = [ln.lstrip()[1:] for ln in lines if ln.lstrip().startswith(("#", "%"))]
-    body = [ln for ln in lines if ln.strip() and not ln.lstrip().startswith(("#", "%"))]
+    # Only the head is scanned in Python (comments, header, delimiter); pandas' C parser reads the rest.
+    comments: list[str] = []
+    body: list[str] = []
+    starts: list[int] = []
+    pos = 0
+    while len(body) < 80 and pos < len(text):
+        end = text.find("\n", pos)
+        end = len(text) if end < 0 else end
+        ln = text[pos:end].rstrip("\r")
+        if ln.lstrip().startswith(("#", "%")):
+            comments.append(ln.lstrip()[1:])
+        elif ln.strip():
+            body.append(ln)
+            starts.append(pos)
+        pos = end + 1
     if not body:
         raise InputError(f"{source.name}: no data rows (the file holds no table)")
     sep = _detect_delimiter(body[:1] + body[2:60] if len(body) > 2 else body)
@@ -298,8 +310,8 @@ def _read_csv(source: Source, fs=None, ecg=None, ppg=None) -> Record:
     exclude = (time_idx,) if time_idx is not None else ()
     choice = choose_channels(names, source.name, ecg=ecg, ppg=ppg, exclude=exclude)
     try:
-        df = pd.read_csv(io.StringIO("\n".join(body[n_head:])), sep=r"\s+" if sep is None else sep, header=None,
-                         decimal=decimal, skipinitialspace=True, quotechar='"', engine="c",
+        df = pd.read_csv(io.StringIO(text[starts[n_head]:]), sep=r"\s+" if sep is None else sep, header=None,
+                         decimal=decimal, skipinitialspace=True, quotechar='"', engine="c", comment="#",
                          na_values=list(_NA_TOKENS - {""}), keep_default_na=True, dtype=None, low_memory=False)
     except pd.errors.ParserError as e:
         raise InputError(f"{source.name}: malformed table: {' '.join(str(e).split())}") from None
