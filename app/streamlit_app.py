@@ -29,6 +29,7 @@ PAGES = [
     st.Page("views/model_card.py", title="Model card", icon=":material/description:"),
 ]
 page = st.navigation(PAGES)
+state.persist_settings()
 
 
 def _window_label(win, i: int) -> str:

@@ -24,10 +24,20 @@ from m2ae.record import Record, Windows
 from .guard import short_message
 
 ROOT = Path(__file__).resolve().parents[2]
-SAMPLE_DIR = Path(os.environ.get("M2AE_SAMPLE_DIR", ROOT / "sample_data"))
-# Optional overrides, e.g. to open the app on a researcher's own checkpoint and index.
-MODEL_PATH = os.environ.get("M2AE_MODEL") or None
-INDEX_PATH = os.environ.get("M2AE_INDEX") or None
+
+
+# Optional overrides (read at each use), e.g. to open the app on a researcher's own checkpoint/index:
+# M2AE_MODEL (checkpoint .pt), M2AE_INDEX (index folder), M2AE_SAMPLE_DIR (folder with manifest.json).
+def sample_dir() -> Path:
+    return Path(os.environ.get("M2AE_SAMPLE_DIR") or ROOT / "sample_data")
+
+
+def model_path() -> str | None:
+    return os.environ.get("M2AE_MODEL") or None
+
+
+def index_path() -> str | None:
+    return os.environ.get("M2AE_INDEX") or None
 
 RECORD_KEY = "record"      # CurrentRecord of this session
 WINDOW_KEY = "window"      # window index shared by all pages
@@ -54,20 +64,20 @@ class CurrentRecord:
 # --- model and index: once per server ----------------------------------------------------------
 
 @st.cache_resource(show_spinner="Loading the model…")
-def _load_model():
-    return m2ae.load_model(MODEL_PATH)
+def _load_model(path: str | None):
+    return m2ae.load_model(path)
 
 
 @st.cache_resource(show_spinner="Opening the fingerprint index…")
-def _open_index(version: str | None):
+def _open_index(path: str | None, version: str | None):
     # The index must come from the loaded model (its fingerprints live in the same space).
-    return m2ae.open_index(INDEX_PATH, model=version)
+    return m2ae.open_index(path, model=version)
 
 
 def get_model() -> tuple[Any | None, str | None]:
     """(model, None) or (None, why it is unavailable). Failures are not cached: a later run retries."""
     try:
-        return _load_model(), None
+        return _load_model(model_path()), None
     except Exception as e:  # missing checkpoint, missing module while the project is being built
         return None, short_message(e)
 
@@ -75,7 +85,7 @@ def get_model() -> tuple[Any | None, str | None]:
 def get_index() -> tuple[Any | None, str | None]:
     model, _ = get_model()
     try:
-        return _open_index(None if model is None else model_version(model)), None
+        return _open_index(index_path(), None if model is None else model_version(model)), None
     except Exception as e:
         return None, short_message(e)
 
@@ -106,7 +116,7 @@ def analyse(src: CurrentRecord) -> tuple[Record, Windows]:
 
 def samples() -> list[sup.SampleEntry]:
     try:
-        return sup.load_manifest(SAMPLE_DIR)
+        return sup.load_manifest(sample_dir())
     except m2ae.InputError:
         return []
 
@@ -200,12 +210,26 @@ def explanation(key: str, version: str, window: int, head: str, target, method: 
     return m2ae.explain(_model, head, ecg=ecg, ppg=ppg, target=target, method=method)
 
 
-def keep(**defaults) -> None:
-    """Keep page settings when the user visits another page and comes back.
+# Page settings kept across page visits (widget keys; buttons and charts must not be listed).
+SETTINGS = frozenset({"recon_pattern", "recon_ratio", "recon_seed", "map_color", "map_values", "map_waveforms",
+                      "sim_k", "sim_use", "sim_exclude", "sim_quality", "sim_require", "sim_show",
+                      "pred_use", "pred_head", "pred_method"})
+SETTING_PREFIXES = ("pred_class_",)
 
-    Streamlit forgets a widget's value once a run does not draw it; re-assigning the key before the
-    widget is drawn keeps it. ``defaults`` gives each setting's first value.
+
+def persist_settings() -> None:
+    """Keep page settings while the user visits other pages (called by the entry script every run).
+
+    Streamlit forgets a widget's value at the end of a run that did not draw it; re-assigning the
+    key through the Session State API in every run keeps it.
     """
+    for k in list(st.session_state.keys()):
+        if isinstance(k, str) and (k in SETTINGS or k.startswith(SETTING_PREFIXES)):
+            st.session_state[k] = st.session_state[k]
+
+
+def keep(**defaults) -> None:
+    """Give page settings their first value (``persist_settings`` keeps them afterwards)."""
     for k, v in defaults.items():
         st.session_state[k] = st.session_state.get(k, v)
 

@@ -15,9 +15,17 @@ from m2ae_ui.guard import page_guard
 PRIVACY_WORDS = ("privacy", "reident", "re_ident", "re-ident", "inversion")
 
 
+def _fmt(v) -> str:
+    if isinstance(v, float):
+        return f"{v:.4g}"
+    if isinstance(v, (list, tuple)) and len(v) > 12:
+        return f"[{len(v)} values]"
+    return "—" if v is None else str(v)
+
+
 def _table(rows):
-    return pd.DataFrame([(k, v if isinstance(v, (int, float, str, bool)) or v is None else str(v)) for k, v in rows],
-                        columns=["field", "value"])
+    # One text column: values of mixed types (numbers, names, lists) as the card holds them.
+    return pd.DataFrame([(k, _fmt(v)) for k, v in rows], columns=["field", "value"])
 
 
 st.title("Model card")

@@ -77,7 +77,7 @@ with page_guard("Record: choosing a record"):
     with tab_sample:
         entries = state.samples()
         if not entries:
-            st.warning(f"No sample records found in {state.SAMPLE_DIR} (manifest.json missing).")
+            st.warning(f"No sample records found in {state.sample_dir()} (manifest.json missing).")
         else:
             labels = [e.label for e in entries]
             cur = st.session_state.get(state.RECORD_KEY)
