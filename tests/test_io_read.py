@@ -192,3 +192,36 @@ def test_list_of_uploads_like_streamlit_multiple_files(tmp_path):
         ups.append(b)
     rec = load_record(ups)
     assert rec.meta["source"] == "m.hea" and rec.modalities == ("ecg", "ppg")
+
+
+def test_channel_names_ranked():
+    from m2ae.io._common import choose_channels, ecg_rank, ppg_rank
+
+    for name in ("II", "Lead II", "ECG_II", "ECG II", " ecg ii ", "MLII", "ECG lead II", "Lead 2", "II,"):
+        assert ecg_rank(name) == 0, name
+    for name in ("ECG", "EKG", "ecg1", "ECG (mV)"):
+        assert ecg_rank(name) == 1, name
+    for name in ("V", "AVR", "V5", "ECG V1", "Lead III"):
+        assert ecg_rank(name) == 2, name
+    for name in ("PLETH", "pleth", "PPG", "BVP", "SpO2 wave", "Pleth [NU]"):
+        assert ppg_rank(name) == 0, name
+    assert ppg_rank("PPG_IR") == 1
+    for name in ("HR", "SpO2", "PULSE", "RESP", "Time [s]", "ECG HR", "Pleth HR", "ABP"):
+        assert ecg_rank(name) is None and ppg_rank(name) is None, name
+    # lead II wins over a generic or another lead, whatever the column order
+    c = choose_channels(["V", "ECG", "II", "PLETH"], "x.csv")
+    assert (c.ecg, c.ppg, c.ecg_how) == (2, 3, "name")
+    c = choose_channels(["RESP", "V", "PLETH"], "x.csv")
+    assert c.ecg_name == "V"
+
+
+def test_excel_sep_line_and_min_duration(tmp_path):
+    text = "sep=;\nTime [s];ECG;PLETH\n" + "\n".join(f"{i / 100:.2f};{i % 5};{i % 3}" for i in range(500))
+    rec = load_record({"excel.csv": text.encode()})
+    assert rec.fs == 100.0 and rec.n_samples == 500
+    from m2ae.io import iter_corpus
+
+    write_record(_record(seconds=5), tmp_path / "short", "npz")
+    write_record(_record(seconds=12), tmp_path / "long", "npz")
+    kept = list(iter_corpus(tmp_path, "folder", min_duration_s=10.0))
+    assert [r.meta["record_id"] for r in kept] == ["long"]

@@ -86,12 +86,15 @@ def detect_layout(path: str | Path) -> str | None:
     return None
 
 
-def iter_corpus(path: str | Path, layout: str | None = None, *, on_error: str = "skip") -> Iterator[Record]:
+def iter_corpus(path: str | Path, layout: str | None = None, *, on_error: str = "skip",
+                min_duration_s: float = 0.0) -> Iterator[Record]:
     """Yield the records of a corpus folder, with ``meta['subject_id']`` and ``meta['labels']``.
 
     layout : one of LAYOUTS; None detects it (``detect_layout``).
     on_error : "skip" logs unreadable files on the ``m2ae.io`` logger and goes on; "raise" stops
         with the InputError.
+    min_duration_s : records shorter than this (s) are skipped quietly, e.g. ``m2ae.WINDOW_S`` to
+        drop MIMIC segments too short for one window.
     """
     p = Path(path)
     if not p.exists():
@@ -110,6 +113,10 @@ def iter_corpus(path: str | Path, layout: str | None = None, *, on_error: str = 
             if on_error == "raise":
                 raise item
             log.warning("skipped: %s", item)
+            continue
+        if item.duration_s < min_duration_s:
+            log.info("skipped %s: %.1f s is shorter than %.1f s", item.meta.get("source"), item.duration_s,
+                     min_duration_s)
             continue
         item.meta.setdefault("corpus", layout)
         yield item

@@ -274,9 +274,13 @@ def _read_csv(source: Source, fs=None, ecg=None, ppg=None) -> Record:
             body.append(ln)
             starts.append(pos)
         pos = end + 1
+    forced_sep = None
+    if body and re.fullmatch(r"\s*sep=.\s*", body[0]):  # Excel's "sep=;" first line
+        forced_sep = body[0].strip()[4]
+        body, starts = body[1:], starts[1:]
     if not body:
         raise InputError(f"{source.name}: no data rows (the file holds no table)")
-    sep = _detect_delimiter(body[:1] + body[2:60] if len(body) > 2 else body)
+    sep = forced_sep or _detect_delimiter(body[:1] + body[2:60] if len(body) > 2 else body)
     data_sample = [ln for ln in body[1:60]]
     decimal = "."
     if sep != "," and any(re.search(r"\d,\d", ln) for ln in data_sample):
