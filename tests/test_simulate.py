@@ -348,3 +348,13 @@ def test_cli_simulate_wfdb_and_errors(tmp_path):
     (tmp_path / "file").write_text("x")
     bad = _cli("simulate", "--subjects", "1", "--out", str(tmp_path / "file"), cwd=ROOT)
     assert bad.returncode == 2 and "not a folder" in bad.stderr
+
+
+def test_noise_free_ppg_is_smooth_and_ecg_waves_complete():
+    """No seams where the beat templates are cut: the noise-free PPG never jumps by a large step per
+    sample, and a beat's ECG (with its T wave) returns to baseline before its template support ends."""
+    for i, rhythm in enumerate(RHYTHM_CODES):
+        rec = simulate_record(rhythm, duration_s=20, seed=20 + i, noise=False)
+        span = np.percentile(rec.ppg, 99) - np.percentile(rec.ppg, 1)
+        assert np.abs(np.diff(rec.ppg)).max() < 0.25 * span, rhythm
+        assert np.abs(np.diff(rec.ecg, 2)).max() < 1.5 * np.abs(rec.ecg).max(), rhythm

@@ -29,8 +29,12 @@ from .subject import HR_RANGE_BPM
 
 TWO_PI = np.float32(2.0 * np.pi)
 LEAD_IN_S = 2.4       # beats start this long before t = 0 so pulses with long delays are complete
-ECG_SPAN_S = (-0.35, 0.65)  # beat template support around its R peak
-PPG_SPAN_S = (-0.45, 1.00)  # pulse support around its systolic peak
+# Support of each wave around its event (R peak / systolic peak), in s: beyond ±3.5 sigma of the
+# widest parameters the simulator draws, a wave is below 0.3 % of its height and is not computed.
+ECG_SPAN_S = (-0.35, 0.65)
+ECG_WAVE_SPANS_S = ((-0.35, 0.0), (-0.08, 0.03), (-0.13, 0.13), (-0.07, 0.22), (0.03, 0.65))  # P Q R S T
+PPG_SPAN_S = (-0.32, 1.00)
+DIASTOLIC_SPAN_S = (-0.25, 1.0)
 REF_RR_S = 60.0 / 70.0
 
 
@@ -45,12 +49,31 @@ def _scatter(rows: np.ndarray, starts: np.ndarray, values: np.ndarray, n: int, T
     return out.reshape(n, T + 2)[:, 1:-1]
 
 
-def _gauss_sum(tau: np.ndarray, amps: np.ndarray, centres: np.ndarray, sigmas: np.ndarray) -> np.ndarray:
-    """Σ_w amps[:, w] · exp(-½((tau - centres[:, w]) / sigmas[:, w])²) for tau [V, L] → [V, L]."""
+def _local_grid(t_event: np.ndarray, span_s: tuple[float, float], fs: float) -> tuple[np.ndarray, np.ndarray]:
+    """First sample index of each event's local grid and the grid times relative to the event, [V, L] float32."""
+    start = np.floor((t_event + span_s[0]) * fs).astype(np.int64)
+    L = int(np.ceil((span_s[1] - span_s[0]) * fs)) + 1
+    offset = (start / fs - t_event).astype(np.float32)
+    return start, offset[:, None] + (np.arange(L) / fs).astype(np.float32)[None, :]
+
+
+def _cols(grid_start_s: float, wave_span_s: tuple[float, float], fs: float) -> slice:
+    """Columns of a local grid (starting at ``grid_start_s``) that cover ``wave_span_s`` (±1 sample)."""
+    return slice(max(0, int(np.floor((wave_span_s[0] - grid_start_s) * fs))),
+                 int(np.ceil((wave_span_s[1] - grid_start_s) * fs)) + 2)
+
+
+def _gauss_sum(tau: np.ndarray, amps: np.ndarray, centres: np.ndarray, sigmas: np.ndarray,
+               cols: list[slice]) -> np.ndarray:
+    """Σ_w amps[:, w] · exp(-½((tau - centres[:, w]) / sigmas[:, w])²) for tau [V, L] → [V, L].
+
+    Wave ``w`` is evaluated only on the columns ``cols[w]`` (where it is not negligible), which
+    keeps the narrow QRS from costing a whole second of samples per beat.
+    """
     out = np.zeros_like(tau)
-    for w in range(amps.shape[1]):  # five waves at most
-        z = (tau - centres[:, w:w + 1]) / sigmas[:, w:w + 1]
-        out += amps[:, w:w + 1] * np.exp(np.float32(-0.5) * z * z)
+    for w, c in enumerate(cols):  # five waves at most
+        z = (tau[:, c] - centres[:, w:w + 1]) * (np.float32(1.0) / sigmas[:, w:w + 1])
+        out[:, c] += amps[:, w:w + 1] * np.exp(np.float32(-0.5) * z * z)
     return out
 
 
@@ -187,10 +210,9 @@ def synthesize(
                                 0.075 * cube], 1),
                       np.stack([g["p_sigma_s"], 0.8 * g["qrs_sigma_s"], g["qrs_sigma_s"],
                                 0.8 * g["qrs_sigma_s"], t_sig], 1))
-    start = np.floor((tb + ECG_SPAN_S[0]) * fs).astype(np.int64)
-    L = int(np.ceil((ECG_SPAN_S[1] - ECG_SPAN_S[0]) * fs)) + 1
-    tau = ((start[:, None] + np.arange(L)[None, :]) / fs - tb[:, None]).astype(f32)
-    ecg = _scatter(bi, start, _gauss_sum(tau, amps.astype(f32), centres.astype(f32), sigmas.astype(f32)), n, T)
+    start, tau = _local_grid(tb, ECG_SPAN_S, fs)
+    cols = [_cols(ECG_SPAN_S[0], span, fs) for span in ECG_WAVE_SPANS_S]
+    ecg = _scatter(bi, start, _gauss_sum(tau, amps.astype(f32), centres.astype(f32), sigmas.astype(f32), cols), n, T)
 
     # --- PPG pulses ----------------------------------------------------------------------------
     live = (pulse_times < duration_s - PPG_SPAN_S[0]) & (pulse_times > -PPG_SPAN_S[1])
@@ -203,47 +225,52 @@ def synthesize(
     gain_ppg = np.exp(rng.normal(0.0, 0.15, n)) if noise else np.ones(n)
     height = (p["ppg_amp"][bi] * gain_ppg[bi] * filling * np.where(pv, 0.35, 1.0)
               * (1.0 + p["ppg_resp_am"][bi] * resp_at_beat[bi, bk]))
-    start = np.floor((tp + PPG_SPAN_S[0]) * fs).astype(np.int64)
-    L = int(np.ceil((PPG_SPAN_S[1] - PPG_SPAN_S[0]) * fs)) + 1
-    tau = ((start[:, None] + np.arange(L)[None, :]) / fs - tp[:, None]).astype(f32)
-    rise_sigma = (p["rise_ms"][bi] / 2000.0).astype(f32)[:, None]  # foot = peak − 2σ (tangent method)
-    fall_sigma = (p["sys_fall_s"][bi] * stretch).astype(f32)[:, None]
-    z = tau / np.where(tau < 0, rise_sigma, fall_sigma)
+    start, tau = _local_grid(tp, PPG_SPAN_S, fs)
+    # Systolic wave: a Gaussian rising edge (foot = peak − 2σ by the tangent method) joined at the
+    # peak to a slower Gaussian decay; then the diastolic (reflected) wave.
+    inv_sigma = np.where(tau < 0, (2000.0 / p["rise_ms"][bi]).astype(f32)[:, None],
+                         (1.0 / (p["sys_fall_s"][bi] * stretch)).astype(f32)[:, None])
+    z = tau * inv_sigma
     pulse = np.exp(f32(-0.5) * z * z)
-    zd = (tau - (p["dicrotic_delay_s"][bi] * stretch).astype(f32)[:, None]) / p["dicrotic_sigma_s"][bi].astype(f32)[:, None]
-    pulse += p["dicrotic_ratio"][bi].astype(f32)[:, None] * np.exp(f32(-0.5) * zd * zd)
+    pulse += _gauss_sum(tau, p["dicrotic_ratio"][bi].astype(f32)[:, None],
+                        (p["dicrotic_delay_s"][bi] * stretch).astype(f32)[:, None],
+                        p["dicrotic_sigma_s"][bi].astype(f32)[:, None], [_cols(PPG_SPAN_S[0], DIASTOLIC_SPAN_S, fs)])
     pulse *= height.astype(f32)[:, None]
     ppg = _scatter(bi, start, pulse, n, T)
 
     # --- continuous components ------------------------------------------------------------------
-    t = (np.arange(T) / fs).astype(f32)[None, :]
-    resp = np.sin(TWO_PI * resp_hz.astype(f32)[:, None] * t + resp_phase.astype(f32)[:, None])
-    amp = (p["ppg_amp"] * gain_ppg)[:, None]
-    ppg += p["ppg_offset"][:, None] - (p["ppg_resp_bw"][:, None] * amp) * resp  # breathing shifts blood volume
+    # float32 is plenty for minutes of signal; long records keep float64 phases (a 24-h time axis
+    # in float32 would smear a 60-Hz phase by radians).
+    cdt = f32 if duration_s <= 600 else np.float64
+    col = lambda key: p[key].astype(cdt)[:, None]  # noqa: E731  (one value per row, broadcast over time)
+    ecg, ppg = ecg.astype(cdt), ppg.astype(cdt)
+    t = (np.arange(T) / fs).astype(cdt)[None, :]
+    two_pi = cdt(2 * np.pi)
+    resp = np.sin(two_pi * resp_hz.astype(cdt)[:, None] * t + resp_phase.astype(cdt)[:, None])
+    amp = (p["ppg_amp"] * gain_ppg).astype(cdt)[:, None]
+    ppg += col("ppg_offset") - (col("ppg_resp_bw") * amp) * resp  # breathing shifts blood volume
     af_rows = np.nonzero(is_af & (p["af_f_mv"] > 0))[0]
     if len(af_rows):
-        ta = t
-        fm = rng.uniform(0.1, 0.3, (len(af_rows), 1)).astype(f32)
-        beta = (rng.uniform(0.3, 1.0, (len(af_rows), 1)) / fm).astype(f32)  # ±0.3–1 Hz wander
-        ph = rng.uniform(0, 2 * np.pi, (3, len(af_rows), 1)).astype(f32)
-        f0 = p["af_f_hz"][af_rows].astype(f32)[:, None]
-        fwave = np.sin(TWO_PI * f0 * ta + beta * np.sin(TWO_PI * fm * ta + ph[0]) + ph[1])
-        fwave *= 1.0 + 0.4 * np.sin(TWO_PI * f32(0.25) * ta + ph[2])
-        ecg[af_rows] += p["af_f_mv"][af_rows, None] * fwave
+        fm = rng.uniform(0.1, 0.3, (len(af_rows), 1)).astype(cdt)
+        beta = (rng.uniform(0.3, 1.0, (len(af_rows), 1)) / fm).astype(cdt)  # ±0.3–1 Hz wander
+        ph = rng.uniform(0, 2 * np.pi, (3, len(af_rows), 1)).astype(cdt)
+        f0 = p["af_f_hz"][af_rows].astype(cdt)[:, None]
+        fwave = np.sin(two_pi * f0 * t + beta * np.sin(two_pi * fm * t + ph[0]) + ph[1])
+        fwave *= 1.0 + cdt(0.4) * np.sin(two_pi * cdt(0.25) * t + ph[2])
+        ecg[af_rows] += p["af_f_mv"][af_rows].astype(cdt)[:, None] * fwave
     if noise:
-        ecg += p["ecg_wander_mv"][:, None] * (0.5 * resp)
-        f_bw = rng.uniform(0.03, 0.3, (2, n, 1)).astype(f32)
-        ph = rng.uniform(0, 2 * np.pi, (2, n, 1)).astype(f32)
-        ecg += p["ecg_wander_mv"][:, None] * np.sin(TWO_PI * f_bw[0] * t + ph[0])
+        f_bw = rng.uniform(0.03, 0.3, (2, n, 1)).astype(cdt)
+        ph = rng.uniform(0, 2 * np.pi, (2, n, 1)).astype(cdt)
+        ecg += col("ecg_wander_mv") * (cdt(0.5) * resp + np.sin(two_pi * f_bw[0] * t + ph[0]))
         # slow perfusion change and drift of the PPG, as a fraction of the pulse amplitude
-        ppg += (p["ppg_wander"][:, None] * amp) * np.sin(TWO_PI * f_bw[1] * t + ph[1])
-        ecg += p["ecg_noise_mv"].astype(f32)[:, None] * rng.standard_normal((n, T), dtype=f32)
-        ppg += (p["ppg_noise"] * p["ppg_amp"]).astype(f32)[:, None] * rng.standard_normal((n, T), dtype=f32)
+        ppg += (col("ppg_wander") * amp) * np.sin(two_pi * f_bw[1] * t + ph[1])
+        ecg += col("ecg_noise_mv") * rng.standard_normal((n, T), dtype=f32)
+        ppg += (col("ppg_noise") * col("ppg_amp")) * rng.standard_normal((n, T), dtype=f32)
         mains_rows = np.nonzero(p["mains_mv"] > 0)[0]
         if len(mains_rows):
-            ph = rng.uniform(0, 2 * np.pi, (len(mains_rows), 1)).astype(f32)
-            ecg[mains_rows] += p["mains_mv"][mains_rows, None] * np.sin(
-                TWO_PI * p["mains_hz"][mains_rows].astype(f32)[:, None] * t + ph)
+            ph = rng.uniform(0, 2 * np.pi, (len(mains_rows), 1)).astype(cdt)
+            ecg[mains_rows] += p["mains_mv"][mains_rows].astype(cdt)[:, None] * np.sin(
+                two_pi * p["mains_hz"][mains_rows].astype(cdt)[:, None] * t + ph)
         motion = _bursts(rng, p["ppg_motion_per_min"], p["ppg_amp"] * 1.5, duration_s, fs, n, T)
         if motion is not None:
             ppg += motion
