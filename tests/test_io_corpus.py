@@ -239,6 +239,13 @@ def test_folder_skips_bad_files_and_reads_multisegment_once(tmp_path, caplog):
         list(iter_corpus(tmp_path, "folder", on_error="raise"))
 
 
+def test_list_of_corpora(tmp_path):
+    write_bidmc(tmp_path / "b", "05")
+    write_ptbxl(tmp_path / "x", n=2)
+    recs = list(iter_corpus([tmp_path / "b", tmp_path / "x"]))
+    assert [r.meta["corpus"] for r in recs] == ["bidmc", "ptbxl", "ptbxl"]
+
+
 def test_corpus_bad_paths(tmp_path):
     with pytest.raises(InputError, match="not found"):
         list(iter_corpus(tmp_path / "nope"))

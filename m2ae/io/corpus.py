@@ -86,16 +86,21 @@ def detect_layout(path: str | Path) -> str | None:
     return None
 
 
-def iter_corpus(path: str | Path, layout: str | None = None, *, on_error: str = "skip",
+def iter_corpus(path: str | Path | list, layout: str | None = None, *, on_error: str = "skip",
                 min_duration_s: float = 0.0) -> Iterator[Record]:
     """Yield the records of a corpus folder, with ``meta['subject_id']`` and ``meta['labels']``.
 
+    path : a corpus folder or file, or a list of them (each laid out on its own).
     layout : one of LAYOUTS; None detects it (``detect_layout``).
     on_error : "skip" logs unreadable files on the ``m2ae.io`` logger and goes on; "raise" stops
         with the InputError.
     min_duration_s : records shorter than this (s) are skipped quietly, e.g. ``m2ae.WINDOW_S`` to
         drop MIMIC segments too short for one window.
     """
+    if isinstance(path, (list, tuple)):
+        for one in path:
+            yield from iter_corpus(one, layout, on_error=on_error, min_duration_s=min_duration_s)
+        return
     p = Path(path)
     if not p.exists():
         raise InputError(f"{p}: corpus folder not found")
