@@ -48,33 +48,51 @@ class MapConfig:
         return asdict(self)
 
 
-def smooth_knn_weights(distances: np.ndarray, n_iter: int = 64) -> np.ndarray:
+def smooth_knn_weights(distances: np.ndarray, local_connectivity: float = 0.0, n_iter: int = 64) -> np.ndarray:
     """UMAP's membership strengths of each point to its k nearest neighbours (numpy, no numba).
 
     distances : [n, k] ascending distances to the k neighbours (any non-negative unit).
-    Returns [n, k] weights in (0, 1]: ``exp(-(d - rho) / sigma)`` with ``rho`` the nearest distance
-    and ``sigma`` chosen by binary search so that the weights of each row sum to ``log2(k)``, as in
-    ``umap.umap_.smooth_knn_dist``. Rows are the query points; the nearest neighbour gets weight 1.
+    local_connectivity : 0 is what ``UMAP.transform`` uses for new points (``fit`` uses 1: the
+        nearest neighbour gets weight 1).
+    Returns [n, k] weights ``exp(-max(d - rho, 0) / sigma)`` with ``rho`` set by
+    ``local_connectivity`` and ``sigma`` found by binary search so that the weights of neighbours
+    2..k sum to ``log2(k)``, exactly as ``umap.umap_.smooth_knn_dist`` does.
     """
     d = np.asarray(distances, dtype=np.float64)
     n, k = d.shape
-    target = np.log2(k) if k > 1 else 1.0
-    rho = d[:, :1]
+    target = np.log2(k)
+    rho = np.zeros((n, 1))
+    if local_connectivity > 0:
+        index = int(np.floor(local_connectivity))
+        frac = local_connectivity - index
+        for i in range(n):
+            nz = d[i][d[i] > 0]
+            if len(nz) >= local_connectivity:
+                rho[i] = nz[index - 1] if index > 0 else 0.0
+                if index > 0 and frac > SMOOTH_K_TOLERANCE:
+                    rho[i] += frac * (nz[index] - nz[index - 1])
+                elif index == 0:
+                    rho[i] = frac * nz[0]
+            elif len(nz):
+                rho[i] = nz.max()
     excess = np.maximum(d - rho, 0.0)  # [n, k]
     lo = np.zeros((n, 1))
     hi = np.full((n, 1), np.inf)
     mid = np.ones((n, 1))
     for _ in range(n_iter):
-        psum = np.exp(-excess / mid).sum(axis=1, keepdims=True)
-        too_big = psum > target
-        hi = np.where(too_big, mid, hi)
-        lo = np.where(too_big, lo, mid)
-        mid = np.where(too_big, (lo + hi) / 2.0, np.where(np.isinf(hi), mid * 2.0, (lo + hi) / 2.0))
-        if np.all(np.abs(psum - target) < SMOOTH_K_TOLERANCE):
+        psum = np.exp(-excess[:, 1:] / mid).sum(axis=1, keepdims=True)  # UMAP sums neighbours 2..k
+        converged = np.abs(psum - target) < SMOOTH_K_TOLERANCE
+        if converged.all():
             break
+        too_big = (psum > target) & ~converged
+        too_small = (psum <= target) & ~converged
+        hi = np.where(too_big, mid, hi)
+        lo = np.where(too_small, mid, lo)
+        mid = np.where(too_big, (lo + hi) / 2.0,
+                       np.where(too_small, np.where(np.isinf(hi), mid * 2.0, (lo + hi) / 2.0), mid))
     # UMAP keeps sigma away from 0 relative to the mean distance, so a cluster of ties stays finite.
-    mean_d = np.maximum(d.mean(axis=1, keepdims=True), 1e-12)
-    mid = np.maximum(mid, 1e-3 * mean_d)
+    floor = np.where(rho > 0, d.mean(axis=1, keepdims=True), d.mean())
+    mid = np.maximum(mid, 1e-3 * floor)
     return np.exp(-excess / mid)
 
 
@@ -98,8 +116,14 @@ def place_from_neighbours(scores: np.ndarray, neighbour_ids: np.ndarray, map_xy:
     dist = np.take_along_axis(dist, order, axis=1)
     ids = np.take_along_axis(ids, order, axis=1)
     valid = np.take_along_axis(valid, order, axis=1)
-    finite_d = np.where(valid, dist, dist[:, :1])
-    w = smooth_knn_weights(finite_d) * valid
+    w = np.zeros_like(dist)
+    n_valid = valid.sum(axis=1)  # invalid neighbours were sorted to the end of each row
+    for m in np.unique(n_valid):
+        rows = n_valid == m
+        if m == 1:
+            w[rows, :1] = 1.0
+        elif m > 1:
+            w[np.ix_(rows, np.arange(m))] = smooth_knn_weights(dist[rows, :m])
     w_sum = w.sum(axis=1, keepdims=True)
     w = w / np.where(w_sum > 0, w_sum, 1.0)
     xy = map_xy[np.where(valid, ids, 0)]  # [n, k, 2]
