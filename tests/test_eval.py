@@ -65,6 +65,13 @@ def test_run_eval_smoke(tiny_model):
     assert held["privacy"]["fingerprint_decoder_nmse"]["ecg"] > 0
     # the held-out and baseline-training subjects come from different seeds
     assert res["data"]["simulated_heldout"]["seed"] != res["data"]["simulated_train"]["seed"]
+    rows = res["headline"]
+    assert {r["data"] for r in rows} == {"simulated_heldout"}
+    assert {"ppg_to_ecg", "ecg_to_ppg", "ppg_to_paired_ecg_top1", "head_rhythm_ppg"} <= {r["task"] for r in rows}
+    for r in rows:
+        if r["model_better"] is not None:
+            assert r["model_better"] == (r["model"] > r["baseline_value"] if r["higher_is_better"]
+                                         else r["model"] < r["baseline_value"])
     text = format_table(res)
     assert "ppg_to_ecg mean_beat_template" in text and "re-identification" in text
 

@@ -125,3 +125,27 @@ def test_bad_input(toy, windows, kwargs, match):
     head = args.pop("head")
     with pytest.raises(InputError, match=match):
         explain(toy, head, **args)
+
+
+def test_completeness_on_the_m2ae_architecture():
+    """IG over a (tiny, random) real M2AE + head: attributions sum to output − baseline output."""
+    from m2ae.model import M2AE, M2AEConfig, Head, M2AEModel
+
+    torch.manual_seed(0)
+    net = M2AE(M2AEConfig(dim=16, encoder_depth=1, bottleneck_depth=1, n_heads=2, decoder_dim=16, decoder_depth=1,
+                          decoder_heads=2, fingerprint_dim=16))
+    heads = {"rhythm": Head({"name": "rhythm", "kind": "classification", "classes": ["NSR", "AF", "SB", "ST", "PVC"],
+                             "input_dim": 16, "hidden": 8}),
+             "age": Head({"name": "age", "kind": "regression", "y_mean": 50.0, "y_std": 15.0, "input_dim": 16})}
+    model = M2AEModel(net, heads, device="cpu")
+    rng = np.random.default_rng(5)
+    ecg, ppg = rng.normal(size=(2, T)).astype(np.float32), rng.normal(size=(2, T)).astype(np.float32)
+    for head, kw in (("rhythm", {"ecg": ecg, "ppg": ppg}), ("age", {"ppg": ppg}), ("rhythm", {"ecg": ecg})):
+        att = explain(model, head, n_steps=64, **kw)
+        diff = att.output - att.baseline_output
+        total = sum(a.sum(1) for a in (att.ecg, att.ppg) if a is not None)
+        assert np.abs(diff).max() > 1e-4  # the check below is not trivially 0 = 0
+        np.testing.assert_allclose(total, diff, atol=0.02 * np.abs(diff).max() + 1e-5)
+    assert att.classes == ["NSR", "AF", "SB", "ST", "PVC"] and att.target.shape == (2,)
+    with pytest.raises(InputError, match="unknown head 'bp'"):
+        explain(model, "bp", ecg=ecg)

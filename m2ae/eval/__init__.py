@@ -85,19 +85,21 @@ def _log(msg: str, quiet: bool) -> None:
 
 # --- data -------------------------------------------------------------------------------------
 
-def simulated_set(name: str, n_subjects: int, windows_per_subject: int, seed: int, id_prefix: str = "") -> EvalSet:
-    """Simulated paired windows: a pool of ``n_subjects`` drawn from ``seed``, about
-    ``windows_per_subject`` windows each (``m2ae.simulate.simulate_windows`` picks subjects at random)."""
-    from ..simulate import simulate_windows
+def simulated_set(name: str, n_subjects: int, windows_per_subject: int, seed: int) -> EvalSet:
+    """Simulated paired windows: ``n_subjects`` subjects drawn from ``seed``, ``windows_per_subject``
+    independent 10-s windows each, with the labels the heads are defined on (rhythm, hypertension,
+    age, sex, risk). Uses the same generator as head fitting (``m2ae.train.data.simulated_windows``,
+    the simulator under the signal contract) so labels mean exactly what the heads were trained on."""
+    from ..train.data import simulated_windows
 
-    n_windows = int(n_subjects) * int(windows_per_subject)
-    sim = simulate_windows(n_windows, seed=seed, n_subjects=int(n_subjects))
-    labels = {k: np.asarray(sim[k]) for k in ("rhythm", "hypertension", "age", "sex") if k in sim}
-    group = np.asarray([f"{id_prefix}{i}" for i in sim["subject_id"]])
-    n_present = len(np.unique(group))
-    return EvalSet(name, f"simulated: {n_present} subjects, {n_windows} windows of 10 s, seed {seed}",
+    sim = simulated_windows(int(n_subjects), int(windows_per_subject), seed=seed)
+    labels = {k: np.asarray(sim[k]) for k in ("rhythm", "hypertension", "age", "sex", "risk") if k in sim}
+    group = np.asarray(sim["subject_id"]).astype(str)
+    n_windows = len(group)
+    return EvalSet(name, f"simulated: {n_subjects} subjects x {windows_per_subject} windows of 10 s, seed {seed}",
                    np.asarray(sim["ecg"], np.float32), np.asarray(sim["ppg"], np.float32), group, labels,
-                   info={"seed": seed, "subjects": n_present, "windows": n_windows})
+                   info={"seed": seed, "subjects": int(n_subjects), "windows": n_windows,
+                         "windows_per_subject": int(windows_per_subject)})
 
 
 def _record_paths(paths: list[Path]) -> list[Path]:
@@ -131,8 +133,8 @@ def real_set(paths: list[Path]) -> tuple[EvalSet | None, dict]:
                 skipped.append({"record": f.name, "why": "not paired (needs both ECG and PPG)"})
                 continue
             win = preprocess(rec)
-        except InputError as e:
-            skipped.append({"record": f.name, "why": str(e)})
+        except Exception as e:  # noqa: BLE001 - one unreadable record is reported, never fatal to the run
+            skipped.append({"record": f.name, "why": str(e) if isinstance(e, InputError) else f"{type(e).__name__}: {e}"})
             continue
         if len(win) == 0:
             skipped.append({"record": f.name, "why": "shorter than one 10-s window"})
@@ -393,9 +395,9 @@ def run_eval(model=None, data=None, sim_subjects: int = 60, seed: int | None = N
     windows_per_subject = max(2, math.ceil(n_candidates / sim_subjects))
 
     _log(f"simulating {train_subjects} training-seed subjects for the baselines", quiet)
-    train = simulated_set("simulated_train", train_subjects, train_windows_per_subject, train_seed, "htr-")
+    train = simulated_set("simulated_train", train_subjects, train_windows_per_subject, train_seed)
     _log(f"simulating {sim_subjects} held-out subjects x {windows_per_subject} windows", quiet)
-    held = simulated_set("simulated_heldout", int(sim_subjects), windows_per_subject, eval_seed, "eval-")
+    held = simulated_set("simulated_heldout", int(sim_subjects), windows_per_subject, eval_seed)
     _log("fitting baselines on the training-seed subjects", quiet)
     base = fit_baselines(train, model)
 
@@ -415,8 +417,51 @@ def run_eval(model=None, data=None, sim_subjects: int = 60, seed: int | None = N
     result["settings"] = {"max_lag_s": MAX_LAG_S, "n_candidates": n_candidates, "fs_hz": FS_HZ,
                           "patch_samples": PATCH_SAMPLES, "eval_seed": eval_seed, "train_seed": train_seed,
                           "nmse": "MSE / variance of the target window (0 perfect, 1 = window mean)"}
+    result["headline"] = headline(result)
     result["wall_time_s"] = round(time.time() - t0, 1)
     return result
+
+
+def headline(res: dict) -> list[dict]:
+    """One row per (data, task, baseline): the model's number beside the baseline's, and which is better.
+
+    Rows: {"data", "task", "metric", "higher_is_better", "model", "baseline", "baseline_value",
+    "model_better"} (model_better is None when either number is missing).
+    """
+    rows: list[dict] = []
+
+    def add(data, task, metric, hib, model_v, base_name, base_v):
+        ok = all(isinstance(v, (int, float)) and math.isfinite(v) for v in (model_v, base_v))
+        rows.append({"data": data, "task": task, "metric": metric, "higher_is_better": hib, "model": model_v,
+                     "baseline": base_name, "baseline_value": base_v,
+                     "model_better": (model_v > base_v if hib else model_v < base_v) if ok else None})
+
+    for data in ("simulated_heldout", "real"):
+        sec = res.get(data, {})
+        if "cross_modal" not in sec:
+            continue
+        for task in ("ppg_to_ecg", "ecg_to_ppg"):
+            cm = sec["cross_modal"][task]
+            for base in ("ridge", "mean_beat_template"):
+                add(data, task, "median_r_lagged", True, cm["model"]["median_r_lagged"], base, cm[base]["median_r_lagged"])
+                add(data, task, "median_nmse_lagged", False, cm["model"]["median_nmse_lagged"], base,
+                    cm[base]["median_nmse_lagged"])
+                add(data, task, "median_r", True, cm["model"]["median_r"], base, cm[base]["median_r"])
+        for m in MODALITIES:
+            e = sec["masked"][m]
+            add(data, f"masked_50_complementary_{m}", "median_nmse_hidden", False, e["model"],
+                "linear_interpolation", e["linear_interpolation"])
+        for key, e in sec["retrieval"].items():
+            add(data, key, "top1", True, e["model"], "features", e["features"])
+        for head, e in (sec.get("heads") or {}).items():
+            if not isinstance(e, dict) or "metric" not in e:
+                continue
+            for inp in ("both", "ecg", "ppg"):
+                row = e.get(inp, {})
+                base_name = "logistic_hrv_pat" if e["metric"] == "auroc" else "linear_hrv_pat"
+                add(data, f"head_{head}_{inp}", e["metric"], e["metric"] == "auroc", row.get("model"), base_name,
+                    row.get(f"baseline_{base_name}"))
+    return rows
 
 
 def _first_per_group(group: np.ndarray, k: int) -> np.ndarray:
@@ -481,7 +526,12 @@ def format_table(res: dict) -> str:
         lines.append(f"privacy: re-identification {f(p['reidentification_top1']['model'])} "
                      f"(chance {f(p['reidentification_top1']['chance'])}); fingerprint→window NMSE "
                      f"ECG {f(p['fingerprint_decoder_nmse']['ecg'])} PPG {f(p['fingerprint_decoder_nmse']['ppg'])}")
+    for data in ("simulated_heldout", "real"):
+        rows = [r for r in res.get("headline", []) if r["data"] == data and r["model_better"] is not None]
+        if rows:
+            lines.append(f"\n{data}: model better than the baseline in {sum(r['model_better'] for r in rows)} "
+                         f"of {len(rows)} comparisons (see JSON 'headline')")
     return "\n".join(lines)
 
 
-__all__ = ["run_eval", "eval_from_cli", "format_table", "EvalSet", "fit_baselines", "real_set", "simulated_set"]
+__all__ = ["run_eval", "eval_from_cli", "format_table", "headline", "EvalSet", "fit_baselines", "real_set", "simulated_set"]
