@@ -250,3 +250,10 @@ def test_wfdb_data_over_size_limit(tmp_path, monkeypatch):
     hea = write_record(_good(), tmp_path / "huge", "wfdb")  # the small .hea passes, its .dat does not
     monkeypatch.setattr(m2ae.contract, "MAX_FILE_BYTES", 2000)
     expect_error(hea, r"data files hold .* MiB, more than the .* limit")
+
+
+def test_headerless_csv_needs_columns(tmp_path):
+    p = _csv(tmp_path, "bare.csv", "\n".join(f"{i % 5},{i % 3}" for i in range(400)))
+    expect_error(p, r"no header row naming the columns \(2 columns\); pass --ecg INDEX", fs=100)
+    rec = load_record(p, fs=100, ecg="0", ppg="1")
+    assert rec.meta["ecg_matched_by"] == "override" and rec.meta.get("lead") is None

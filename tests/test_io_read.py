@@ -225,3 +225,12 @@ def test_excel_sep_line_and_min_duration(tmp_path):
     write_record(_record(seconds=12), tmp_path / "long", "npz")
     kept = list(iter_corpus(tmp_path, "folder", min_duration_s=10.0))
     assert [r.meta["record_id"] for r in kept] == ["long"]
+
+
+def test_unix_time_stamps_give_clock_time():
+    rows = "\n".join(f"{1_700_000_000 + i / 125:.3f},{i % 5}" for i in range(1000))
+    rec = load_record({"epoch.csv": ("timestamp,PPG\n" + rows).encode()})
+    assert rec.fs == 125.0 and rec.meta["start_time"] == "2023-11-14T22:13:20+00:00"
+    rows = "\n".join(f"{1_700_000_000_000 + i * 4},{i % 5}" for i in range(1000))  # milliseconds
+    rec = load_record({"epoch_ms.csv": ("timestamp,ECG\n" + rows).encode()})
+    assert rec.fs == 250.0 and rec.meta["start_time"].startswith("2023-11-14T22:13:20")

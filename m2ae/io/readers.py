@@ -125,6 +125,7 @@ def _lead_from_name(name: str | None) -> str | None:
 _TIME_NAMES = {"time", "times", "t", "timestamp", "timestamps", "elapsedtime", "seconds", "sec", "secs",
                "ms", "millis", "milliseconds", "timems", "timesec", "times", "timeins", "timeinseconds",
                "datetime", "date", "clocktime", "timestampms", "tms", "ts", "zeit", "tiempo", "temps", "tempo"}
+_EPOCH_2000_S, _EPOCH_2100_S = 946_684_800.0, 4_102_444_800.0
 _FS_COMMENT = re.compile(r"(?:\bfs\b|sampl\w*\s*(?:rate|frequency)|sfreq)\s*[:=]?\s*([0-9]+(?:\.[0-9]*)?)", re.I)
 _NUMBER = re.compile(r"^[+-]?(\d+\.?\d*|\.\d+)([eE][+-]?\d+)?$")
 _NA_TOKENS = {"", "nan", "na", "n/a", "null", "none", "-", "--", "?"}
@@ -205,7 +206,14 @@ def _time_seconds(col, name: str, unit_hint: str, source: str, meta: dict) -> np
                 # Without a unit, steps >= 1 cannot be seconds at >= 20 Hz: read them as milliseconds.
                 t = t / 1000.0
                 meta["notes"].append(f"time column {name.strip()!r} read as milliseconds")
-        return t - t[np.isfinite(t)][0] if np.isfinite(t).any() else t
+        if not np.isfinite(t).any():
+            return t
+        t0 = t[np.isfinite(t)][0]
+        if _EPOCH_2000_S <= t0 <= _EPOCH_2100_S:  # Unix time stamps: keep the clock time
+            import datetime as dt
+
+            meta["start_time"] = dt.datetime.fromtimestamp(t0, dt.timezone.utc).isoformat()
+        return t - t0
     values = col.astype(str).tolist()
     clock = _parse_clock(values)
     if clock is not None:
@@ -312,6 +320,9 @@ def _read_csv(source: Source, fs=None, ecg=None, ppg=None) -> Record:
                 time_idx = i
                 break
     exclude = (time_idx,) if time_idx is not None else ()
+    if not n_head and ecg is None and ppg is None:
+        raise InputError(f"{source.name}: no header row naming the columns ({len(names)} columns); "
+                         f"pass --ecg INDEX and/or --ppg INDEX (0-based) and --fs HZ")
     choice = choose_channels(names, source.name, ecg=ecg, ppg=ppg, exclude=exclude)
     try:
         df = pd.read_csv(io.StringIO(text[starts[n_head]:]), sep=r"\s+" if sep is None else sep, header=None,
