@@ -89,6 +89,14 @@ def test_pulse_arrival_delay_follows_the_shift_between_modalities():
         assert np.nanmedian(pat_ms) == pytest.approx(1000 * (delay_s + 0.12), abs=16.0)  # R → systolic peak
 
 
+def test_pulse_arrival_longer_than_a_beat_is_paired_with_its_own_beat():
+    # 0.8 s + 0.12 s upstroke > one beat interval at 90 bpm (0.67 s): the next pulse belongs to the
+    # previous beat; the beat-to-beat RR variation tells the pairings apart.
+    win = preprocess(simulated_pair(250.0, 60.0, hr_bpm=90.0, delay_s=0.8))
+    assert np.nanmedian(win.pat_ms) == pytest.approx(920.0, abs=16.0)
+    assert any("paired" in n for n in win.meta["notes"])
+
+
 def test_normalised_windows_map_back_to_the_filtered_signal():
     win = preprocess(simulated_pair(125.0, 30.0))
     for mod in ("ecg", "ppg"):

@@ -12,7 +12,9 @@ import numpy as np
 
 HR_MIN_BPM = 25.0
 HR_MAX_BPM = 240.0
-PAT_MAX_S = 1.2  # R → next pulse peak beyond this is not taken as the same beat
+PAT_MIN_S = -0.3  # R → pulse-peak delays outside this range are not taken as the same beat (s)
+PAT_MAX_S = 1.3
+PAIRING_SPREAD_RATIO = 2 / 3  # another beat pairing must vary this much less than "next pulse peak"
 
 
 def detect_r_peaks(ecg_clean: np.ndarray, fs_hz: float) -> np.ndarray:
@@ -81,23 +83,60 @@ def window_heart_rate(peaks: np.ndarray, starts: np.ndarray, width: int, fs_hz: 
     return hr
 
 
-def beat_delays_s(r_peaks: np.ndarray, pulse_peaks: np.ndarray, fs_hz: float,
-                  breaks: np.ndarray | None = None) -> np.ndarray:
-    """Per R-peak: time in s to the next pulse (systolic) peak, NaN if none within 1.2 s or across a gap."""
-    delays = np.full(len(r_peaks), np.nan)
-    if len(r_peaks) == 0 or len(pulse_peaks) == 0:
-        return delays
-    j = np.searchsorted(pulse_peaks, r_peaks, side="right")
-    has = j < len(pulse_peaks)
-    d = np.full(len(r_peaks), np.nan)
-    d[has] = (pulse_peaks[j[has]] - r_peaks[has]) / fs_hz
-    ok = has & (d <= PAT_MAX_S)
-    if breaks is not None and len(breaks):
-        seg_r = np.searchsorted(breaks, r_peaks, side="right")
-        seg_p = np.searchsorted(breaks, pulse_peaks[np.minimum(j, len(pulse_peaks) - 1)], side="right")
-        ok &= seg_r == seg_p
-    delays[ok] = d[ok]
-    return delays
+def refine_peak_times_s(x: np.ndarray, peaks: np.ndarray, fs_hz: float) -> np.ndarray:
+    """Peak times in s with sub-sample precision (parabola through each peak and its two neighbours).
+
+    At 125 Hz one sample is 8 ms, as large as the beat-to-beat variation of the R → pulse delay;
+    the parabolic vertex recovers the time between samples.
+    """
+    t = np.asarray(peaks, dtype=np.float64)
+    inner = (peaks > 0) & (peaks < len(x) - 1)
+    i = peaks[inner]
+    y0, y1, y2 = x[i - 1], x[i], x[i + 1]
+    curv = y0 - 2 * y1 + y2
+    offset = np.where(curv != 0, 0.5 * (y0 - y2) / np.where(curv != 0, curv, 1.0), 0.0)
+    t[inner] += np.clip(np.nan_to_num(offset), -0.5, 0.5)
+    return t / fs_hz
+
+
+def _paired_delays(r_s, pulse_s, k, breaks_s):
+    """Delay from each R-peak to the (k+1)-th pulse peak after it (k = -1: the last one before it)."""
+    j = np.searchsorted(pulse_s, r_s, side="right") + k
+    has = (j >= 0) & (j < len(pulse_s))
+    jj = np.clip(j, 0, len(pulse_s) - 1)
+    d = pulse_s[jj] - r_s
+    ok = has & (d >= PAT_MIN_S) & (d <= PAT_MAX_S)
+    if breaks_s is not None and len(breaks_s):
+        ok &= np.searchsorted(breaks_s, r_s, side="right") == np.searchsorted(breaks_s, pulse_s[jj], side="right")
+    return np.where(ok, d, np.nan)
+
+
+def beat_delays_s(r_s: np.ndarray, pulse_s: np.ndarray, breaks_s: np.ndarray | None = None) -> tuple[np.ndarray, int]:
+    """Per R-peak: delay in s to *its* pulse (systolic) peak; returns (delays, pairing offset k).
+
+    r_s, pulse_s : sorted peak times in s (see ``refine_peak_times_s``); breaks_s : segment starts.
+    Which pulse belongs to which beat is ambiguous once the device delay (−0.3 … 1.3 s across
+    monitors) exceeds a beat interval: the next pulse peak then belongs to an earlier beat. The
+    pairing is decided once per record: pulse peak ``k`` places after the next one (k = −1, 0, 1, 2),
+    choosing the k whose delays vary least over the record, because the true R → pulse delay is
+    nearly constant while a wrong pairing adds the beat-to-beat RR variation. k = 0 (the next pulse
+    peak) stays unless another pairing clearly (by a third) lowers the spread; with a perfectly
+    regular rhythm the delay is only known modulo one beat interval. NaN where no pulse peak fits or
+    the pair spans a gap.
+    """
+    if len(r_s) == 0 or len(pulse_s) == 0:
+        return np.full(len(r_s), np.nan), 0
+    candidates = {k: _paired_delays(r_s, pulse_s, k, breaks_s) for k in (-1, 0, 1, 2)}
+    spread = {}
+    for k, d in candidates.items():
+        d = d[np.isfinite(d)]
+        if len(d) >= max(5, 0.5 * len(r_s)):
+            spread[k] = float(np.median(np.abs(d - np.median(d))))
+    if not spread:
+        return candidates[0], 0
+    best = min(spread, key=spread.get)
+    k = best if (0 not in spread or spread[best] < PAIRING_SPREAD_RATIO * spread[0]) else 0
+    return candidates[k], k
 
 
 def window_pat_ms(r_peaks: np.ndarray, delays_s: np.ndarray, starts: np.ndarray, width: int) -> np.ndarray:

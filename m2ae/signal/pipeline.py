@@ -59,8 +59,9 @@ def preprocess(rec: Record, stride_s: float = WINDOW_S, quality_threshold: float
     quality_threshold : windows with a present channel below it are flagged ``low_quality`` (kept).
 
     Heart rate per window = 60 / median beat interval; ``pat_ms`` = median over the window's R-peaks
-    of the time to the next PPG systolic peak (peak, not foot: the peak is what ``nk.ppg_peaks``
-    detects reliably; the foot comes ~100–150 ms earlier). Raises ``InputError`` (one line naming
+    of the time to its PPG systolic peak (peak, not foot: the peak is what ``nk.ppg_peaks`` detects
+    reliably; the foot comes ~100–150 ms earlier). Usually that is the next pulse peak; when the
+    device delay exceeds a beat interval the pairing is shifted (see ``peaks.beat_delays_s``). Raises ``InputError`` (one line naming
     ``rec.meta['source']``) for a record shorter than one window, a flat or empty channel, a channel
     unusable in every window, or no 10-s stretch free of long gaps.
     """
@@ -162,8 +163,13 @@ def preprocess(rec: Record, stride_s: float = WINDOW_S, quality_threshold: float
         low |= out[f"{mod}_quality"] < quality_threshold
     pat = np.full(n, np.nan)
     if "ecg" in peak_lists and "ppg" in peak_lists:
-        delays = pk.beat_delays_s(peak_lists["ecg"], peak_lists["ppg"], FS_HZ, breaks)
+        r_s = pk.refine_peak_times_s(clean["ecg"], peak_lists["ecg"], FS_HZ)
+        pulse_s = pk.refine_peak_times_s(clean["ppg"], peak_lists["ppg"], FS_HZ)
+        delays, pairing = pk.beat_delays_s(r_s, pulse_s, breaks / FS_HZ)
         pat = pk.window_pat_ms(peak_lists["ecg"], delays, starts, WINDOW_SAMPLES)
+        if pairing != 0:
+            notes.append(f"pulse peaks paired with R-peaks {pairing:+d} beat(s) from the next one "
+                         f"(least varying delay)")
     nan_n = np.full(n, np.nan, dtype=np.float32)
 
     meta = dict(rec.meta)
