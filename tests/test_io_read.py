@@ -234,3 +234,19 @@ def test_unix_time_stamps_give_clock_time():
     rows = "\n".join(f"{1_700_000_000_000 + i * 4},{i % 5}" for i in range(1000))  # milliseconds
     rec = load_record({"epoch_ms.csv": ("timestamp,ECG\n" + rows).encode()})
     assert rec.fs == 250.0 and rec.meta["start_time"].startswith("2023-11-14T22:13:20")
+
+
+def test_fixed_layout_multisegment_with_gap(tmp_path):
+    import wfdb
+
+    parts = []
+    for k in range(2):
+        sig = np.column_stack([np.sin(np.arange(1250) / 9 + k), np.cos(np.arange(1250) / 9 + k)])
+        parts.append(sig)
+        wfdb.wrsamp(f"s_{k}", fs=125, units=["mV", "NU"], sig_name=["II", "PLETH"], p_signal=sig,
+                    fmt=["16", "16"], write_dir=str(tmp_path))
+    (tmp_path / "fixed.hea").write_text("fixed/3 2 125 2750\ns_0 1250\n~ 250\ns_1 1250\n")
+    rec = load_record(tmp_path / "fixed.hea")
+    assert rec.n_samples == 2750 and rec.meta["units"] == {"ecg": "mV", "ppg": "NU"}
+    assert np.isnan(rec.ecg[1250:1500]).all() and np.isfinite(rec.ecg[:1250]).all()
+    np.testing.assert_allclose(rec.ppg[1500:], parts[1][:, 1], atol=1e-3)

@@ -579,6 +579,48 @@ def _check_total_size(files: list[Path], source: Source) -> None:
                          f"read it in pieces (segments) with m2ae.io.iter_corpus")
 
 
+class _Joined:
+    """A multi-segment record joined into one array (the few attributes read_wfdb_path uses)."""
+
+    def __init__(self, **kw: Any) -> None:
+        self.__dict__.update(kw)
+
+
+def _read_multisegment(rec_path: Path, h: Any, wanted: list[str], source: Source) -> _Joined:
+    """Join a multi-segment record's segments, NaN where a segment lacks a channel or is a gap ('~').
+
+    Done here rather than with ``rdrecord(m2s=True)``, which fails on fixed-layout records with gaps.
+    """
+    import wfdb
+
+    folder = rec_path.parent
+    seg_lens = [int(n) for n in h.seg_len]
+    total = int(h.sig_len) if h.sig_len else sum(seg_lens)
+    out = np.full((total, len(wanted)), np.nan)
+    units: list[str | None] = [None] * len(wanted)
+    pos = 0
+    for seg, n in zip(h.seg_name, seg_lens):
+        if seg == "~" or n == 0:
+            pos += n
+            continue
+        seg_names = list(wfdb.rdheader(str(folder / seg)).sig_name or [])
+        present = [w for w in wanted if w in seg_names]
+        if present:
+            r = wfdb.rdrecord(str(folder / seg), channel_names=present)
+            if r.fs != h.fs:
+                raise InputError(f"{source.name}: segment {seg} is sampled at {r.fs:g} Hz, the record at {h.fs:g} Hz")
+            if r.p_signal.shape[0] < n:
+                raise InputError(f"{source.name}: segment {seg} is truncated ({r.p_signal.shape[0]} of {n} samples)")
+            for k, w in enumerate(wanted):
+                if w in r.sig_name:
+                    j = r.sig_name.index(w)
+                    out[pos:pos + n, k] = r.p_signal[:n, j]
+                    units[k] = units[k] or r.units[j]
+        pos += n
+    return _Joined(p_signal=out[:pos], sig_name=list(wanted), units=units, fs=h.fs, record_name=h.record_name,
+                   base_datetime=getattr(h, "base_datetime", None), comments=list(h.comments or []))
+
+
 def read_wfdb_path(rec_path: Path, source: Source, fs=None, ecg=None, ppg=None,
                    extra_meta: dict | None = None) -> Record:
     """Read a WFDB record (single or multi-segment) at ``rec_path`` (no extension) into a Record."""
@@ -590,7 +632,7 @@ def read_wfdb_path(rec_path: Path, source: Source, fs=None, ecg=None, ppg=None,
     choice = choose_channels(names, source.name, ecg=ecg, ppg=ppg)
     picked = [i for i in (choice.ecg, choice.ppg) if i is not None]
     if isinstance(h, wfdb.MultiRecord):
-        r = wfdb.rdrecord(str(rec_path), channel_names=[names[i] for i in picked], m2s=True)
+        r = _read_multisegment(rec_path, h, [names[i] for i in picked], source)
     else:
         r = wfdb.rdrecord(str(rec_path), channels=picked)
     sig = r.p_signal
