@@ -236,8 +236,11 @@ def fit_baselines(train: EvalSet, model) -> Baselines:
 
 # --- sections ---------------------------------------------------------------------------------
 
-def cross_modal_section(model, s: EvalSet, base: Baselines) -> dict:
-    """PPG→ECG and ECG→PPG from one modality alone: model vs ridge vs mean-beat template."""
+def cross_modal_section(model, s: EvalSet, base: Baselines, by_record: bool = False) -> dict:
+    """PPG→ECG and ECG→PPG from one modality alone: model vs ridge vs mean-beat template.
+
+    by_record : also report every record's own medians (real data: few records, each its own device).
+    """
     max_lag = int(MAX_LAG_S * FS_HZ)
     rp, pp = s.peaks()
     T = s.ecg.shape[1]
@@ -247,9 +250,14 @@ def cross_modal_section(model, s: EvalSet, base: Baselines) -> dict:
         rec = model.reconstruct(**{source: src}, mode=mode)[target]["prediction"]
         tpl = base.template.ecg_from_ppg(pp, T) if target == "ecg" else base.template.ppg_from_ecg(rp, T)
         preds = {"model": rec, "ridge": base.ridge[target].predict(src), "mean_beat_template": tpl}
-        out[f"{source}_to_{target}"] = {
-            k: M.summarize_reconstruction(M.reconstruction_scores(v, truth, s.group, max_lag), FS_HZ)
-            for k, v in preds.items()}
+        scores = {k: M.reconstruction_scores(v, truth, s.group, max_lag) for k, v in preds.items()}
+        entry = {k: M.summarize_reconstruction(v, FS_HZ) for k, v in scores.items()}
+        if by_record:
+            entry["by_record"] = {
+                str(g): {k: M.summarize_reconstruction({key: val[s.group == g] for key, val in v.items()}, FS_HZ)
+                         for k, v in scores.items()}
+                for g in np.unique(s.group)}
+        out[f"{source}_to_{target}"] = entry
     out["settings"] = {"max_lag_s": MAX_LAG_S, "lag_per": "subject" if s.labels else "record",
                        "windows": len(s)}
     return out
@@ -355,7 +363,7 @@ def evaluate_set(model, s: EvalSet, base: Baselines, n_candidates: int, seed: in
     r = s if recon_idx is None else s.subset(recon_idx)
     _log(f"{s.name}: cross-modal and masked reconstruction on {len(r)} windows", quiet)
     out: dict[str, Any] = {"data": s.description, "windows": len(s)}
-    out["cross_modal"] = cross_modal_section(model, r, base)
+    out["cross_modal"] = cross_modal_section(model, r, base, by_record=not s.labels)
     out["masked"] = masked_section(model, r, seed)
     _log(f"{s.name}: retrieval, heads, privacy", quiet)
     out["retrieval"] = retrieval_section(s, fps, feats, base.feature_train, n_candidates, seed)
@@ -385,7 +393,7 @@ def run_eval(model=None, data=None, sim_subjects: int = 60, seed: int | None = N
 
     t0 = time.time()
     if model is None or isinstance(model, (str, Path)):
-        model = load_model(model, device="cpu" if model is None else None)
+        model = load_model(model)
     if int(sim_subjects) < 2:
         raise InputError(f"--sim-subjects: need at least 2 held-out subjects, got {sim_subjects}")
     if int(n_candidates) < 2:
@@ -502,8 +510,15 @@ def format_table(res: dict) -> str:
         lines.append(f"{'cross-modal (median)':34s} {'r':>6s} {'NMSE':>6s} {'r@lag':>6s} {'NMSE@lag':>8s}")
         for task in ("ppg_to_ecg", "ecg_to_ppg"):
             for who, m in sec["cross_modal"][task].items():
+                if who == "by_record":
+                    continue
                 lines.append(f"  {task + ' ' + who:32s} {f(m['median_r'])} {f(m['median_nmse'])} "
                              f"{f(m['median_r_lagged'])} {f(m['median_nmse_lagged'])}")
+            for rec_name, per in sec["cross_modal"][task].get("by_record", {}).items():
+                lines.append(f"    {rec_name}: r@lag " + ", ".join(
+                    f"{who} {f(m['median_r_lagged']).strip()}" for who, m in per.items())
+                    + f" (lag {per['model']['median_lag_ms']:.0f} ms model, "
+                      f"{per['mean_beat_template']['median_lag_ms']:.0f} ms template)")
         lines.append("masked 50% complementary (NMSE on hidden patches)")
         for m in MODALITIES:
             e = sec["masked"][m]
