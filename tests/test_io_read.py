@@ -250,3 +250,14 @@ def test_fixed_layout_multisegment_with_gap(tmp_path):
     assert rec.n_samples == 2750 and rec.meta["units"] == {"ecg": "mV", "ppg": "NU"}
     assert np.isnan(rec.ecg[1250:1500]).all() and np.isfinite(rec.ecg[:1250]).all()
     np.testing.assert_allclose(rec.ppg[1500:], parts[1][:, 1], atol=1e-3)
+
+
+def test_bdf_24_bit(tmp_path):
+    from pyedflib import highlevel
+
+    x = np.sin(np.arange(2560) / 11)
+    heads = [highlevel.make_signal_header("ECG", "mV", 256, -1.5, 1.5), highlevel.make_signal_header("PPG", "au", 256, -1.5, 1.5)]
+    highlevel.write_edf(str(tmp_path / "b.bdf"), [x, -x], heads)
+    rec = load_record(tmp_path / "b.bdf")
+    assert rec.fs == 256.0 and rec.meta["lead"] is None  # 'ECG' says no lead
+    np.testing.assert_allclose(rec.ppg, -x, atol=1e-5)

@@ -24,7 +24,7 @@ import numpy as np
 
 from ..errors import InputError
 from ..record import Record
-from ._common import (ChannelChoice, Source, choose_channels, make_record, normalize_name, open_source,
+from ._common import (ChannelChoice, Source, choose_channels, ecg_rank, make_record, normalize_name, open_source,
                       units_to_mv)
 
 SUPPORTED = "WFDB (.hea + .dat/.mat), CSV/TSV/TXT, NPZ, NPY, EDF/BDF, VitalDB .vital"
@@ -107,8 +107,9 @@ def _channel_meta(choice: ChannelChoice, meta: dict) -> dict:
 
 
 def _lead_from_name(name: str | None) -> str | None:
-    """'ECG_II' -> 'II', 'Lead V5' -> 'V5', 'ECG' -> None (lead unknown)."""
-    if not name:
+    """'ECG_II' -> 'II', 'Lead V5' -> 'V5'; None when the lead is unknown ('ECG') or the name is
+    not an ECG name at all (a column picked with --ecg)."""
+    if not name or ecg_rank(name) is None:
         return None
     n = normalize_name(name)
     for p in ("ecg", "ekg", "lead"):
@@ -387,7 +388,7 @@ def _read_csv(source: Source, fs=None, ecg=None, ppg=None) -> Record:
         sig["ecg"], u = units_to_mv(sig["ecg"], units.get("ecg"), meta["notes"])
         if u:
             units["ecg"] = u
-        meta["lead"] = _lead_from_name(choice.ecg_name) if choice.ecg_how == "name" or n_head else None
+        meta["lead"] = _lead_from_name(choice.ecg_name)
     meta["units"] = units
     _channel_meta(choice, meta)
     return make_record(source.name, rate, sig.get("ecg"), sig.get("ppg"), meta)
@@ -664,7 +665,7 @@ def read_wfdb_path(rec_path: Path, source: Source, fs=None, ecg=None, ppg=None,
         unit = (r.units or [None] * len(r.sig_name))[j]
         if m == "ecg":
             x, unit = units_to_mv(x, unit, meta["notes"])
-            meta["lead"] = _lead_from_name(names[i]) or names[i].strip()
+            meta["lead"] = _lead_from_name(names[i])
         if unit:
             meta["units"][m] = unit
         out[m] = x
