@@ -426,6 +426,11 @@ def run_eval(model=None, data=None, sim_subjects: int = 60, seed: int | None = N
                           "patch_samples": PATCH_SAMPLES, "eval_seed": eval_seed, "train_seed": train_seed,
                           "nmse": "MSE / variance of the target window (0 perfect, 1 = window mean)"}
     result["headline"] = headline(result)
+    result["summary"] = {
+        data: {"comparisons": len(rows), "model_better": int(sum(r["model_better"] for r in rows))}
+        for data in ("simulated_heldout", "real")
+        for rows in [[r for r in result["headline"] if r["data"] == data and r["model_better"] is not None]]
+        if rows}
     result["wall_time_s"] = round(time.time() - t0, 1)
     return result
 
