@@ -260,4 +260,4 @@ def test_bdf_24_bit(tmp_path):
     highlevel.write_edf(str(tmp_path / "b.bdf"), [x, -x], heads)
     rec = load_record(tmp_path / "b.bdf")
     assert rec.fs == 256.0 and rec.meta["lead"] is None  # 'ECG' says no lead
-    np.testing.assert_allclose(rec.ppg, -x, atol=1e-5)
+    np.testing.assert_allclose(rec.ppg, -x, atol=1e-4)  # header digital range is 16-bit
