@@ -121,3 +121,26 @@ def test_bad_stride(tmp_path):
     ecg, ppg = pulse_pair(125.0, 30.0)
     err = _bad(write_csv(tmp_path / "ok.csv", 125.0, ecg, ppg), "--stride", "-1")
     assert "stride" in err
+
+
+def test_short_nan_gap_is_interpolated_and_reported(tmp_path):
+    ecg, ppg = pulse_pair(125.0, 30.0)
+    ecg[1000:1050] = np.nan                  # 0.4 s of blank cells
+    s = read_json(write_csv(tmp_path / "gap.csv", 125.0, ecg, ppg))
+    assert s["n_windows"] == 3
+    assert any("interpolated 1 gap" in n for n in s["notes"])
+
+
+def test_long_nan_gap_splits_the_record(tmp_path):
+    ecg, ppg = pulse_pair(125.0, 40.0)
+    ppg[125 * 12:125 * 15] = np.nan          # 3 s: windows 0-10 s, then 15-25, 25-35 s
+    s = read_json(write_csv(tmp_path / "split.csv", 125.0, ecg, ppg))
+    assert s["n_windows"] == 3
+    assert any("split" in n for n in s["notes"])
+
+
+def test_bad_input_channel_unusable_everywhere(tmp_path):
+    ecg, _ = pulse_pair(125.0, 30.0)
+    rail = np.where(np.arange(len(ecg)) % 2000 < 1000, 1.0, -1.0)   # PPG stuck at its rails
+    err = _bad(write_csv(tmp_path / "rail.csv", 125.0, ecg, rail))
+    assert "rail.csv" in err and "PPG is unusable in every window" in err

@@ -117,13 +117,12 @@ def preprocess(rec: Record, stride_s: float = WINDOW_S, quality_threshold: float
     if len(starts) == 0:
         raise InputError(f"{name}: no complete 10-s window after resampling to {FS_HZ:g} Hz")
     breaks = np.array([a for a, _ in seg_bounds[1:]], dtype=np.int64)
-    idx = starts[:, None] + np.arange(WINDOW_SAMPLES)[None, :]            # [N, 1250]
 
     out: dict[str, Any] = {}
     peak_lists: dict[str, np.ndarray] = {}
     for mod in rec.modalities:
         x = clean[mod]
-        windows = x[idx]                                                   # [N, 1250]
+        windows = np.lib.stride_tricks.sliding_window_view(x, WINDOW_SAMPLES)[starts]   # [N, 1250] copy
         z, center, scale = filters.robust_normalise(windows, axis=-1)
         detect = pk.detect_r_peaks if mod == "ecg" else pk.detect_pulse_peaks
         peaks_list, beat_r = [], []
@@ -138,7 +137,8 @@ def preprocess(rec: Record, stride_s: float = WINDOW_S, quality_threshold: float
         clip_mask = ql.clipped_mask(getattr(rec, mod), rec.fs)
         if clip_mask.any():
             clip125 = filters.resample_to(clip_mask.astype(np.float64), rec.fs, FS_HZ)[:n_total] > 0.5
-            clip_frac = np.pad(clip125, (0, max(0, n_total - len(clip125))))[idx].mean(axis=1)
+            clip_count = np.concatenate(([0], np.cumsum(np.pad(clip125, (0, max(0, n_total - len(clip125)))))))
+            clip_frac = (clip_count[starts + WINDOW_SAMPLES] - clip_count[starts]) / WINDOW_SAMPLES
             if clip_mask.mean() >= 1e-3:
                 notes.append(f"{mod.upper()}: {100 * clip_mask.mean():.1f}% of samples stuck at the signal's "
                              f"extreme value (clipped)")
