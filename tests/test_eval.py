@@ -100,6 +100,8 @@ def test_cli_eval_prints_json(tmp_path, capsys):
 def test_bad_inputs(tiny_model, tmp_path, capsys):
     with pytest.raises(InputError, match="sim-subjects"):
         run_eval(tiny_model, data=[], sim_subjects=1)
+    with pytest.raises(InputError, match="head fitting split"):
+        run_eval(tiny_model, data=[], sim_subjects=3, seed=1_000_003)
     assert main(["eval", "--model", str(tmp_path / "nope.pt"), "--json"]) == 2
     assert "checkpoint not found" in capsys.readouterr().err
 

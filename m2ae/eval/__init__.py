@@ -399,6 +399,11 @@ def run_eval(model=None, data=None, sim_subjects: int = 60, seed: int | None = N
     if int(n_candidates) < 2:
         raise InputError(f"--candidates: need at least 2 retrieval candidates, got {n_candidates}")
     eval_seed = splits.EVAL_SEED if seed is None else int(seed)
+    used_for_training = {splits.HEADS_TRAIN_SEED: "head fitting", splits.HEADS_CAL_SEED: "head calibration",
+                         splits.VAL_SEED: "pretraining validation"}
+    if eval_seed in used_for_training:
+        raise InputError(f"--seed: {eval_seed} is the {used_for_training[eval_seed]} split, not held out "
+                         f"(default {splits.EVAL_SEED})")
     train_seed = splits.HEADS_TRAIN_SEED
     windows_per_subject = max(2, math.ceil(n_candidates / sim_subjects))
 
