@@ -87,7 +87,15 @@ def test_bidmc_csv_and_wfdb(tmp_path):
     write_bidmc(tmp_path / "w", "03", wfdb_too=True)
     (r,) = list(iter_corpus(tmp_path / "w", "bidmc"))
     assert r.meta["format"] == "wfdb" and r.meta["ecg_column"] == "II," and r.meta["lead"] == "II"
-    assert r.meta["labels"]["age"] == 88.0
+    assert r.meta["labels"]["age"] == 88.0 and r.meta["labels"]["hr_monitor_bpm"] == 91.0
+    # PhysioNet's download: WFDB at the top, CSV/TXT in bidmc_csv/
+    top = tmp_path / "physionet"
+    write_bidmc(top / "bidmc_csv", "04")
+    write_bidmc(tmp_path / "tmp04", "04", wfdb_too=True)
+    for f in (tmp_path / "tmp04").glob("bidmc04.*"):
+        f.rename(top / f.name)
+    (r,) = list(iter_corpus(top))
+    assert r.meta["format"] == "wfdb" and r.meta["labels"]["hr_monitor_bpm"] == 91.0
 
 
 def test_vitaldb_with_clinical_data(tmp_path):

@@ -141,6 +141,9 @@ def _guard(where: Any, fn, *args, **kwargs):
 
 def _bidmc_labels(folder: Path, nn: str) -> dict[str, Any]:
     labels: dict[str, Any] = {}
+    # PhysioNet's download keeps WFDB files at the top and the CSV/TXT files in bidmc_csv/.
+    if not (folder / f"bidmc_{nn}_Fix.txt").exists() and (folder / "bidmc_csv").is_dir():
+        folder = folder / "bidmc_csv"
     fix = folder / f"bidmc_{nn}_Fix.txt"
     if fix.exists():
         text = fix.read_text(errors="replace")
