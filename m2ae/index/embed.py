@@ -83,7 +83,18 @@ class EmbedResult:
 def find_record_files(folder: Path) -> list[Path]:
     """Record files under ``folder`` (recursively, sorted), one per record (WFDB via its .hea)."""
     files = []
+    segments: set[Path] = set()
+    for h in folder.rglob("*.hea"):  # segments of a multi-segment WFDB record are read via its master
+        try:
+            lines = [ln.split() for ln in h.read_text(errors="replace").splitlines()
+                     if ln.strip() and not ln.lstrip().startswith("#")]
+        except OSError:
+            continue
+        if lines and "/" in lines[0][0]:
+            segments.update(h.parent / f"{ln[0]}.hea" for ln in lines[1:] if ln and ln[0] != "~")
     for p in sorted(folder.rglob("*")):
+        if p in segments:
+            continue
         if not p.is_file() or p.suffix.lower() not in RECORD_SUFFIXES or p.name.startswith("."):
             continue
         if p.stem.lower().startswith(NOT_RECORDS):
@@ -137,6 +148,12 @@ def expand_sources(sources) -> tuple[list[EmbedItem], list[Iterable]]:
             if not p.exists():
                 raise InputError(f"{p}: no such file or folder")
             if p.is_dir():
+                from ..io import detect_layout, iter_corpus
+
+                layout = detect_layout(p)
+                if layout not in (None, "folder"):  # a known corpus: its reader knows subjects and labels
+                    streams.append(iter_corpus(p, layout, min_duration_s=10.0))
+                    continue
                 files = find_record_files(p)
                 if not files:
                     raise InputError(f"{p}: folder holds no record files ({', '.join(RECORD_SUFFIXES)})")
@@ -156,9 +173,11 @@ def expand_sources(sources) -> tuple[list[EmbedItem], list[Iterable]]:
 
 
 def simulated_items(n_subjects: int, seed: int = 0, duration_s: float = 60.0) -> list[EmbedItem]:
-    """Items for ``n_subjects`` simulated subjects, the same subjects, ids (``sim000000`` ...) and
-    record seeds as ``m2ae simulate --subjects N --seed S`` writes (rhythms cycle NSR, AF, SB, ST,
-    PVC); the records are rendered inside the workers and never touch the disk."""
+    """Items for ``n_subjects`` simulated subjects: the same subjects and record seeds as
+    ``m2ae simulate --subjects N --seed S`` writes (rhythms cycle NSR, AF, SB, ST, PVC), rendered
+    inside the workers, never on disk. Subject ids are ``sim000000``... for seed 0 (as the simulator
+    names them) and ``sim-s<seed>-000000``... otherwise, so subjects drawn with different seeds never
+    share an id (the simulator's own file names restart at sim000000 for every seed)."""
     from ..contract import RHYTHM_CODES
     from ..simulate import sample_subject
 
@@ -170,7 +189,8 @@ def simulated_items(n_subjects: int, seed: int = 0, duration_s: float = 60.0) ->
     record_seeds = record_seq.generate_state(n_subjects, dtype=np.uint32)
     items = []
     for i in range(n_subjects):
-        subject = sample_subject(subject_rng, rhythm=RHYTHM_CODES[i % len(RHYTHM_CODES)], subject_id=f"sim{i:06d}")
+        subject_id = f"sim{i:06d}" if seed == 0 else f"sim-s{seed}-{i:06d}"
+        subject = sample_subject(subject_rng, rhythm=RHYTHM_CODES[i % len(RHYTHM_CODES)], subject_id=subject_id)
         items.append(EmbedItem(f"sim-{seed}-{i:06d}-{duration_s:g}", "simulated",
                                (subject, int(record_seeds[i]), float(duration_s)), f"simulated {subject.subject_id}"))
     return items
