@@ -284,3 +284,32 @@ def test_no_usable_window_after_gap_splitting():
 
 def test_bad_stride():
     _one_line_error(simulated_pair(125.0, 30.0, source="s.csv"), "stride", stride_s=0.0)
+
+
+def test_absurd_amplitude():
+    rec = simulated_pair(125.0, 30.0, source="scaled.csv")
+    rec.ecg = rec.ecg * 1e300
+    _one_line_error(rec, "not a physiological signal")
+
+
+def test_nearly_flat_line():
+    rec = simulated_pair(125.0, 30.0, source="tiny.csv")
+    rec.ppg = 1000.0 + 1e-10 * np.sin(np.arange(rec.n_samples))
+    _one_line_error(rec, "PPG is a flat line .*varies by only")
+
+
+def test_mostly_missing_samples_are_not_passed_off_as_signal():
+    rng = np.random.default_rng(5)
+    rec = simulated_pair(125.0, 30.0, source="holes.csv")
+    rec.ppg[rng.random(rec.n_samples) < 0.6] = np.nan   # short gaps everywhere: 60% would be made up
+    _one_line_error(rec, "PPG is unusable in every window")
+
+
+def test_window_mostly_interpolated_is_flagged():
+    rng = np.random.default_rng(6)
+    rec = simulated_pair(125.0, 40.0, source="holes.csv")
+    seg = rec.ecg[1250:2500]
+    seg[rng.random(1250) < 0.5] = np.nan                 # window 1 half made of filled-in samples
+    win = preprocess(rec)
+    assert win.ecg_quality[1] == 0.0 and win.low_quality[1]
+    assert np.delete(win.ecg_quality, 1).min() > QUALITY_THRESHOLD

@@ -23,6 +23,7 @@ from ..record import Record, Windows
 from . import filters, peaks as pk, quality as ql
 
 MAX_GAP_S = 1.0  # NaN runs up to this long are interpolated; longer ones split the record
+MAX_ABS_VALUE = 1e12  # no unit of ECG/PPG reaches this: a scaling error, and float filters would overflow
 
 
 def _check_channel(name: str, mod: str, x: np.ndarray) -> None:
@@ -31,8 +32,24 @@ def _check_channel(name: str, mod: str, x: np.ndarray) -> None:
         raise InputError(f"{name}: {mod.upper()} channel has no finite samples")
     values = x[finite]
     lo, hi = float(values.min()), float(values.max())
-    if hi - lo <= 1e-12 * max(1.0, abs(hi)):
+    peak = max(abs(lo), abs(hi))
+    if peak > MAX_ABS_VALUE:
+        raise InputError(f"{name}: {mod.upper()} reaches {peak:.3g}, not a physiological signal in any unit "
+                         f"(check the file's scaling)")
+    if hi == lo:
         raise InputError(f"{name}: {mod.upper()} is a flat line (every sample = {hi:g}); nothing to analyse")
+    if hi - lo <= max(1e-9 * peak, 1e-15):
+        raise InputError(f"{name}: {mod.upper()} is a flat line (it varies by only {hi - lo:.3g} around {hi:g}); "
+                         f"nothing to analyse")
+
+
+def _window_fraction(mask: np.ndarray, fs_hz: float, n_total: int, starts: np.ndarray) -> np.ndarray:
+    """Fraction of each 125-Hz window covered by a boolean mask given at the record's own rate."""
+    if not mask.any():
+        return np.zeros(len(starts))
+    m125 = filters.resample_to(mask.astype(np.float64), fs_hz, FS_HZ)[:n_total] > 0.5
+    count = np.concatenate(([0], np.cumsum(np.pad(m125, (0, max(0, n_total - len(m125)))))))
+    return (count[starts + WINDOW_SAMPLES] - count[starts]) / WINDOW_SAMPLES
 
 
 def _segments_of(rec: Record, name: str) -> tuple[dict[str, np.ndarray], list[tuple[int, int]], list[str]]:
@@ -135,19 +152,16 @@ def preprocess(rec: Record, stride_s: float = WINDOW_S, quality_threshold: float
         hr = pk.window_heart_rate(peaks_all, starts, WINDOW_SAMPLES, FS_HZ, breaks)
 
         clip_mask = ql.clipped_mask(getattr(rec, mod), rec.fs)
-        if clip_mask.any():
-            clip125 = filters.resample_to(clip_mask.astype(np.float64), rec.fs, FS_HZ)[:n_total] > 0.5
-            clip_count = np.concatenate(([0], np.cumsum(np.pad(clip125, (0, max(0, n_total - len(clip125)))))))
-            clip_frac = (clip_count[starts + WINDOW_SAMPLES] - clip_count[starts]) / WINDOW_SAMPLES
-            if clip_mask.mean() >= 1e-3:
-                notes.append(f"{mod.upper()}: {100 * clip_mask.mean():.1f}% of samples stuck at the signal's "
-                             f"extreme value (clipped)")
-        else:
-            clip_frac = np.zeros(len(starts))
-        sanity = ql.amplitude_score(scale) * ql.clip_score(clip_frac) * ql.heart_rate_score(hr)
+        clip_frac = _window_fraction(clip_mask, rec.fs, n_total, starts)
+        if clip_mask.mean() >= 1e-3:
+            notes.append(f"{mod.upper()}: {100 * clip_mask.mean():.1f}% of samples stuck at the signal's "
+                         f"extreme value (clipped)")
+        interp_frac = _window_fraction(~np.isfinite(getattr(rec, mod)), rec.fs, n_total, starts)
+        sanity = (ql.amplitude_score(scale) * ql.clip_score(clip_frac) * ql.interpolated_score(interp_frac)
+                  * ql.heart_rate_score(hr))
         if not (sanity > 0).any():
             raise InputError(f"{name}: {mod.upper()} is unusable in every window (no beats at 25–240 bpm, "
-                             f"clipped, or flat)")
+                             f"clipped, mostly missing samples, or flat)")
         q = ql.window_template_score(peaks_all, beat_r_all, starts, WINDOW_SAMPLES) * sanity
 
         out[mod] = z.astype(np.float32)

@@ -7,7 +7,8 @@ pandas DataFrame per beat (about 3 s per hour of signal per channel), so the sam
 here on a strided [beats, samples] array; tests check it against neurokit2's.
 
 The sanity checks catch what a template cannot: a flat or disconnected stretch, a clipped
-(saturated) signal, an amplitude far from the record's typical one (motion), too few beats.
+(saturated) signal, an amplitude far from the record's typical one (motion), a window largely
+filled in over short gaps, too few beats. Quality = template score × each sanity score.
 """
 from __future__ import annotations
 
@@ -22,6 +23,7 @@ R_FULL = 0.9
 AMPLITUDE_OK_RATIO = 3.0     # window scale within 3x of the record's median: no penalty
 AMPLITUDE_BAD_RATIO = 10.0   # beyond 10x (or below 1/10): quality 0
 CLIP_BAD_FRACTION = 0.1      # 10% of a window's samples stuck at the record's extreme value: quality 0
+INTERPOLATED_BAD_FRACTION = 0.2  # 20% of a window filled in over short gaps: quality 0
 MIN_BEATS_PER_WINDOW = 3
 
 
@@ -105,6 +107,11 @@ def clipped_mask(x: np.ndarray, fs_hz: float, min_run_s: float = 0.04) -> np.nda
 def clip_score(clip_fraction: np.ndarray) -> np.ndarray:
     """1 with no clipping, falling linearly to 0 at 10% of the window's samples clipped."""
     return np.clip(1.0 - np.asarray(clip_fraction) / CLIP_BAD_FRACTION, 0.0, 1.0)
+
+
+def interpolated_score(interpolated_fraction: np.ndarray) -> np.ndarray:
+    """1 with no filled-in samples, falling linearly to 0 at 20% of the window interpolated over gaps."""
+    return np.clip(1.0 - np.asarray(interpolated_fraction) / INTERPOLATED_BAD_FRACTION, 0.0, 1.0)
 
 
 def heart_rate_score(hr_bpm: np.ndarray) -> np.ndarray:
