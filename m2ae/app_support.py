@@ -503,9 +503,23 @@ def index_fingerprints(index: Any, ids: Sequence[int]) -> np.ndarray:
 
 
 def label_head_pairs(label_columns: Iterable[str], head_names: Iterable[str]) -> dict[str, str]:
-    """Which index label column a model head predicts: ``label_rhythm`` ↔ head ``rhythm``."""
+    """Which index label column a model head predicts: ``label_rhythm`` (or ``label_rhythm_name``) ↔ ``rhythm``."""
     heads = set(head_names)
-    return {c: c[len("label_"):] for c in label_columns if c.startswith("label_") and c[len("label_"):] in heads}
+    out = {}
+    for c in label_columns:
+        if not c.startswith("label_"):
+            continue
+        name = c[len("label_"):]
+        name = name[: -len("_name")] if name.endswith("_name") and name[: -len("_name")] in heads else name
+        if name in heads:
+            out[c] = name
+    return out
+
+
+def vote_columns(label_columns: Sequence[str]) -> list[str]:
+    """Label columns to summarise, preferring readable names: ``label_rhythm_name`` over ``label_rhythm``."""
+    cols = list(label_columns)
+    return [c for c in cols if f"{c}_name" not in cols]
 
 
 def head_summary(prediction: Mapping[str, Any], window: int) -> dict[str, Any]:

@@ -224,6 +224,8 @@ def test_head_summary_and_label_pairs():
     r = sup.head_summary(reg, 0)
     assert (r["value"], r["low"], r["high"], r["unit"]) == (50.0, 40.0, 60.0, "years")
     assert sup.label_head_pairs(["label_rhythm", "label_x", "record"], ["rhythm", "age"]) == {"label_rhythm": "rhythm"}
+    assert sup.label_head_pairs(["label_rhythm_name"], ["rhythm"]) == {"label_rhythm_name": "rhythm"}
+    assert sup.vote_columns(["label_rhythm", "label_rhythm_name", "label_age"]) == ["label_rhythm_name", "label_age"]
 
 
 def test_flatten_and_find_entries():

@@ -33,8 +33,8 @@ MINOR_MV, MAJOR_MV = 0.1, 0.5
 
 
 def _layout(fig: go.Figure, height: int) -> go.Figure:
-    fig.update_layout(height=height, margin=dict(l=60, r=20, t=40, b=40), plot_bgcolor="white",
-                      legend=dict(orientation="h", yanchor="bottom", y=1.02, xanchor="right", x=1),
+    fig.update_layout(height=height, margin=dict(l=60, r=20, t=70, b=40), plot_bgcolor="white",
+                      legend=dict(orientation="h", yanchor="bottom", y=1.04, xanchor="left", x=0),
                       hovermode="x unified")
     return fig
 
@@ -74,7 +74,7 @@ def waveform_figure(view: WindowView, reconstructed: dict[str, np.ndarray] | Non
     ecg_units = view.units.get("ecg", "a.u.")
     ppg_units = view.units.get("ppg", "a.u.")
     fig = make_subplots(rows=2, cols=1, shared_xaxes=True, vertical_spacing=0.07, row_heights=[0.58, 0.42],
-                        subplot_titles=(f"ECG — lead {lead or '?'}" if view.ecg is not None else "ECG",
+                        subplot_titles=(f"ECG — lead {lead}" if view.ecg is not None and lead else "ECG",
                                         "PPG"))
     # ECG
     if view.ecg is not None:
@@ -128,10 +128,11 @@ def overlay_figure(t: np.ndarray, rows: Sequence[dict], height_per_row: int = 23
                                      mode="lines", line=dict(color=ORIGINAL_GREY, width=1.2)), row=i, col=1)
             vis = np.asarray(r.get("visible", np.ones_like(orig, bool)), bool)
             shown = np.where(vis, orig, np.nan)
-            fig.add_trace(go.Scatter(x=t, y=shown, name="model input (visible)", legendgroup="visible",
-                                     showlegend=first, mode="lines",
-                                     line=dict(color=ECG_COLOR if "ECG" in r["title"] else PPG_COLOR, width=1.4)),
-                          row=i, col=1)
+            if vis.any():
+                    fig.add_trace(go.Scatter(x=t, y=shown, name="model input (visible)", legendgroup="visible",
+                                         showlegend=first, mode="lines",
+                                         line=dict(color=ECG_COLOR if "ECG" in r["title"] else PPG_COLOR, width=1.4)),
+                              row=i, col=1)
         fig.add_trace(go.Scatter(x=t, y=r["reconstructed"], name="reconstructed", legendgroup="reconstructed",
                                  showlegend=first, mode="lines",
                                  line=dict(color=RECON_COLOR, width=1.4, dash=RECON_DASH)), row=i, col=1)

@@ -69,8 +69,8 @@ with page_guard("Similar patients"):
         st.markdown("**Label make-up of the neighbourhood**")
         preds = state.predictions(src.key, version, USE[use_label], model, win)
         pairs = sup.label_head_pairs(labels, preds)
-        for col in labels:
-            name = col[len("label_"):]
+        for col in sup.vote_columns(labels):
+            name = col[len("label_"):].removesuffix("_name")
             numeric = sup.is_numeric_label(idx.metadata[col])
             if numeric:
                 est = sup.knn_estimate(hits[col].tolist(), hits["score"].tolist())

@@ -1,0 +1,218 @@
+"""One real-browser run: `streamlit run` on 127.0.0.1 driven by headless Debian Chromium (Selenium).
+
+Picks a sample, sees the reconstruction plot, uploads the real BIDMC CSV when present, opens Similar
+patients, drags a box on the fingerprint map, and saves a screenshot of every page under
+test-artifacts/ (gitignored). Skips with the reason when chromium/chromedriver are missing.
+"""
+from __future__ import annotations
+
+import os
+import shutil
+import socket
+import subprocess
+import sys
+import time
+import urllib.request
+from pathlib import Path
+
+import pytest
+
+from test_app_pages import app_env, sim_records  # noqa: F401  (shared fixtures: samples + index)
+
+pytestmark = pytest.mark.browser
+
+ROOT = Path(__file__).resolve().parents[1]
+ARTIFACTS = ROOT / "test-artifacts"
+REAL_CSV = "bidmc_01_Signals.csv"
+WAIT_S = 120  # the first page loads torch, the model and neurokit2 on 2 shared cores
+
+
+def _free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+@pytest.fixture(scope="module")
+def server(app_env):  # noqa: F811
+    port = _free_port()
+    env = {**os.environ, "OMP_WAIT_POLICY": "PASSIVE"}
+    log = open(ARTIFACTS.mkdir(exist_ok=True) or ARTIFACTS / "streamlit_server.log", "w")
+    proc = subprocess.Popen(
+        [sys.executable, "-m", "streamlit", "run", str(ROOT / "app" / "streamlit_app.py"),
+         "--server.address", "127.0.0.1", "--server.port", str(port), "--server.headless", "true",
+         "--browser.gatherUsageStats", "false"],
+        cwd=ROOT, env=env, stdout=log, stderr=subprocess.STDOUT)
+    url = f"http://127.0.0.1:{port}"
+    deadline = time.time() + 60
+    while time.time() < deadline:
+        try:
+            with urllib.request.urlopen(f"{url}/_stcore/health", timeout=2) as r:
+                if r.status == 200:
+                    break
+        except OSError:
+            time.sleep(0.3)
+    else:
+        proc.terminate()
+        pytest.fail(f"streamlit did not start; see {ARTIFACTS / 'streamlit_server.log'}")
+    yield url
+    proc.terminate()
+    try:
+        proc.wait(timeout=10)
+    except subprocess.TimeoutExpired:
+        proc.kill()
+    log.close()
+
+
+@pytest.fixture(scope="module")
+def driver(tmp_path_factory):
+    chromium, chromedriver = shutil.which("chromium"), shutil.which("chromedriver")
+    if not chromium or not chromedriver:
+        pytest.skip("Debian chromium and chromedriver are not installed (apt-get install chromium chromium-driver)")
+    webdriver = pytest.importorskip("selenium.webdriver")
+    from selenium.webdriver.chrome.service import Service
+
+    os.environ["SE_OFFLINE"] = "true"  # never let Selenium Manager download a browser
+    opts = webdriver.ChromeOptions()
+    opts.binary_location = chromium
+    for flag in ("--headless=new", "--no-sandbox", "--disable-dev-shm-usage", "--disable-gpu",
+                 "--disable-background-networking", "--disable-component-update", "--no-first-run",
+                 f"--user-data-dir={tmp_path_factory.mktemp('chromium-profile')}", "--window-size=1500,1500"):
+        opts.add_argument(flag)
+    drv = webdriver.Chrome(options=opts, service=Service(chromedriver))
+    drv.set_page_load_timeout(WAIT_S)
+    yield drv
+    drv.quit()
+
+
+# --- helpers ----------------------------------------------------------------------------------
+
+def _by():
+    from selenium.webdriver.common.by import By
+
+    return By
+
+
+def wait_ready(drv, must_contain: str | None = None, css: str | None = None, timeout: float = WAIT_S) -> None:
+    """Wait for the script to finish (not just the server's health) and for the page's content."""
+    from selenium.webdriver.support.ui import WebDriverWait
+
+    By = _by()
+
+    def ready(d):
+        if not d.find_elements(By.CSS_SELECTOR, "[data-testid=stApp][data-test-script-state=notRunning]"):
+            return False
+        if must_contain and must_contain not in d.find_element(By.TAG_NAME, "body").text:
+            return False
+        if css and not d.find_elements(By.CSS_SELECTOR, css):
+            return False
+        return True
+
+    time.sleep(0.5)  # let a rerun that was just triggered flip the script state to running first
+    WebDriverWait(drv, timeout, poll_frequency=0.25).until(ready)
+
+
+def body_text(drv) -> str:
+    return drv.find_element(_by().TAG_NAME, "body").text
+
+
+def no_exception(drv) -> None:
+    By = _by()
+    assert not drv.find_elements(By.CSS_SELECTOR, "[data-testid=stException]"), body_text(drv)[:2000]
+    assert "Traceback" not in body_text(drv)
+
+
+def shot(drv, name: str) -> Path:
+    path = ARTIFACTS / f"{name}.png"
+    drv.save_screenshot(str(path))
+    return path
+
+
+def open_page(drv, title: str, must_contain: str, css: str | None = None) -> None:
+    By = _by()
+    links = [a for a in drv.find_elements(By.CSS_SELECTOR, "[data-testid=stSidebarNav] a") if title in a.text]
+    assert links, f"no sidebar link {title!r}"
+    links[0].click()
+    wait_ready(drv, must_contain, css)
+    no_exception(drv)
+
+
+def pick_option(drv, label: str, option_index: int) -> str:
+    """Open the selectbox whose label is ``label`` and click its option number ``option_index``."""
+    By = _by()
+    boxes = [b for b in drv.find_elements(By.CSS_SELECTOR, "[data-testid=stSelectbox]") if label in b.text]
+    assert boxes, f"no selectbox {label!r}"
+    opener = boxes[0].find_elements(By.CSS_SELECTOR, "button[aria-label=Open]") or \
+        boxes[0].find_elements(By.CSS_SELECTOR, "[role=combobox], div[data-baseweb=select]")
+    opener[0].click()
+    time.sleep(0.7)
+    options = drv.find_elements(By.CSS_SELECTOR, "[role=option]")
+    assert len(options) > option_index, [o.text for o in options]
+    text = options[option_index].text
+    options[option_index].click()
+    return text
+
+
+# --- the walk-through ------------------------------------------------------------------------------
+
+def test_walk_through_every_page(server, driver, app_env):  # noqa: F811
+    from selenium.webdriver.common.action_chains import ActionChains
+
+    By = _by()
+    drv = driver
+    drv.get(server)
+    wait_ready(drv, "Heart rate", ".js-plotly-plot")
+    no_exception(drv)
+    assert "not for clinical use" in body_text(drv)
+    shot(drv, "01_record_default")
+
+    # pick a sample (the second one; the first opens by default)
+    samples = app_env["samples"]
+    if len(samples) > 1:
+        chosen = pick_option(drv, "Sample record", 1)
+        name = chosen.split(" — ")[0]
+        wait_ready(drv, name, ".js-plotly-plot")
+        no_exception(drv)
+        shot(drv, "02_record_sample")
+
+    # reconstruction plot
+    open_page(drv, "Reconstruction", "Cross-modal", ".js-plotly-plot")
+    assert "reconstructed" in body_text(drv) or drv.find_elements(By.XPATH, "//*[text()='reconstructed']")
+    assert len(drv.find_elements(By.CSS_SELECTOR, ".js-plotly-plot")) >= 3
+    shot(drv, "03_reconstruction")
+
+    # upload the real BIDMC CSV when the shared data is present
+    real = Path(os.environ.get("M2AE_REAL_DATA", ROOT.parent / "shared" / "data" / "real")) / REAL_CSV
+    if real.exists():
+        open_page(drv, "Record", "Sample record")
+        tabs = [t for t in drv.find_elements(By.CSS_SELECTOR, "[role=tab]") if "Upload" in t.text]
+        assert tabs, "no Upload tab"
+        tabs[0].click()
+        drv.find_element(By.CSS_SELECTOR, "[data-testid=stFileUploader] input[type=file]").send_keys(str(real))
+        wait_ready(drv, REAL_CSV, ".js-plotly-plot")
+        no_exception(drv)
+        assert "480 s" in body_text(drv)
+        shot(drv, "04_record_uploaded_bidmc")
+
+    open_page(drv, "Similar patients", "Label make-up", ".js-plotly-plot")
+    assert "kNN vote" in body_text(drv)
+    shot(drv, "05_similar_patients")
+
+    open_page(drv, "Predictions", "Share of evidence", ".js-plotly-plot")
+    shot(drv, "06_predictions")
+
+    open_page(drv, "Model card", "Weights version")
+    assert "not for clinical use" in body_text(drv)
+    shot(drv, "07_model_card")
+
+    # fingerprint map: drag a box over the middle of the map once
+    open_page(drv, "Fingerprint map", "Colour by", ".js-plotly-plot")
+    shot(drv, "08_fingerprint_map")
+    drag = drv.find_elements(By.CSS_SELECTOR, ".js-plotly-plot .nsewdrag")[0]
+    w, h = drag.size["width"], drag.size["height"]
+    ActionChains(drv).move_to_element_with_offset(drag, int(-w * 0.45), int(-h * 0.45)).click_and_hold() \
+        .move_by_offset(int(w * 0.3), int(h * 0.3)).move_by_offset(int(w * 0.6), int(h * 0.6)).release().perform()
+    wait_ready(drv, "Selection:", "[data-testid=stDownloadButton]")
+    no_exception(drv)
+    assert "Export cohort CSV" in body_text(drv)
+    shot(drv, "09_fingerprint_map_selection")
