@@ -17,9 +17,9 @@ import numpy as np
 from .peaks import HR_MAX_BPM, HR_MIN_BPM
 
 # Beat-template correlation of pure band-passed noise around detected "peaks" is ~0.3-0.6 (the
-# peak alignment itself correlates), clean beats are > 0.9: map [R_FLOOR, R_FULL] onto [0, 1].
+# peak alignment itself correlates), clean beats are > 0.9: map [R_FLOOR, R_FULL] linearly onto [0, 1].
 R_FLOOR = 0.5
-R_FULL = 0.9
+R_FULL = 1.0
 AMPLITUDE_OK_RATIO = 3.0     # window scale within 3x of the record's median: no penalty
 AMPLITUDE_BAD_RATIO = 10.0   # beyond 10x (or below 1/10): quality 0
 CLIP_BAD_FRACTION = 0.1      # 10% of a window's samples stuck at the record's extreme value: quality 0
@@ -53,7 +53,7 @@ def beat_template_correlation(x: np.ndarray, peaks: np.ndarray, fs_hz: float) ->
 
 
 def window_template_score(peaks: np.ndarray, beat_r: np.ndarray, starts: np.ndarray, width: int) -> np.ndarray:
-    """Per window: mean beat correlation of the beats inside, mapped from [0.5, 0.9] onto [0, 1].
+    """Per window: mean beat correlation r of the beats inside, mapped as (r - 0.5) / 0.5 onto [0, 1].
 
     Windows with fewer than 3 usable beats score 0 (nothing to judge the morphology by).
     """
