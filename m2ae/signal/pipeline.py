@@ -52,8 +52,8 @@ def _window_fraction(mask: np.ndarray, fs_hz: float, n_total: int, starts: np.nd
     return (count[starts + WINDOW_SAMPLES] - count[starts]) / WINDOW_SAMPLES
 
 
-def _segments_of(rec: Record, name: str) -> tuple[dict[str, np.ndarray], list[tuple[int, int]], list[str]]:
-    """Gap-fill every channel; return filled channels, the common gap-free segments, notes."""
+def _segments_of(rec: Record) -> tuple[dict[str, np.ndarray], list[tuple[int, int]], list[str]]:
+    """Gap-fill every channel; return filled channels, the gap-free segments common to all, notes."""
     filled, notes, valid = {}, [], np.ones(rec.n_samples, dtype=bool)
     for mod in rec.modalities:
         y, segs, n = filters.fill_gaps(getattr(rec, mod), rec.fs, MAX_GAP_S, name=mod.upper())
@@ -68,6 +68,55 @@ def _segments_of(rec: Record, name: str) -> tuple[dict[str, np.ndarray], list[tu
     return filled, segments, notes
 
 
+def _clean_segments(filled: dict[str, np.ndarray], fs_hz: float, segments: list[tuple[int, int]], n_total: int
+                    ) -> tuple[dict[str, np.ndarray], list[tuple[int, int]]]:
+    """Resample + band-pass each segment; place it in a NaN-filled 125-Hz record of ``n_total`` samples."""
+    up, down = filters.rational_ratio(fs_hz, FS_HZ)
+    clean = {mod: np.full(n_total, np.nan) for mod in filled}
+    bounds = []                                                   # segments in 125-Hz samples
+    for a, b in segments:
+        a125 = int(round(a * up / down))
+        for mod, x in filled.items():
+            y = filters.resample_to(x[a:b], fs_hz, FS_HZ)
+            y = filters.ecg_bandpass(y, FS_HZ) if mod == "ecg" else filters.ppg_bandpass(y, FS_HZ)
+            y = y[: n_total - a125]
+            clean[mod][a125:a125 + len(y)] = y
+        bounds.append((a125, a125 + len(y)))
+    return clean, bounds
+
+
+def _measure_channel(name: str, mod: str, raw: np.ndarray, fs_hz: float, x: np.ndarray,
+                     bounds: list[tuple[int, int]], starts: np.ndarray, breaks: np.ndarray,
+                     notes: list[str]) -> dict[str, np.ndarray]:
+    """Windows, normalisation, peaks, heart rate and quality of one channel (``x``: clean, 125 Hz)."""
+    windows = np.lib.stride_tricks.sliding_window_view(x, WINDOW_SAMPLES)[starts]      # [N, 1250] copy
+    z, center, scale = filters.robust_normalise(windows, axis=-1)
+    detect = pk.detect_r_peaks if mod == "ecg" else pk.detect_pulse_peaks
+    peaks, beat_r = [], []
+    for a, b in bounds:                       # detectors run once per gap-free segment, not per window
+        p = detect(x[a:b], FS_HZ)
+        beat_r.append(ql.beat_template_correlation(x[a:b], p, FS_HZ))
+        peaks.append(p + a)
+    peaks_all = np.concatenate(peaks).astype(np.int64)
+    hr = pk.window_heart_rate(peaks_all, starts, WINDOW_SAMPLES, FS_HZ, breaks)
+
+    clip_mask = ql.clipped_mask(raw, fs_hz)
+    if clip_mask.mean() >= 1e-3:
+        notes.append(f"{mod.upper()}: {100 * clip_mask.mean():.1f}% of samples stuck at the signal's "
+                     f"extreme value (clipped)")
+    clip_frac = _window_fraction(clip_mask, fs_hz, len(x), starts)
+    interp_frac = _window_fraction(~np.isfinite(raw), fs_hz, len(x), starts)
+    sanity = (ql.amplitude_score(scale) * ql.clip_score(clip_frac) * ql.interpolated_score(interp_frac)
+              * ql.heart_rate_score(hr))
+    if not (sanity > 0).any():
+        raise InputError(f"{name}: {mod.upper()} is unusable in every window (no beats at 25–240 bpm, "
+                         f"clipped, mostly missing samples, or flat)")
+    quality = ql.window_template_score(peaks_all, np.concatenate(beat_r), starts, WINDOW_SAMPLES) * sanity
+    return {mod: z.astype(np.float32), f"{mod}_center": center.astype(np.float32),
+            f"{mod}_scale": scale.astype(np.float32), f"{mod}_quality": quality.astype(np.float32),
+            f"hr_{mod}_bpm": hr.astype(np.float32), "peaks": peaks_all}
+
+
 def preprocess(rec: Record, stride_s: float = WINDOW_S, quality_threshold: float = QUALITY_THRESHOLD) -> Windows:
     """Cut a record to the signal contract and measure it. Returns ``Windows`` (see its docstring).
 
@@ -75,12 +124,13 @@ def preprocess(rec: Record, stride_s: float = WINDOW_S, quality_threshold: float
     stride_s : window stride in s (10 = back-to-back windows; 5 = half-overlapping).
     quality_threshold : windows with a present channel below it are flagged ``low_quality`` (kept).
 
-    Heart rate per window = 60 / median beat interval; ``pat_ms`` = median over the window's R-peaks
-    of the time to its PPG systolic peak (peak, not foot: the peak is what ``nk.ppg_peaks`` detects
-    reliably; the foot comes ~100–150 ms earlier). Usually that is the next pulse peak; when the
-    device delay exceeds a beat interval the pairing is shifted (see ``peaks.beat_delays_s``). Raises ``InputError`` (one line naming
-    ``rec.meta['source']``) for a record shorter than one window, a flat or empty channel, a channel
-    unusable in every window, or no 10-s stretch free of long gaps.
+    Heart rate per window = 60 / median beat interval. ``pat_ms`` = median over the window's
+    R-peaks of the time to that beat's PPG systolic peak (the peak, not the foot: the peak is what
+    ``nk.ppg_peaks`` detects reliably; the foot comes ~100–150 ms earlier). Usually that is the next
+    pulse peak; when the device delay exceeds a beat interval the pairing shifts (see
+    ``peaks.beat_delays_s``). Raises ``InputError`` (one line naming ``rec.meta['source']``) for a
+    record shorter than one window, a flat, empty or absurdly scaled channel, a channel unusable in
+    every window, or no 10-s stretch free of gaps longer than 1 s.
     """
     name = str(rec.meta.get("source", "record"))
     if stride_s <= 0 or not np.isfinite(stride_s):
@@ -91,7 +141,7 @@ def preprocess(rec: Record, stride_s: float = WINDOW_S, quality_threshold: float
     for mod in rec.modalities:
         _check_channel(name, mod, getattr(rec, mod))
 
-    filled, segments, notes = _segments_of(rec, name)
+    filled, segments, notes = _segments_of(rec)
     min_len = int(np.ceil(WINDOW_S * rec.fs))
     long_segments = [(a, b) for a, b in segments if b - a >= min_len]
     if not long_segments:
@@ -104,83 +154,41 @@ def preprocess(rec: Record, stride_s: float = WINDOW_S, quality_threshold: float
                      f"({dropped:.1f} s) left out")
 
     up, down = filters.rational_ratio(rec.fs, FS_HZ)
-    n_total = int(np.ceil(rec.n_samples * up / down))
     if up != down:
         notes.append(f"resampled {rec.fs:g} Hz → {FS_HZ:g} Hz (polyphase {up}/{down})")
-
-    clean = {mod: np.full(n_total, np.nan) for mod in rec.modalities}
-    seg_bounds: list[tuple[int, int]] = []      # segments in 125-Hz samples
-    for a, b in long_segments:
-        a125 = int(round(a * up / down))
-        for mod in rec.modalities:
-            y = filters.resample_to(filled[mod][a:b], rec.fs, FS_HZ)
-            y = filters.ecg_bandpass(y, FS_HZ) if mod == "ecg" else filters.ppg_bandpass(y, FS_HZ)
-            y = y[: n_total - a125]
-            clean[mod][a125:a125 + len(y)] = y
-            b125 = a125 + len(y)
-        seg_bounds.append((a125, b125))
+    n_total = int(np.ceil(rec.n_samples * up / down))
+    clean, bounds = _clean_segments(filled, rec.fs, long_segments, n_total)
 
     flipped = False
-    if "ppg" in clean:
-        valid = np.concatenate([clean["ppg"][a:b] for a, b in seg_bounds])
-        _, flipped = filters.ppg_fix_polarity(valid, FS_HZ)
+    if "ppg" in clean:                        # polarity decided once for the whole record
+        _, flipped = filters.ppg_fix_polarity(np.concatenate([clean["ppg"][a:b] for a, b in bounds]), FS_HZ)
         if flipped:
             clean["ppg"] = -clean["ppg"]
             notes.append("PPG inverted (systolic upstroke was negative) and flipped upright")
 
-    # Window starts (125-Hz samples), segment by segment.
     step = int(round(stride_s * FS_HZ))
-    starts = np.concatenate([np.arange(a, b - WINDOW_SAMPLES + 1, step) for a, b in seg_bounds]).astype(np.int64)
+    starts = np.concatenate([np.arange(a, b - WINDOW_SAMPLES + 1, step) for a, b in bounds]).astype(np.int64)
     if len(starts) == 0:
         raise InputError(f"{name}: no complete 10-s window after resampling to {FS_HZ:g} Hz")
-    breaks = np.array([a for a, _ in seg_bounds[1:]], dtype=np.int64)
+    breaks = np.array([a for a, _ in bounds[1:]], dtype=np.int64)   # where segments 2.. start
 
     out: dict[str, Any] = {}
-    peak_lists: dict[str, np.ndarray] = {}
+    peaks: dict[str, np.ndarray] = {}
     for mod in rec.modalities:
-        x = clean[mod]
-        windows = np.lib.stride_tricks.sliding_window_view(x, WINDOW_SAMPLES)[starts]   # [N, 1250] copy
-        z, center, scale = filters.robust_normalise(windows, axis=-1)
-        detect = pk.detect_r_peaks if mod == "ecg" else pk.detect_pulse_peaks
-        peaks_list, beat_r = [], []
-        for a, b in seg_bounds:
-            p = detect(x[a:b], FS_HZ)
-            beat_r.append(ql.beat_template_correlation(x[a:b], p, FS_HZ))
-            peaks_list.append(p + a)
-        peaks_all = np.concatenate(peaks_list).astype(np.int64)
-        beat_r_all = np.concatenate(beat_r)
-        hr = pk.window_heart_rate(peaks_all, starts, WINDOW_SAMPLES, FS_HZ, breaks)
-
-        clip_mask = ql.clipped_mask(getattr(rec, mod), rec.fs)
-        clip_frac = _window_fraction(clip_mask, rec.fs, n_total, starts)
-        if clip_mask.mean() >= 1e-3:
-            notes.append(f"{mod.upper()}: {100 * clip_mask.mean():.1f}% of samples stuck at the signal's "
-                         f"extreme value (clipped)")
-        interp_frac = _window_fraction(~np.isfinite(getattr(rec, mod)), rec.fs, n_total, starts)
-        sanity = (ql.amplitude_score(scale) * ql.clip_score(clip_frac) * ql.interpolated_score(interp_frac)
-                  * ql.heart_rate_score(hr))
-        if not (sanity > 0).any():
-            raise InputError(f"{name}: {mod.upper()} is unusable in every window (no beats at 25–240 bpm, "
-                             f"clipped, mostly missing samples, or flat)")
-        q = ql.window_template_score(peaks_all, beat_r_all, starts, WINDOW_SAMPLES) * sanity
-
-        out[mod] = z.astype(np.float32)
-        out[f"{mod}_center"] = center.astype(np.float32)
-        out[f"{mod}_scale"] = scale.astype(np.float32)
-        out[f"{mod}_quality"] = q.astype(np.float32)
-        out[f"hr_{mod}_bpm"] = hr.astype(np.float32)
-        peak_lists[mod] = peaks_all
+        res = _measure_channel(name, mod, getattr(rec, mod), rec.fs, clean[mod], bounds, starts, breaks, notes)
+        peaks[mod] = res.pop("peaks")
+        out.update(res)
 
     n = len(starts)
     low = np.zeros(n, dtype=bool)
     for mod in rec.modalities:
         low |= out[f"{mod}_quality"] < quality_threshold
     pat = np.full(n, np.nan)
-    if "ecg" in peak_lists and "ppg" in peak_lists:
-        r_s = pk.refine_peak_times_s(clean["ecg"], peak_lists["ecg"], FS_HZ)
-        pulse_s = pk.refine_peak_times_s(clean["ppg"], peak_lists["ppg"], FS_HZ)
+    if len(peaks) == 2:
+        r_s = pk.refine_peak_times_s(clean["ecg"], peaks["ecg"], FS_HZ)
+        pulse_s = pk.refine_peak_times_s(clean["ppg"], peaks["ppg"], FS_HZ)
         delays, pairing = pk.beat_delays_s(r_s, pulse_s, breaks / FS_HZ)
-        pat = pk.window_pat_ms(peak_lists["ecg"], delays, starts, WINDOW_SAMPLES)
+        pat = pk.window_pat_ms(peaks["ecg"], delays, starts, WINDOW_SAMPLES)
         if pairing != 0:
             notes.append(f"pulse peaks paired with R-peaks {pairing:+d} beat(s) from the next one "
                          f"(least varying delay)")
@@ -190,7 +198,7 @@ def preprocess(rec: Record, stride_s: float = WINDOW_S, quality_threshold: float
     meta["notes"] = list(rec.meta.get("notes", [])) + notes
     meta.update(fs_original_hz=rec.fs, duration_s=rec.duration_s, stride_s=float(stride_s),
                 quality_threshold=float(quality_threshold), ppg_flipped=bool(flipped),
-                segments_s=[(a / FS_HZ, b / FS_HZ) for a, b in seg_bounds])
+                segments_s=[(a / FS_HZ, b / FS_HZ) for a, b in bounds])
     return Windows(
         ecg=out.get("ecg"), ppg=out.get("ppg"), starts_s=starts / FS_HZ,
         ecg_center=out.get("ecg_center"), ecg_scale=out.get("ecg_scale"),
@@ -198,7 +206,7 @@ def preprocess(rec: Record, stride_s: float = WINDOW_S, quality_threshold: float
         ecg_quality=out.get("ecg_quality", nan_n), ppg_quality=out.get("ppg_quality", nan_n),
         low_quality=low, hr_ecg_bpm=out.get("hr_ecg_bpm", nan_n), hr_ppg_bpm=out.get("hr_ppg_bpm", nan_n),
         pat_ms=pat.astype(np.float32), ecg_clean=clean.get("ecg"), ppg_clean=clean.get("ppg"),
-        r_peaks=peak_lists.get("ecg"), pulse_peaks=peak_lists.get("ppg"), meta=meta, fs=FS_HZ,
+        r_peaks=peaks.get("ecg"), pulse_peaks=peaks.get("ppg"), meta=meta, fs=FS_HZ,
     )
 
 
