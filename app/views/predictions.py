@@ -37,18 +37,20 @@ with page_guard("Predictions & explanations"):
                "intervals. They describe the demo model, not a diagnosis.")
 
     heads = list(preds)
-    cols = st.columns(min(len(heads), 5))
-    for j, name in enumerate(heads):
-        h = sup.head_summary(preds[name], i)
-        col = cols[j % len(cols)]
-        if h["kind"] == "class":
-            col.metric(name, h["label"], help=f"calibrated probability {h['probability']:.2f}")
-            col.progress(min(max(h["probability"], 0.0), 1.0), text=f"p = {h['probability']:.2f}")
-        else:
-            unit = f" {h['unit']}" if h["unit"] else ""
-            col.metric(name, f"{h['value']:.1f}{unit}",
-                       help=f"{h['level']:.0%} interval {h['low']:.1f}–{h['high']:.1f}{unit}")
-            col.caption(f"{h['level']:.0%} interval {h['low']:.1f}–{h['high']:.1f}{unit}")
+    per_row = 3
+    for start in range(0, len(heads), per_row):
+        cols = st.columns(per_row)
+        for col, name in zip(cols, heads[start:start + per_row]):
+            h = sup.head_summary(preds[name], i)
+            box = col.container(border=True)
+            box.caption(name)
+            if h["kind"] == "class":
+                box.markdown(f"**{h['label']}**")
+                box.progress(min(max(h["probability"], 0.0), 1.0), text=f"calibrated probability {h['probability']:.2f}")
+            else:
+                unit = f" {h['unit']}" if h["unit"] else ""
+                box.markdown(f"**{h['value']:.1f}{unit}**")
+                box.caption(f"{h['level']:.0%} prediction interval {h['low']:.1f}–{h['high']:.1f}{unit}")
 
     st.subheader("Why: attributions")
     state.keep(pred_head=heads[0], pred_method=next(iter(METHODS)))

@@ -123,6 +123,11 @@ with page_guard("Record"):
 
     st.subheader(src.name)
     st.caption(" · ".join(x for x in (src.description, str(rec.meta.get("source", ""))) if x))
+    known = rec.meta.get("labels") or src.info.get("labels") or {}
+    shown = {k: v for k, v in known.items() if k in ("rhythm_name", "hypertension", "age", "sex")}
+    if shown:
+        st.caption("Known labels (from the record's source, not the model): "
+                   + ", ".join(f"{k.replace('_name', '')} {v}" for k, v in shown.items()))
     c = st.columns(6)
     c[0].metric("Duration", f"{rec.duration_s:.0f} s")
     c[1].metric("Sampling rate", f"{rec.fs:g} Hz", help="Resampled to 125 Hz for the model")

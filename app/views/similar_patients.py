@@ -33,7 +33,7 @@ with page_guard("Similar patients"):
     require = c[4].selectbox("Neighbour modalities", list(REQUIRE), key="sim_require")
 
     fp = state.fingerprints(src.key, version, USE[use_label], model, win)[i]
-    subject = rec.meta.get("subject_id") if exclude else None
+    subject = (rec.meta.get("subject_id") or src.info.get("subject_id")) if exclude else None
     record_id = (rec.meta.get("record_id") or None) if exclude else None
     filters = sup.neighbour_filters(idx.metadata.columns, min_q, REQUIRE[require])
     hits = idx.search(fp, k=int(k), exclude_subject=subject, exclude_record=record_id, filters=filters or None)[0]
