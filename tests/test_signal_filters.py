@@ -240,3 +240,10 @@ def test_filters_import_without_neurokit2():
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=120)
     assert out.returncode == 0, out.stderr
     assert "(2, 1250)" in out.stdout
+
+
+def test_docstring_examples_run():
+    import doctest
+
+    result = doctest.testmod(F, optionflags=doctest.ELLIPSIS)
+    assert result.attempted >= 5 and result.failed == 0

@@ -135,7 +135,8 @@ def ppg_fix_polarity(x: np.ndarray, fs_hz: float, window_s: float = WINDOW_S) ->
 
 # --- normalisation and windows ------------------------------------------------------------------
 
-def robust_normalise(x: np.ndarray, axis: int = -1, min_scale: float | None = None) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+def robust_normalise(x: np.ndarray, axis: int = -1, min_scale: float | None = None
+                     ) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
     """Robust z-score: (x - median) / scale, with scale = (q99 - q1) / 4.65 (a std for Gaussian data).
 
     Returns (z, center, scale) with ``x == z * scale + center`` (center/scale keep ``axis`` reduced).
@@ -160,7 +161,8 @@ def robust_normalise(x: np.ndarray, axis: int = -1, min_scale: float | None = No
     return z, np.squeeze(center, axis=axis), np.squeeze(scale, axis=axis)
 
 
-def cut_windows(x: np.ndarray, fs_hz: float, window_s: float = WINDOW_S, stride_s: float = WINDOW_S) -> tuple[np.ndarray, np.ndarray]:
+def cut_windows(x: np.ndarray, fs_hz: float, window_s: float = WINDOW_S, stride_s: float = WINDOW_S
+                ) -> tuple[np.ndarray, np.ndarray]:
     """Cut full windows along the last axis: ([..., N, W] windows, starts_s [N]).
 
     W = round(window_s * fs); a stride shorter than the window overlaps windows. A trailing part
@@ -195,7 +197,8 @@ def nonfinite_runs(x: np.ndarray) -> list[tuple[int, int]]:
     return list(zip(np.flatnonzero(edges == 1).tolist(), np.flatnonzero(edges == -1).tolist()))
 
 
-def fill_gaps(x: np.ndarray, fs_hz: float, max_gap_s: float = 1.0, name: str = "signal") -> tuple[np.ndarray, list[tuple[int, int]], list[str]]:
+def fill_gaps(x: np.ndarray, fs_hz: float, max_gap_s: float = 1.0, name: str = "signal"
+              ) -> tuple[np.ndarray, list[tuple[int, int]], list[str]]:
     """Interpolate short NaN/inf gaps; split at long ones. Returns (x_filled, segments, notes).
 
     x_filled : float64 copy; gaps ≤ ``max_gap_s`` linearly interpolated, longer gaps (and gaps at the
@@ -225,7 +228,8 @@ def fill_gaps(x: np.ndarray, fs_hz: float, max_gap_s: float = 1.0, name: str = "
     notes = []
     if short:
         total = sum(b - a for a, b in short) / fs_hz
-        notes.append(f"{name}: interpolated {len(short)} gap{'s' if len(short) > 1 else ''} ≤ {max_gap_s:g} s ({total:.2f} s in total)")
+        notes.append(f"{name}: interpolated {len(short)} gap{'s' if len(short) > 1 else ''} ≤ {max_gap_s:g} s "
+                     f"({total:.2f} s in total)")
     segments, pos = [], 0
     for a, b in long_:
         if a > pos:
@@ -279,7 +283,8 @@ def contract_windows_fast(ecg: np.ndarray | None, ppg: np.ndarray | None, fs_hz:
         if x is None:
             continue
         if x.shape != ref.shape:
-            raise ValueError(f"contract_windows_fast: ECG and PPG shapes differ ({arrays['ecg'].shape} vs {arrays['ppg'].shape})")
+            raise ValueError(f"contract_windows_fast: ECG and PPG shapes differ "
+                             f"({arrays['ecg'].shape} vs {arrays['ppg'].shape})")
         x2 = x[None, :] if single else x.reshape(-1, x.shape[-1])
         x2, bad = _interp_nonfinite_rows(x2)
         y = resample_to(x2, fs_hz, FS_HZ)

@@ -75,7 +75,8 @@ def amplitude_score(window_scale: np.ndarray) -> np.ndarray:
     if ref <= 0:
         return np.zeros(len(s))
     dev = np.abs(np.log(np.maximum(s, 1e-300) / ref))
-    return np.clip((np.log(AMPLITUDE_BAD_RATIO) - dev) / (np.log(AMPLITUDE_BAD_RATIO) - np.log(AMPLITUDE_OK_RATIO)), 0.0, 1.0)
+    ramp = np.log(AMPLITUDE_BAD_RATIO) - np.log(AMPLITUDE_OK_RATIO)
+    return np.clip((np.log(AMPLITUDE_BAD_RATIO) - dev) / ramp, 0.0, 1.0)
 
 
 def clipped_mask(x: np.ndarray, fs_hz: float, min_run_s: float = 0.04) -> np.ndarray:
