@@ -61,7 +61,7 @@ def cmd_simulate(args) -> int:
     from .simulate import write_cohort
 
     manifest = write_cohort(args.subjects, args.out, seed=args.seed, duration_s=args.duration,
-                            fmt=args.format)
+                            fmt=args.format, fs_hz=args.fs)
     emit(manifest, args.json, lambda m: f"wrote {len(m['records'])} records to {args.out}")
     return 0
 
@@ -134,6 +134,7 @@ def build_parser() -> argparse.ArgumentParser:
     s.add_argument("--out", required=True, help="output folder")
     s.add_argument("--seed", type=int, default=0)
     s.add_argument("--duration", type=float, default=60.0, help="seconds per subject (default 60)")
+    s.add_argument("--fs", type=float, default=125.0, help="sampling rate in Hz (default 125)")
     s.add_argument("--format", choices=["npz", "csv", "wfdb", "edf"], default="npz")
     s.add_argument("--json", action="store_true", help="print the manifest as JSON")
     s.set_defaults(func=cmd_simulate)

@@ -329,10 +329,10 @@ def _cli(*args, cwd):
 
 def test_cli_simulate_wfdb_and_errors(tmp_path):
     out = _cli("simulate", "--subjects", "2", "--out", str(tmp_path / "w"), "--seed", "1", "--duration", "15",
-               "--format", "wfdb", "--json", cwd=ROOT)
+               "--fs", "250", "--format", "wfdb", "--json", cwd=ROOT)
     assert out.returncode == 0, out.stderr
     manifest = json.loads(out.stdout)
-    assert manifest["format"] == "wfdb" and len(manifest["records"]) == 2
+    assert manifest["format"] == "wfdb" and manifest["fs_hz"] == 250.0 and len(manifest["records"]) == 2
     for row in manifest["records"]:
         hea = tmp_path / "w" / row["path"]
         assert hea.suffix == ".hea" and hea.exists() and hea.with_suffix(".dat").exists()
@@ -342,7 +342,7 @@ def test_cli_simulate_wfdb_and_errors(tmp_path):
         load_record = None
     if load_record is not None:
         rec = load_record(tmp_path / "w" / manifest["records"][0]["path"])
-        assert rec.fs == 125.0 and rec.ecg is not None and rec.ppg is not None and rec.n_samples == 1875
+        assert rec.fs == 250.0 and rec.ecg is not None and rec.ppg is not None and rec.n_samples == 3750
     bad = _cli("simulate", "--subjects", "0", "--out", str(tmp_path / "x"), cwd=ROOT)
     assert bad.returncode == 2 and bad.stderr.startswith("error: ") and len(bad.stderr.strip().splitlines()) == 1
     (tmp_path / "file").write_text("x")

@@ -129,7 +129,7 @@ def write_cohort(
                      "record_id": rec.meta["record_id"], "seed": int(record_seeds[i]), **rec.meta["labels"]})
     manifest = {
         "generator": SOURCE,
-        "command": f"m2ae simulate --subjects {n_subjects} --out {out} --seed {seed} --duration {duration_s:g} --format {fmt}",
+        "command": f"m2ae simulate --subjects {n_subjects} --out {out} --seed {seed} --duration {duration_s:g} --fs {fs_hz:g} --format {fmt}",
         "seed": seed,
         "n_subjects": n_subjects,
         "duration_s": float(duration_s),

@@ -275,7 +275,7 @@ def sample_subject_table(
         "ppg_resp_bw": u(0.05, 0.40),
         "ecg_wander_mv": u(0.02, 0.30),
         "ppg_wander": u(0.05, 0.50),
-        "ecg_noise_mv": np.exp(rng.uniform(np.log(0.003), np.log(0.04), n)),
+        "ecg_noise_mv": np.exp(rng.uniform(np.log(0.003), np.log(0.08), n)),  # up to ICU-monitor EMG
         "ppg_noise": np.exp(rng.uniform(np.log(0.003), np.log(0.04), n)),
         "mains_mv": np.where(rng.random(n) < 0.3, u(0.0, 0.05), 0.0),
         "mains_hz": np.where(rng.random(n) < 0.5, 50.0, 60.0),
