@@ -130,7 +130,9 @@ def synthesize(
     lo, hi = np.empty(n), np.empty(n)
     for code in RHYTHM_CODES:
         lo[codes == code], hi[codes == code] = HR_RANGE_BPM[code]
-    hr = np.clip(p["hr_bpm"] * np.exp(rng.normal(0.0, 0.03, n)), lo, hi)
+    # (a hand-made subject outside its class range keeps its own rate: the range widens to include it)
+    hr = np.clip(p["hr_bpm"] * np.exp(rng.normal(0.0, 0.03, n)), np.minimum(lo, p["hr_bpm"]),
+                 np.maximum(hi, p["hr_bpm"]))
     rr_mean = 60.0 / hr
     resp_hz = p["resp_rate_hz"] * np.exp(rng.normal(0.0, 0.05, n))
     resp_phase = rng.uniform(0, 2 * np.pi, n)
