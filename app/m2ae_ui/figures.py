@@ -27,7 +27,8 @@ GRID_MAJOR = "rgba(214, 76, 76, 0.50)"
 GRID_MINOR = "rgba(236, 150, 150, 0.28)"
 RECON_DASH = "dash"
 
-# 25 mm/s and 10 mm/mV: grid spacing of ECG paper.
+# 25 mm/s and 10 mm/mV: grid spacing of ECG paper (1 mm and 5 mm boxes).
+MM_PER_S, MM_PER_MV = 25.0, 10.0
 MINOR_S, MAJOR_S = 0.04, 0.2
 MINOR_MV, MAJOR_MV = 0.1, 0.5
 
@@ -44,8 +45,13 @@ def ecg_grid(fig: go.Figure, row: int, col: int = 1, y: np.ndarray | None = None
     fig.update_xaxes(dtick=MAJOR_S, tick0=0, ticklabelstep=5, gridcolor=GRID_MAJOR, gridwidth=1,
                      showgrid=True, minor=dict(dtick=MINOR_S, tick0=0, gridcolor=GRID_MINOR, showgrid=True),
                      row=row, col=col)
+    # 25 mm/s and 10 mm/mV: one mV spans 0.4 × the pixels of one second, so grid boxes are square.
+    # The x axis keeps the width; plotly widens the mV range to fill the panel at that scale.
+    x_name = fig.get_subplot(row, col).xaxis.plotly_name.replace("axis", "")
     yaxis = dict(dtick=MAJOR_MV, tick0=0, gridcolor=GRID_MAJOR, gridwidth=1, showgrid=True, zeroline=False,
-                 minor=dict(dtick=MINOR_MV, tick0=0, gridcolor=GRID_MINOR, showgrid=True))
+                 minor=dict(dtick=MINOR_MV, tick0=0, gridcolor=GRID_MINOR, showgrid=True),
+                 scaleanchor=x_name, scaleratio=MM_PER_MV / MM_PER_S,
+                 constrain="range")
     if y is not None and np.isfinite(y).any():
         lo, hi = float(np.nanmin(y)), float(np.nanmax(y))
         yaxis["range"] = [np.floor(lo / MAJOR_MV) * MAJOR_MV - MAJOR_MV / 2,
@@ -74,7 +80,8 @@ def waveform_figure(view: WindowView, reconstructed: dict[str, np.ndarray] | Non
     ecg_units = view.units.get("ecg", "a.u.")
     ppg_units = view.units.get("ppg", "a.u.")
     fig = make_subplots(rows=2, cols=1, shared_xaxes=True, vertical_spacing=0.07, row_heights=[0.58, 0.42],
-                        subplot_titles=(f"ECG — lead {lead}" if view.ecg is not None and lead else "ECG",
+                        subplot_titles=(("ECG" + (f" — lead {lead}" if view.ecg is not None and lead else "")
+                                         + (" · 25 mm/s, 10 mm/mV" if view.ecg is not None and ecg_units == "mV" else "")),
                                         "PPG"))
     # ECG
     if view.ecg is not None:
