@@ -12,6 +12,7 @@ import numpy as np
 
 HR_MIN_BPM = 25.0
 HR_MAX_BPM = 240.0
+RR_OUTLIER_LOW, RR_OUTLIER_HIGH = 0.5, 1.8  # beat intervals outside these x median: detection errors
 PAT_MIN_S = -0.3  # R → pulse-peak delays outside this range are not taken as the same beat (s)
 PAT_MAX_S = 1.3
 PAIRING_SPREAD_RATIO = 2 / 3  # another beat pairing must vary this much less than "next pulse peak"
@@ -56,12 +57,13 @@ def detect_pulse_peaks(ppg_clean: np.ndarray, fs_hz: float) -> np.ndarray:
 
 def window_heart_rate(peaks: np.ndarray, starts: np.ndarray, width: int, fs_hz: float,
                       breaks: np.ndarray | None = None) -> np.ndarray:
-    """Heart rate in bpm per window: 60 / median beat interval of the peaks inside the window.
+    """Heart rate in bpm per window: 60 / mean beat interval of the peaks inside the window.
 
     peaks : sorted sample indices; starts : window start indices; width : window length in samples.
     Intervals that span a gap (``breaks``: sample indices where a segment starts) or fall outside
-    25–240 bpm are ignored; fewer than 2 valid intervals in a window gives NaN. The median (not the
-    mean) keeps one missed or doubled beat from moving the rate.
+    25–240 bpm are ignored, and so are those outside 0.5–1.8x the window's median interval (a missed
+    or doubled beat); fewer than 2 valid intervals in a window gives NaN. The mean of the rest, not
+    the median, is the rate a clinician counts, which matters in irregular rhythms (AF).
     """
     hr = np.full(len(starts), np.nan, dtype=np.float64)
     if len(peaks) < 2:
@@ -79,7 +81,9 @@ def window_heart_rate(peaks: np.ndarray, starts: np.ndarray, width: int, fs_hz: 
         if b - a >= 3:
             rr = rr_s[a:b - 1][valid[a:b - 1]]
             if len(rr) >= 2:
-                hr[i] = 60.0 / np.median(rr)
+                med = np.median(rr)
+                rr = rr[(rr >= RR_OUTLIER_LOW * med) & (rr <= RR_OUTLIER_HIGH * med)]
+                hr[i] = 60.0 / np.mean(rr)
     return hr
 
 

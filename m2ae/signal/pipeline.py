@@ -124,12 +124,13 @@ def preprocess(rec: Record, stride_s: float = WINDOW_S, quality_threshold: float
     stride_s : window stride in s (10 = back-to-back windows; 5 = half-overlapping).
     quality_threshold : windows with a present channel below it are flagged ``low_quality`` (kept).
 
-    Heart rate per window = 60 / median beat interval. ``pat_ms`` = median over the window's
-    R-peaks of the time to that beat's PPG systolic peak (the peak, not the foot: the peak is what
-    ``nk.ppg_peaks`` detects reliably; the foot comes ~100–150 ms earlier). Usually that is the next
-    pulse peak; when the device delay exceeds a beat interval the pairing shifts (see
-    ``peaks.beat_delays_s``). Raises ``InputError`` (one line naming ``rec.meta['source']``) for a
-    record shorter than one window, a flat, empty or absurdly scaled channel, a channel unusable in
+    Heart rate per window = 60 / mean beat interval (missed/doubled beats dropped). ``pat_ms`` =
+    median over the window's R-peaks of the time to that beat's PPG systolic peak (the peak, not
+    the foot: the peak is what ``nk.ppg_peaks`` detects reliably; the foot comes ~100–150 ms
+    earlier). Usually that is the next pulse peak; when the device delay exceeds a beat interval the
+    pairing shifts (see ``peaks.beat_delays_s``). Raises ``InputError`` (one line naming
+    ``rec.meta['source']``) for a record shorter than one window, a flat, empty or absurdly scaled
+    channel, a channel unusable in
     every window, or no 10-s stretch free of gaps longer than 1 s.
     """
     name = str(rec.meta.get("source", "record"))
