@@ -130,8 +130,7 @@ def preprocess(rec: Record, stride_s: float = WINDOW_S, quality_threshold: float
     earlier). Usually that is the next pulse peak; when the device delay exceeds a beat interval the
     pairing shifts (see ``peaks.beat_delays_s``). Raises ``InputError`` (one line naming
     ``rec.meta['source']``) for a record shorter than one window, a flat, empty or absurdly scaled
-    channel, a channel unusable in
-    every window, or no 10-s stretch free of gaps longer than 1 s.
+    channel, a channel unusable in every window, or no 10-s stretch free of gaps longer than 1 s.
     """
     name = str(rec.meta.get("source", "record"))
     if stride_s <= 0 or not np.isfinite(stride_s):
