@@ -1,7 +1,8 @@
 """Physiology and API checks of the coupled ECG+PPG simulator (m2ae.simulate).
 
-Peaks are found here with scipy.signal.find_peaks on the contract-filtered signals, independently
-of the simulator's own beat bookkeeping, so a check fails when the waveforms stop matching the labels.
+Peaks are found here on the contract-filtered signals (R peaks: a slope-energy detector on
+scipy.signal.find_peaks; pulse peaks: neurokit2's Elgendi detector), independently of the
+simulator's own beat bookkeeping, so a check fails when the waveforms stop matching the labels.
 """
 from __future__ import annotations
 
@@ -43,11 +44,13 @@ def ecg_peaks(x: np.ndarray, fs: float) -> np.ndarray:
     return peaks[height >= 0.5 * np.percentile(height, 75)]  # drops f-waves/T waves that passed the slope test
 
 
-def pulse_peaks(rec: Record, min_prominence: float = 0.4) -> np.ndarray:
-    """Systolic peaks of the band-passed PPG (prominence relative to the 95th-5th percentile span)."""
+def pulse_peaks(rec: Record) -> np.ndarray:
+    """Systolic peaks of the band-passed PPG by Elgendi's two-moving-average method (neurokit2),
+    which does not take a young subject's distinct diastolic peak for a beat."""
+    import neurokit2 as nk
+
     y = ppg_bandpass(rec.ppg, rec.fs)
-    span = np.percentile(y, 95) - np.percentile(y, 5)
-    return find_peaks(y, prominence=min_prominence * span, distance=int(0.3 * rec.fs))[0]
+    return np.asarray(nk.ppg_findpeaks(y, sampling_rate=int(round(rec.fs)), method="elgendi")["PPG_Peaks"])
 
 
 def hr_bpm(peaks: np.ndarray, fs: float) -> float:

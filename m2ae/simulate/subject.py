@@ -228,7 +228,7 @@ def sample_subject_table(
     path = 0.72 + np.where(male, 0.06, 0.0) + rng.normal(0.0, 0.04, n)
     ptt_ms = 1000.0 * path / pwv + u(40.0, 90.0)  # + slower small-artery/arteriolar segment
     pep_ms = np.clip(u(70.0, 115.0) - 0.4 * (hr - 70.0), 40.0, 140.0)
-    rise_ms = u(90.0, 170.0) * (1.0 - 0.15 * a01)
+    rise_ms = u(70.0, 160.0) * (1.0 - 0.15 * a01)
     phys_ms = pep_ms + ptt_ms + rise_ms
     # Device delay: half the subjects on "aligned" devices, half with a sizeable ECG/PPG offset,
     # kept so the total R→PPG-peak delay stays within the range real devices show.
@@ -239,7 +239,7 @@ def sample_subject_table(
 
     stiff = (pwv - 4.0) / 12.0
     dicrotic_ratio = np.clip(0.45 - 0.30 * a01 - 0.20 * stiff + rng.normal(0.0, 0.05, n), 0.02, 0.5)
-    dicrotic_delay = np.clip(0.34 - 0.12 * stiff + rng.normal(0.0, 0.02, n), 0.16, 0.40)
+    dicrotic_delay = np.clip(0.32 - 0.12 * stiff + rng.normal(0.0, 0.025, n), 0.14, 0.40)
 
     table: dict[str, np.ndarray] = {
         "subject_id": np.array([f"{id_prefix}{i:06d}" for i in range(id_start, id_start + n)]),
@@ -266,10 +266,10 @@ def sample_subject_table(
         "pat_ms": pat_ms, "pvc_pep_extra_ms": pvc_pep_extra,
         "ppg_amp": np.exp(rng.normal(np.log(0.4), 0.5, n)),
         "ppg_offset": u(0.2, 0.8),
-        "sys_fall_s": u(0.11, 0.20),
+        "sys_fall_s": u(0.07, 0.18),  # real finger pulses (BIDMC, MIMIC) fall within ~0.1-0.2 s
         "dicrotic_ratio": dicrotic_ratio,
         "dicrotic_delay_s": dicrotic_delay,
-        "dicrotic_sigma_s": u(0.06, 0.10),
+        "dicrotic_sigma_s": u(0.045, 0.09),
         "ecg_resp_am": u(0.03, 0.15),
         "ppg_resp_am": u(0.03, 0.20),
         "ppg_resp_bw": u(0.05, 0.40),
