@@ -70,3 +70,16 @@ def test_registry_parsers_read_the_package_formats():
     timer = "timer,hr\n" + "".join(f"{i * 10.0},{i}\n" for i in range(20000))
     ppg, fs = parse_heartpy_ppg(timer, "data2.csv")
     assert fs == pytest.approx(100.0) and len(ppg) == 12420 - 5400
+
+
+def test_readme_table_matches_manifest():
+    """The README's per-record labels are the manifest's (regenerating samples must update both)."""
+    readme = (SAMPLES / "README.md").read_text().replace("−", "-")
+    for r in RECORDS:
+        line = next((ln for ln in readme.splitlines() if ln.startswith(f"| `{r['path']}`")), None)
+        assert line is not None, r["path"]
+        labels = r["labels"]
+        if labels:
+            assert f"HR {round(labels['hr_bpm'])}" in line and f"age {round(labels['age'])}" in line, line
+            if len(r["modalities"]) == 2:
+                assert f"PAT {round(labels['pat_ms'])} ms" in line, line
