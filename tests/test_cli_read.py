@@ -19,10 +19,18 @@ def m2ae(*args: str) -> subprocess.CompletedProcess:
                           timeout=180, env=ENV)
 
 
-def read_json(path: Path, *extra: str) -> dict:
-    out = m2ae("read", path, "--json", *extra)
-    assert out.returncode == 0, out.stderr
-    return json.loads(out.stdout)
+def read_json(path: Path, *extra: str, capsys=None) -> dict:
+    """``m2ae read PATH --json`` as a subprocess, or in-process through ``cli.main`` given ``capsys``."""
+    if capsys is None:
+        out = m2ae("read", path, "--json", *extra)
+        assert out.returncode == 0, out.stderr
+        return json.loads(out.stdout)
+    from m2ae.cli import main
+
+    code = main(["read", str(path), "--json", *extra])
+    captured = capsys.readouterr()
+    assert code == 0, captured.err
+    return json.loads(captured.out)
 
 
 def write_csv(path: Path, fs_hz: float, ecg: np.ndarray | None, ppg: np.ndarray | None) -> Path:
@@ -75,19 +83,29 @@ def test_read_human_output_and_stride(tmp_path):
     assert out.stdout.count("\n") >= 3 and not out.stdout.lstrip().startswith("{")
 
 
-def test_read_single_modality_csv(tmp_path):
+def test_read_single_modality_csv(tmp_path, capsys):
     _, ppg = pulse_pair(100.0, 30.0, hr_bpm=60.0)
-    s = read_json(write_csv(tmp_path / "ppg_only.csv", 100.0, None, ppg))
+    s = read_json(write_csv(tmp_path / "ppg_only.csv", 100.0, None, ppg), capsys=capsys)
     assert list(s["channels"]) == ["ppg"] and s["pat_ms"] is None
     assert s["heart_rate_bpm"]["ppg"] == pytest.approx(60.0, abs=1.5)
 
 
-def _bad(path: Path, *extra: str) -> str:
-    out = m2ae("read", path, *extra)
-    assert out.returncode == 2, (out.returncode, out.stdout, out.stderr)
-    err = out.stderr.strip()
-    assert "Traceback" not in out.stderr and err.count("\n") == 0, err
-    assert err.startswith("error: ") and out.stdout == ""
+def _bad(path: Path, *extra: str, capsys=None) -> str:
+    """Run ``m2ae read`` expecting bad input: in-process via ``cli.main`` when ``capsys`` is given
+    (same code path as the console script, without a 2-s interpreter start), else as a subprocess."""
+    if capsys is None:
+        out = m2ae("read", path, *extra)
+        code, stdout, stderr = out.returncode, out.stdout, out.stderr
+    else:
+        from m2ae.cli import main
+
+        code = main(["read", str(path), *extra])
+        captured = capsys.readouterr()
+        stdout, stderr = captured.out, captured.err
+    assert code == 2, (code, stdout, stderr)
+    err = stderr.strip()
+    assert "Traceback" not in stderr and err.count("\n") == 0, err
+    assert err.startswith("error: ") and stdout == ""
     return err
 
 
@@ -97,50 +115,50 @@ def test_bad_input_short_record(tmp_path):
     assert "short.csv" in err and "6.00 s long" in err and "10 s" in err
 
 
-def test_bad_input_flat_line(tmp_path):
+def test_bad_input_flat_line(tmp_path, capsys):
     ecg, ppg = pulse_pair(125.0, 30.0)
-    err = _bad(write_csv(tmp_path / "flat.csv", 125.0, np.full_like(ecg, 0.5), ppg))
+    err = _bad(write_csv(tmp_path / "flat.csv", 125.0, np.full_like(ecg, 0.5), ppg), capsys=capsys)
     assert "flat.csv" in err and "flat line" in err
 
 
-def test_bad_input_long_gaps_everywhere(tmp_path):
+def test_bad_input_long_gaps_everywhere(tmp_path, capsys):
     ecg, ppg = pulse_pair(125.0, 60.0)
     for start in range(0, 60, 6):          # 2 s of missing samples every 6 s
         ppg[start * 125 + 500:start * 125 + 750] = np.nan
     path = write_csv(tmp_path / "gappy.csv", 125.0, ecg, ppg)
-    err = _bad(path)
+    err = _bad(path, capsys=capsys)
     assert "gappy.csv" in err and "no usable 10-s stretch" in err
 
 
-def test_bad_input_missing_file(tmp_path):
-    err = _bad(tmp_path / "absent.csv")
+def test_bad_input_missing_file(tmp_path, capsys):
+    err = _bad(tmp_path / "absent.csv", capsys=capsys)
     assert "absent.csv" in err
 
 
-def test_bad_stride(tmp_path):
+def test_bad_stride(tmp_path, capsys):
     ecg, ppg = pulse_pair(125.0, 30.0)
-    err = _bad(write_csv(tmp_path / "ok.csv", 125.0, ecg, ppg), "--stride", "-1")
+    err = _bad(write_csv(tmp_path / "ok.csv", 125.0, ecg, ppg), "--stride", "-1", capsys=capsys)
     assert "stride" in err
 
 
-def test_short_nan_gap_is_interpolated_and_reported(tmp_path):
+def test_short_nan_gap_is_interpolated_and_reported(tmp_path, capsys):
     ecg, ppg = pulse_pair(125.0, 30.0)
     ecg[1000:1050] = np.nan                  # 0.4 s of blank cells
-    s = read_json(write_csv(tmp_path / "gap.csv", 125.0, ecg, ppg))
+    s = read_json(write_csv(tmp_path / "gap.csv", 125.0, ecg, ppg), capsys=capsys)
     assert s["n_windows"] == 3
     assert any("interpolated 1 gap" in n for n in s["notes"])
 
 
-def test_long_nan_gap_splits_the_record(tmp_path):
+def test_long_nan_gap_splits_the_record(tmp_path, capsys):
     ecg, ppg = pulse_pair(125.0, 40.0)
     ppg[125 * 12:125 * 15] = np.nan          # 3 s: windows 0-10 s, then 15-25, 25-35 s
-    s = read_json(write_csv(tmp_path / "split.csv", 125.0, ecg, ppg))
+    s = read_json(write_csv(tmp_path / "split.csv", 125.0, ecg, ppg), capsys=capsys)
     assert s["n_windows"] == 3
     assert any("split" in n for n in s["notes"])
 
 
-def test_bad_input_channel_unusable_everywhere(tmp_path):
+def test_bad_input_channel_unusable_everywhere(tmp_path, capsys):
     ecg, _ = pulse_pair(125.0, 30.0)
     rail = np.where(np.arange(len(ecg)) % 2000 < 1000, 1.0, -1.0)   # PPG stuck at its rails
-    err = _bad(write_csv(tmp_path / "rail.csv", 125.0, ecg, rail))
+    err = _bad(write_csv(tmp_path / "rail.csv", 125.0, ecg, rail), capsys=capsys)
     assert "rail.csv" in err and "PPG is unusable in every window" in err
