@@ -195,3 +195,16 @@ def test_cli_build_query_and_errors(cohort, tmp_path):
         r = _m2ae(*args)
         assert r.returncode == 2 and r.stderr.startswith("error: ") and pattern in r.stderr, r.stderr
         assert len(r.stderr.strip().splitlines()) == 1 and "Traceback" not in r.stderr
+
+
+def test_labels_and_subject_from_a_nearby_manifest(tmp_path):
+    from m2ae.index.embed import load_path, manifest_meta_for
+
+    write_cohort(2, tmp_path / "csvs", seed=1, duration_s=20.0, fmt="csv")  # CSV cannot carry labels
+    f = sorted((tmp_path / "csvs").glob("*.csv"))
+    f = [p for p in f if p.name != "labels.csv"][0]
+    extra = manifest_meta_for(f)
+    assert extra["subject_id"] == f.stem and extra["labels"]["rhythm"] in ("NSR", "AF")
+    rec = load_path(f)
+    assert rec.meta["subject_id"] == f.stem and rec.meta["labels"]["rhythm"] == extra["labels"]["rhythm"]
+    assert manifest_meta_for(tmp_path / "elsewhere.csv") == {}

@@ -216,4 +216,4 @@ def test_factory_choice_by_size():
     assert cfg.factory(50_000, 256)[0] == "Flat"
     spec, params = cfg.factory(1_000_000, 256)
     assert spec == "IVF4096,Flat" and params == "nprobe=16"
-    assert IndexConfig(kind="ivfpq").factory(1_000_000, 256)[0].startswith("IVF4096,PQ")
+    assert IndexConfig(kind="ivfpq").factory(1_000_000, 256)[0] == "IVF4096,PQ32np,RFlat"

@@ -104,10 +104,9 @@ def query_record(path_or_record, index: FingerprintIndex | str | Path | None = N
     categorical label the query has: share of neighbours with the same value next to its share in
     the whole index, i.e. chance) and ``notes``.
     """
-    from ..io import load_record
     from ..record import Record
     from ..signal import preprocess
-    from .embed import window_metadata
+    from .embed import load_path, window_metadata
 
     model = resolve_model(model)
     idx = index if isinstance(index, FingerprintIndex) else open_index(index, model=model)
@@ -115,7 +114,7 @@ def query_record(path_or_record, index: FingerprintIndex | str | Path | None = N
     if isinstance(path_or_record, Record):
         rec, name = path_or_record, str(path_or_record.meta.get("source") or "record")
     else:
-        rec, name = load_record(path_or_record, **(read_kwargs or {})), str(path_or_record)
+        rec, name = load_path(path_or_record, read_kwargs), str(path_or_record)
     win = preprocess(rec)
     if len(win) == 0:
         raise InputError(f"{name}: no usable 10-s window to fingerprint (record lasts {rec.duration_s:.1f} s)")

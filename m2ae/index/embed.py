@@ -198,13 +198,73 @@ def simulated_items(n_subjects: int, seed: int = 0, duration_s: float = 60.0) ->
 
 # --- per-record preparation (runs in DataLoader workers) -------------------------------------
 
+def manifest_meta_for(path, levels: int = 3) -> dict[str, Any]:
+    """Subject id, record id and labels a ``manifest.json`` near ``path`` lists for it.
+
+    Sample folders and simulated cohorts describe their files in a ``manifest.json`` (``records``:
+    entries with ``path`` relative to the manifest, ``subject_id``, ``record_id``/``name`` and
+    ``labels`` as a dict or as flat columns). Formats such as CSV cannot carry labels themselves, so
+    this is where they come from. Returns {} when no manifest within ``levels`` folders lists it.
+    """
+    p = Path(path).resolve()
+    folder = p.parent
+    for _ in range(levels):
+        mf = folder / "manifest.json"
+        if mf.is_file():
+            try:
+                doc = json.loads(mf.read_text())
+            except (OSError, ValueError):
+                doc = None
+            entries = doc.get("records") if isinstance(doc, dict) else doc
+            for e in entries if isinstance(entries, list) else []:
+                if not isinstance(e, dict) or not e.get("path"):
+                    continue
+                try:
+                    same = (folder / e["path"]).resolve() == p
+                except OSError:
+                    same = False
+                if not same:
+                    continue
+                out: dict[str, Any] = {}
+                if e.get("subject_id"):
+                    out["subject_id"] = str(e["subject_id"])
+                rid = e.get("record_id") or e.get("name")
+                if rid:
+                    out["record_id"] = str(rid)
+                labels = e.get("labels")
+                if not isinstance(labels, dict):
+                    skip = {"path", "subject_id", "record_id", "name", "seed", "description", "kind", "format",
+                            "fs_hz", "duration_s", "modalities", "file_notes", "source", "licence", "command"}
+                    labels = {k: v for k, v in e.items() if k not in skip and not isinstance(v, (dict, list))}
+                if labels:
+                    out["labels"] = labels
+                return out
+        if folder.parent == folder:
+            break
+        folder = folder.parent
+    return {}
+
+
+def load_path(path, read_kwargs: dict | None = None) -> Record:
+    """``load_record`` plus what a nearby ``manifest.json`` knows about the file (subject, labels);
+    what the file itself says wins."""
+    from ..io import load_record
+
+    rec = load_record(path, **(read_kwargs or {}))
+    extra = manifest_meta_for(path)
+    for key in ("subject_id", "record_id"):
+        if key in extra and not rec.meta.get(key):
+            rec.meta[key] = extra[key]
+    if extra.get("labels"):
+        rec.meta["labels"] = {**extra["labels"], **(rec.meta.get("labels") or {})}
+    return rec
+
+
 def load_item(item: EmbedItem, read_kwargs: dict | None = None) -> Record:
     if item.kind == "record":
         return item.payload
     if item.kind == "path":
-        from ..io import load_record
-
-        return load_record(item.payload, **(read_kwargs or {}))
+        return load_path(item.payload, read_kwargs)
     if item.kind == "simulated":
         from ..simulate import simulate_record
 

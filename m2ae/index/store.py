@@ -92,8 +92,8 @@ class IndexConfig:
         if kind == "ivf":
             return f"IVF{self.nlist_for(n)},Flat", f"nprobe={self.nprobe}"
         if kind == "ivfpq":
-            return (f"IVF{self.nlist_for(n)},PQ{self.pq_m},RFlat",
-                    f"nprobe={self.nprobe},k_factor={self.refine_k_factor}")
+            return (f"IVF{self.nlist_for(n)},PQ{self.pq_m}np,RFlat",
+                    f"nprobe={self.nprobe},k_factor_rf={self.refine_k_factor}")
         if kind == "hnsw":
             return f"HNSW{self.hnsw_m},Flat", f"efSearch={self.ef_search}"
         raise ValueError(f"unknown index kind {kind!r} (auto, flat, ivf, ivfpq, hnsw)")
