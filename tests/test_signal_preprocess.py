@@ -313,3 +313,15 @@ def test_window_mostly_interpolated_is_flagged():
     win = preprocess(rec)
     assert win.ecg_quality[1] == 0.0 and win.low_quality[1]
     assert np.delete(win.ecg_quality, 1).min() > QUALITY_THRESHOLD
+
+
+def test_fast_path_gives_the_same_windows_as_preprocess():
+    """Training (contract_windows_fast) and inference (preprocess) must feed the model the same input."""
+    rec = simulated_pair(360.0, 50.0)
+    rec.ppg = -rec.ppg                                      # exercise the polarity step too
+    full = preprocess(rec)
+    fast = F.contract_windows_fast(rec.ecg, rec.ppg, rec.fs)
+    np.testing.assert_allclose(fast.starts_s, full.starts_s)
+    for mod in ("ecg", "ppg"):
+        np.testing.assert_allclose(getattr(fast, mod), getattr(full, mod), atol=1e-5)
+        np.testing.assert_allclose(getattr(fast, f"{mod}_scale"), getattr(full, f"{mod}_scale"), rtol=1e-5)
