@@ -282,8 +282,9 @@ def test_no_usable_window_after_gap_splitting():
     assert "1 s" in msg
 
 
-def test_bad_stride():
-    _one_line_error(simulated_pair(125.0, 30.0, source="s.csv"), "stride", stride_s=0.0)
+@pytest.mark.parametrize("stride_s", [0.0, -1.0, 0.001, float("nan")])
+def test_bad_stride(stride_s):
+    _one_line_error(simulated_pair(125.0, 30.0, source="s.csv"), "stride must be at least one sample", stride_s=stride_s)
 
 
 def test_absurd_amplitude():

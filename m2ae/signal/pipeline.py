@@ -133,8 +133,8 @@ def preprocess(rec: Record, stride_s: float = WINDOW_S, quality_threshold: float
     channel, a channel unusable in every window, or no 10-s stretch free of gaps longer than 1 s.
     """
     name = str(rec.meta.get("source", "record"))
-    if stride_s <= 0 or not np.isfinite(stride_s):
-        raise InputError(f"{name}: window stride must be a positive number of seconds (got {stride_s})")
+    if not np.isfinite(stride_s) or stride_s < 1.0 / FS_HZ:
+        raise InputError(f"{name}: window stride must be at least one sample ({1000 / FS_HZ:g} ms), got {stride_s} s")
     if rec.duration_s < WINDOW_S:
         raise InputError(f"{name}: record is {rec.duration_s:.2f} s long; at least {WINDOW_S:g} s "
                          f"(one window) is needed")
