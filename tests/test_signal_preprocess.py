@@ -326,3 +326,10 @@ def test_fast_path_gives_the_same_windows_as_preprocess():
     for mod in ("ecg", "ppg"):
         np.testing.assert_allclose(getattr(fast, mod), getattr(full, mod), atol=1e-5)
         np.testing.assert_allclose(getattr(fast, f"{mod}_scale"), getattr(full, f"{mod}_scale"), rtol=1e-5)
+
+
+def test_window_count_limit():
+    rec = simulated_pair(125.0, 30.0, source="long.csv")
+    rec.ecg = np.tile(rec.ecg, 40)              # 20 min at a 10-ms stride: ~119 000 windows
+    rec.ppg = np.tile(rec.ppg, 40)
+    _one_line_error(rec, r"would give 1190\d\d windows \(limit 100000\)", stride_s=0.01)

@@ -23,6 +23,7 @@ from ..record import Record, Windows
 from . import filters, peaks as pk, quality as ql
 
 MAX_GAP_S = 1.0  # NaN runs up to this long are interpolated; longer ones split the record
+MAX_WINDOWS = 100_000  # ~1 GB of float32 windows per modality; 11.6 days at the default 10-s stride
 MAX_ABS_VALUE = 1e12  # no unit of ECG/PPG reaches this: a scaling error, and float filters would overflow
 
 
@@ -138,6 +139,10 @@ def preprocess(rec: Record, stride_s: float = WINDOW_S, quality_threshold: float
     if rec.duration_s < WINDOW_S:
         raise InputError(f"{name}: record is {rec.duration_s:.2f} s long; at least {WINDOW_S:g} s "
                          f"(one window) is needed")
+    n_windows_max = int((rec.duration_s - WINDOW_S) // stride_s) + 1
+    if n_windows_max > MAX_WINDOWS:
+        raise InputError(f"{name}: {rec.duration_s:.0f} s at a {stride_s:g}-s stride would give {n_windows_max} "
+                         f"windows (limit {MAX_WINDOWS}); use a larger stride or split the record")
     for mod in rec.modalities:
         _check_channel(name, mod, getattr(rec, mod))
 
