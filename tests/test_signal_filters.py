@@ -247,3 +247,14 @@ def test_docstring_examples_run():
 
     result = doctest.testmod(F, optionflags=doctest.ELLIPSIS)
     assert result.attempted >= 5 and result.failed == 0
+
+
+def test_ecg_inversion_check_on_real_leads(bidmc_csv):
+    import pandas as pd
+
+    df = pd.read_csv(bidmc_csv, skipinitialspace=True)
+    lead_ii = F.ecg_bandpass(df["II"].to_numpy(float), 125.0)
+    lead_avr = F.ecg_bandpass(df["AVR"].to_numpy(float), 125.0)   # aVR: QRS negative by nature
+    assert F.ecg_looks_inverted(lead_ii, 125.0) is False
+    assert F.ecg_looks_inverted(lead_avr, 125.0) is True
+    assert F.ecg_looks_inverted(-lead_ii, 125.0) is True

@@ -333,3 +333,13 @@ def test_window_count_limit():
     rec.ecg = np.tile(rec.ecg, 40)              # 20 min at a 10-ms stride: ~119 000 windows
     rec.ppg = np.tile(rec.ppg, 40)
     _one_line_error(rec, r"would give 1190\d\d windows \(limit 100000\)", stride_s=0.01)
+
+
+def test_inverted_ecg_is_reported_not_flipped():
+    rec = simulated_pair(125.0, 30.0)
+    upright = preprocess(rec)
+    rec.ecg = -rec.ecg
+    inverted = preprocess(rec)
+    assert upright.meta["ecg_inverted"] is False and inverted.meta["ecg_inverted"] is True
+    assert any("point mostly downward" in n for n in inverted.meta["notes"])
+    np.testing.assert_allclose(inverted.ecg, -upright.ecg, atol=1e-5)   # the data stay as recorded

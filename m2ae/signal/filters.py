@@ -24,7 +24,7 @@ from ..record import Windows
 
 __all__ = [
     "resample_to", "rational_ratio", "bandpass", "ecg_bandpass", "ppg_bandpass", "ppg_polarity_score",
-    "ppg_fix_polarity", "robust_normalise", "cut_windows", "fill_gaps", "nonfinite_runs",
+    "ppg_fix_polarity", "ecg_looks_inverted", "robust_normalise", "cut_windows", "fill_gaps", "nonfinite_runs",
     "contract_windows_fast",
 ]
 
@@ -131,6 +131,24 @@ def ppg_fix_polarity(x: np.ndarray, fs_hz: float, window_s: float = WINDOW_S) ->
     if x.ndim == 1:
         return (-x if flipped else x.copy()), bool(flipped)
     return np.where(flipped[..., None], -x, x), flipped
+
+
+def ecg_looks_inverted(x: np.ndarray, fs_hz: float, chunk_s: float = 2.0) -> bool:
+    """True when the largest deflection of most 2-s chunks of a band-passed ECG is negative.
+
+    The criterion of ``nk.ecg_invert`` (sign of the sample with the largest magnitude, median over
+    2-s stretches that hold at least one beat), on non-overlapping chunks so it stays O(T). Lead II
+    QRS complexes point up; mostly-downward ones suggest an inverted lead or swapped electrodes.
+    """
+    x = np.asarray(x, dtype=np.float64)
+    x = x[np.isfinite(x)]
+    n = int(round(chunk_s * fs_hz))
+    if len(x) < n:
+        return False
+    chunks = x[: (len(x) // n) * n].reshape(-1, n)
+    chunks = chunks - np.median(chunks, axis=1, keepdims=True)
+    extreme = np.take_along_axis(chunks, np.abs(chunks).argmax(axis=1)[:, None], axis=1)[:, 0]
+    return bool(np.median(extreme) < 0)
 
 
 # --- normalisation and windows ------------------------------------------------------------------

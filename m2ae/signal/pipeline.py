@@ -171,6 +171,12 @@ def preprocess(rec: Record, stride_s: float = WINDOW_S, quality_threshold: float
             clean["ppg"] = -clean["ppg"]
             notes.append("PPG inverted (systolic upstroke was negative) and flipped upright")
 
+    ecg_inverted = "ecg" in clean and filters.ecg_looks_inverted(
+        np.concatenate([clean["ecg"][a:b] for a, b in bounds]), FS_HZ)
+    if ecg_inverted:   # reported, not flipped: a lead like aVR is negative by nature
+        notes.append("ECG: QRS complexes point mostly downward (an inverted lead or swapped electrodes?); "
+                     "the model expects lead II, upright")
+
     step = int(round(stride_s * FS_HZ))
     starts = np.concatenate([np.arange(a, b - WINDOW_SAMPLES + 1, step) for a, b in bounds]).astype(np.int64)
     if len(starts) == 0:
@@ -202,7 +208,7 @@ def preprocess(rec: Record, stride_s: float = WINDOW_S, quality_threshold: float
     meta = dict(rec.meta)
     meta["notes"] = list(rec.meta.get("notes", [])) + notes
     meta.update(fs_original_hz=rec.fs, duration_s=rec.duration_s, stride_s=float(stride_s),
-                quality_threshold=float(quality_threshold), ppg_flipped=bool(flipped),
+                quality_threshold=float(quality_threshold), ppg_flipped=bool(flipped), ecg_inverted=bool(ecg_inverted),
                 segments_s=[(a / FS_HZ, b / FS_HZ) for a, b in bounds])
     return Windows(
         ecg=out.get("ecg"), ppg=out.get("ppg"), starts_s=starts / FS_HZ,
