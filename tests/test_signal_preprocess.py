@@ -238,6 +238,7 @@ def test_summarize_reports_the_contract(bidmc_record):
     assert set(s["quality"]) == {"ecg", "ppg"} and 0 <= s["quality"]["ppg"]["min"] <= s["quality"]["ppg"]["median"] <= 1
     assert s["heart_rate_bpm"]["ecg"] == pytest.approx(91.5, abs=1.0)
     assert s["n_low_quality"] == int(win.low_quality.sum())
+    assert s["ppg_flipped"] is False and s["ecg_inverted"] is False
 
 
 # --- bad input -------------------------------------------------------------------------------------

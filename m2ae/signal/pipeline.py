@@ -262,6 +262,7 @@ def summarize(rec: Record, win: Windows) -> dict[str, Any]:
         "heart_rate_bpm": {mod: _median(getattr(win, f"hr_{mod}_bpm")) for mod in rec.modalities},
         "pat_ms": _median(win.pat_ms) if len(rec.modalities) == 2 else None,
         "ppg_flipped": win.meta.get("ppg_flipped", False) if rec.ppg is not None else None,
+        "ecg_inverted": win.meta.get("ecg_inverted", False) if rec.ecg is not None else None,
         "labels": meta.get("labels") or {},
         "notes": win.meta.get("notes", []),
     }
