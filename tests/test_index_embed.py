@@ -208,3 +208,10 @@ def test_labels_and_subject_from_a_nearby_manifest(tmp_path):
     rec = load_path(f)
     assert rec.meta["subject_id"] == f.stem and rec.meta["labels"]["rhythm"] == extra["labels"]["rhythm"]
     assert manifest_meta_for(tmp_path / "elsewhere.csv") == {}
+
+
+def test_dataloader_workers_give_the_same_result(cohort):
+    inline = embed([cohort], SpectralModel(), None, batch_size=7, num_workers=0, progress=False)
+    workers = embed([cohort], SpectralModel(), None, batch_size=7, num_workers=2, progress=False)
+    np.testing.assert_allclose(workers.fingerprints, inline.fingerprints, atol=1e-6)
+    assert workers.metadata["record"].tolist() == inline.metadata["record"].tolist()
