@@ -13,6 +13,7 @@ Layout (format ``m2ae-checkpoint-1``)::
 from __future__ import annotations
 
 import hashlib
+import json
 import os
 import tempfile
 from pathlib import Path
@@ -23,6 +24,12 @@ from ..errors import InputError
 
 FORMAT = "m2ae-checkpoint-1"
 DEFAULT_CHECKPOINT = Path(__file__).resolve().parent / "m2ae-demo.pt"
+
+
+def _json_default(o):
+    if hasattr(o, "tolist"):
+        return o.tolist()
+    return str(o)
 
 
 def weights_version(state_dict: dict) -> str:
@@ -52,7 +59,8 @@ def save_checkpoint(path, net, heads: dict | None = None, card: dict | None = No
         "model": state,
         "heads": {name: {"spec": dict(h.spec), "state": {k: v.detach().cpu() for k, v in h.state_dict().items()}}
                   for name, h in (heads or {}).items()},
-        "card": dict(card or {}),
+        # JSON round trip: the card must hold plain values only (weights_only loading refuses others)
+        "card": json.loads(json.dumps(card or {}, default=_json_default)),
     }
     if train_state is not None:
         ckpt["train_state"] = train_state

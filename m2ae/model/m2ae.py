@@ -48,6 +48,8 @@ class M2AEConfig:
     mlp_ratio: float = 4.0
     fingerprint_dim: int = 256
     envelope_window_samples: int = 11    # 88 ms energy envelope for the timing-tolerant loss
+    cross_max_shift_samples: int = 125   # ±1 s lag tolerance when a modality is rebuilt from the other alone
+    cross_shift_step_samples: int = 2    # lag grid of that search (16 ms)
     dropout: float = 0.0
 
     @classmethod
@@ -334,6 +336,20 @@ class M2AE(nn.Module):
         e = F.avg_pool1d(x[:, None].float() ** 2, k, stride=1, padding=k // 2, count_include_pad=False)[:, 0]
         return torch.sqrt(e + 1e-6)
 
+    def lag_tolerant_mse(self, pred: torch.Tensor, target: torch.Tensor) -> torch.Tensor:
+        """Per-row MSE after the best global lag: pred [N, 1250], target [N, 1250] -> [N].
+
+        The central 1250 - 2S samples of ``pred`` are compared with ``target`` shifted by every lag in
+        [-S, S] (S = ``cross_max_shift_samples``, grid ``cross_shift_step_samples``); the minimum counts.
+        """
+        S, step = self.config.cross_max_shift_samples, self.config.cross_shift_step_samples
+        T, K = pred.shape[1], S // step
+        core = pred[:, S:T - S].float()                                                           # [N, T-2S]
+        off = S - K * step                                    # so that lag 0 lies on the grid
+        tgt = target[:, off:off + (T - 2 * S) + 2 * K * step].float()
+        lags = tgt.unfold(1, T - 2 * S, step)                                                     # [N, 2K+1, T-2S]
+        return ((lags - core[:, None, :]) ** 2).mean(-1).min(dim=1).values                        # [N]
+
     def forward_loss(self, x: dict[str, torch.Tensor], pred: dict[str, torch.Tensor], hidden: dict[str, torch.Tensor],
                      present: dict[str, torch.Tensor], fp_ecg: torch.Tensor, fp_ppg: torch.Tensor,
                      pair_valid: torch.Tensor, w_envelope: float = 0.5, w_contrastive: float = 0.1) -> dict[str, torch.Tensor]:
@@ -346,14 +362,25 @@ class M2AE(nn.Module):
         P = self.config.patch_samples
         total = torch.zeros((), device=fp_ecg.device)
         for m in MODALITIES:
-            w = (hidden[m] & present[m][:, None]).float()                                          # [N, L]
+            # Rows where this modality is hidden entirely are cross-modal rebuilds: the R-peak ->
+            # pulse delay differs between subjects and devices by more than a heartbeat, so their
+            # timing cannot be known from the other signal and plain MSE would teach a flat line.
+            # Those rows are scored after the best global lag within ±1 s (as evaluation does);
+            # partly hidden rows keep the masked-patch MSE (their timing is in the visible patches).
+            cross = hidden[m].all(1) & present[m]                                                   # [N]
+            w = (hidden[m] & present[m][:, None] & ~cross[:, None]).float()                         # [N, L]
             denom = w.sum().clamp_min(1.0)
             err = ((self.patchify(pred[m].float()) - self.patchify(x[m].float())) ** 2).mean(-1)     # [N, L]
             out[f"mse_{m}"] = (err * w).sum() / denom
-            env_err = ((self.envelope(pred[m]) - self.envelope(x[m])) ** 2)
-            env_err = env_err.reshape(-1, self.config.n_patches, P).mean(-1)
+            env_p, env_x = self.envelope(pred[m]), self.envelope(x[m])
+            env_err = ((env_p - env_x) ** 2).reshape(-1, self.config.n_patches, P).mean(-1)
             out[f"env_{m}"] = (env_err * w).sum() / denom
-            total = total + out[f"mse_{m}"] + w_envelope * out[f"env_{m}"]
+            cw = cross.float()
+            n_cross = cw.sum().clamp_min(1.0)
+            out[f"xmod_{m}"] = (self.lag_tolerant_mse(pred[m], x[m]) * cw).sum() / n_cross
+            out[f"xenv_{m}"] = (self.lag_tolerant_mse(env_p, env_x) * cw).sum() / n_cross
+            total = (total + out[f"mse_{m}"] + w_envelope * out[f"env_{m}"]
+                     + out[f"xmod_{m}"] + w_envelope * out[f"xenv_{m}"])
         # Symmetric InfoNCE: ECG-only and PPG-only fingerprints of the same window are positives.
         scale = self.logit_scale.clamp(max=math.log(100.0)).exp()
         logits = scale * fp_ecg @ fp_ppg.t()                                                       # [N, N]
@@ -377,15 +404,20 @@ class M2AE(nn.Module):
             present = {"ecg": ones, "ppg": ones}
         kw = {} if scenario_probs is None else {"probs": tuple(scenario_probs)}
         hidden = self.sample_scenarios(n, device, generator, present=present, **kw)
-        x = {"ecg": ecg, "ppg": ppg}
-        pred = self.reconstruct(x, hidden)
-        # Contrastive views: each modality alone, fully visible.
+        # One encoder/bottleneck pass over three views stacked on the batch axis (fewer kernel
+        # launches than three passes): the masked scenario, ECG alone, PPG alone (fully visible).
         none = torch.zeros(n, self.config.n_patches, dtype=torch.bool, device=device)
         full = ~none
-        vis_e = {"ecg": full & present["ecg"][:, None], "ppg": none}
-        vis_p = {"ecg": none, "ppg": full & present["ppg"][:, None]}
-        fp_e = self.fingerprint(self.encode(x, vis_e), vis_e)
-        fp_p = self.fingerprint(self.encode(x, vis_p), vis_p)
+        views = [{m: ~hidden[m] for m in MODALITIES},
+                 {"ecg": full & present["ecg"][:, None], "ppg": none},
+                 {"ecg": none, "ppg": full & present["ppg"][:, None]}]
+        visible3 = {m: torch.cat([v[m] for v in views]) for m in MODALITIES}               # [3N, L]
+        x3 = {"ecg": ecg.repeat(3, 1), "ppg": ppg.repeat(3, 1)}                              # [3N, 1250]
+        lat_s, lat_e, lat_p = self.encode(x3, visible3).split(n)                           # 3 x [N, 2L, D]
+        pred = {m: self.unpatchify(self.forward_decoder(m, lat_s, views[0])) for m in MODALITIES}
+        fp_e = self.fingerprint(lat_e, views[1])
+        fp_p = self.fingerprint(lat_p, views[2])
+        x = {"ecg": ecg, "ppg": ppg}
         out = self.forward_loss(x, pred, hidden, present, fp_e, fp_p, present["ecg"] & present["ppg"],
                                 w_envelope, w_contrastive)
         return out

@@ -66,6 +66,7 @@ class TrainConfig:
     log_every: int = 50
     ckpt_every: int = 1000
     val_windows: int = 512                     # fixed validation batch (splits.VAL_SEED)
+    time_budget_s: float = 0.0                 # > 0: stop (and checkpoint) once training ran this long
     progress: bool = True
 
     def model_config(self):
@@ -170,10 +171,16 @@ def validate(net, batch: dict, device, seed: int = 0) -> dict:
             h = hidden[m].repeat_interleave(P, dim=1)
             if h.any():
                 res[f"val_{name}_mse_{m}"] = float(((pred[m].float() - x) ** 2)[h].mean())
+            if hidden[m].all():
+                res[f"val_{name}_lagmse_{m}"] = float(net.lag_tolerant_mse(pred[m], x).mean())
     fe, fp = net.embed(ecg=ecg), net.embed(ppg=ppg)
     res["val_retrieval_top1"] = float((fe @ fp.t()).argmax(1).eq(torch.arange(n, device=device)).float().mean())
     net.train()
     return res
+
+
+def _single_thread_worker(_worker_id: int) -> None:
+    torch.set_num_threads(1)  # workers generate data in parallel; more threads each only contend
 
 
 def train(cfg: TrainConfig, out: str | Path, resume: bool = False, card_extra: dict | None = None) -> dict:
@@ -230,6 +237,7 @@ def train(cfg: TrainConfig, out: str | Path, resume: bool = False, card_extra: d
     ds = StepBatches(source, cfg.batch_size, seed=cfg.seed, rank=rank, n_steps=cfg.max_steps)
     loader = torch.utils.data.DataLoader(ds, batch_size=None, sampler=range(start_step, cfg.max_steps),
                                          num_workers=cfg.num_workers, pin_memory=use_cuda,
+                                         worker_init_fn=_single_thread_worker,
                                          persistent_workers=False, prefetch_factor=4 if cfg.num_workers else None)
     val = None
     if master and cfg.val_windows:
@@ -282,13 +290,13 @@ def train(cfg: TrainConfig, out: str | Path, resume: bool = False, card_extra: d
             torch.nn.utils.clip_grad_norm_(net.parameters(), cfg.grad_clip)
         opt.step()
         windows_since += ecg.shape[0] * world
-        for k, v in losses.items():
-            acc[k] = acc.get(k, 0.0) + float(v.detach())
+        for k, v in losses.items():  # stays on the device: no host sync per step
+            acc[k] = acc.get(k, 0.0) + v.detach().float()
         done = step + 1
         if done % cfg.log_every == 0 or done == cfg.max_steps:
             n_acc = (done - 1) % cfg.log_every + 1
             dt = time.time() - t_log
-            metrics = {"step": done, "lr": lr, **{k: v / n_acc for k, v in acc.items()},
+            metrics = {"step": done, "lr": lr, **{k: float(v) / n_acc for k, v in acc.items()},
                        "windows_per_s": windows_since / max(dt, 1e-9),
                        "elapsed_s": elapsed_before + time.time() - t0}
             if master and val is not None and (done % (cfg.log_every * 10) == 0 or done == cfg.max_steps):
@@ -304,6 +312,16 @@ def train(cfg: TrainConfig, out: str | Path, resume: bool = False, card_extra: d
             bar.update(1)
         if done % cfg.ckpt_every == 0 and done != cfg.max_steps:
             checkpoint(done, metrics)
+        if cfg.time_budget_s > 0 and done % 10 == 0:
+            stop = torch.tensor(float(time.time() - t0 > cfg.time_budget_s), device=device)
+            if ddp:  # every rank must stop at the same step
+                dist.all_reduce(stop, op=dist.ReduceOp.MAX)
+        else:
+            stop = torch.zeros(())
+        if stop.item() > 0:
+            if master:
+                print(f"time budget of {cfg.time_budget_s:.0f} s reached at step {done}")
+            break
     if bar is not None:
         bar.close()
     final_step = max(step + 1, start_step) if cfg.max_steps > start_step else start_step
@@ -320,7 +338,7 @@ def training_card(cfg: TrainConfig, step: int, wall_s: float, world: int, device
     from ..model import M2AE
 
     n_params = sum(p.numel() for p in M2AE(cfg.model_config()).parameters())
-    hw = {"device": str(device), "processes": world, "platform": platform.platform(), "torch": torch.__version__}
+    hw = {"device": str(device), "processes": world, "platform": platform.platform(), "torch": str(torch.__version__)}
     if device.type == "cuda":
         hw["gpu"] = torch.cuda.get_device_name(device)
     hw["cpu_count"] = os.cpu_count()

@@ -1,0 +1,361 @@
+"""Fitting task heads on frozen fingerprints, with held-out temperature calibration.
+
+Each head is trained on the fingerprints of all three input modes (ECG + PPG, ECG only, PPG only)
+of the same windows, so one head serves every mode; its card entry reports the held-out metric per
+mode. Splits are by subject/record (never by window): train -> fit, calibration -> temperature
+(classifiers) or interval width (regressors), test -> the metric in the card.
+
+    m2ae heads fit --labels labels.csv --out my-heads.pt          # a researcher's own records
+    python -m m2ae.train.heads --out m2ae/model/m2ae-demo.pt      # the demo heads (simulator)
+
+Labels CSV: a ``path`` column (any file ``m2ae.load_record`` reads) and one column per label.
+Known labels: ``rhythm`` (NSR/AF/SB/ST/PVC), ``hypertension`` / ``sex`` / ``risk`` (binary),
+``age`` (years); any other column becomes a classifier (<= 10 distinct values) or a regressor.
+"""
+from __future__ import annotations
+
+import datetime as _dt
+from pathlib import Path
+
+import numpy as np
+import torch
+import torch.nn.functional as F
+
+from ..errors import InputError
+from ..model.heads import Head, default_head_specs, gaussian_nll
+
+MODES = ("both", "ecg", "ppg")
+BINARY_TRUE = {"1", "true", "yes", "y", "t", "m", "male", "high", "hypertensive"}
+BINARY_FALSE = {"0", "false", "no", "n", "f", "female", "low", "normotensive"}
+
+
+def fingerprints_by_mode(model, ecg: np.ndarray | None, ppg: np.ndarray | None, batch_size: int = 512) -> dict[str, np.ndarray]:
+    """{mode: [N, D]} for the input modes the data allow (both needs both modalities)."""
+    out = {}
+    if ecg is not None and ppg is not None:
+        out["both"] = model.fingerprint(ecg=ecg, ppg=ppg, batch_size=batch_size)
+    if ecg is not None:
+        out["ecg"] = model.fingerprint(ecg=ecg, batch_size=batch_size)
+    if ppg is not None:
+        out["ppg"] = model.fingerprint(ppg=ppg, batch_size=batch_size)
+    return out
+
+
+def encode_labels(spec: dict, values) -> np.ndarray:
+    """Class indices (int64, -1 = missing) or float targets (NaN = missing) for a head ``spec``."""
+    values = np.asarray(values, dtype=object)
+    if spec["kind"] == "regression":
+        out = np.full(len(values), np.nan)
+        for i, v in enumerate(values):
+            try:
+                out[i] = float(v)
+            except (TypeError, ValueError):
+                pass
+        return out
+    classes = [str(c) for c in spec["classes"]]
+    lower = {c.lower(): i for i, c in enumerate(classes)}
+    out = np.full(len(values), -1, dtype=np.int64)
+    for i, v in enumerate(values):
+        if v is None or (isinstance(v, float) and np.isnan(v)):
+            continue
+        s = str(v).strip()
+        if isinstance(v, (bool, np.bool_)) and len(classes) == 2:
+            out[i] = int(bool(v))
+        elif s.lower() in lower:
+            out[i] = lower[s.lower()]
+        elif len(classes) == 2 and s.lower() in BINARY_TRUE | BINARY_FALSE:
+            # binary heads: classes are ordered (negative, positive)
+            out[i] = int(s.lower() in BINARY_TRUE) if spec["name"] != "sex" else int(s.lower() in {"m", "male", "1"})
+        elif s.lower().replace(".0", "") in {"0", "1"} and len(classes) == 2:
+            out[i] = int(s.lower().replace(".0", ""))
+        else:
+            raise InputError(f"label {spec['name']}: value {s!r} is not one of {', '.join(classes)}")
+    return out
+
+
+def _train_head(spec: dict, X: np.ndarray, y: np.ndarray, epochs: int, seed: int, device) -> Head:
+    torch.manual_seed(seed)
+    head = Head(spec).to(device)
+    Xt = torch.from_numpy(X).float().to(device)
+    if head.is_classifier:
+        yt = torch.from_numpy(y).long().to(device)
+        counts = torch.bincount(yt, minlength=len(spec["classes"])).float()
+        weight = (counts.sum() / (len(counts) * counts.clamp_min(1))).to(device)  # balanced classes
+    else:
+        yt = torch.from_numpy((y - spec["y_mean"]) / spec["y_std"]).float().to(device)
+    opt = torch.optim.AdamW(head.parameters(), lr=3e-3, weight_decay=1e-2)
+    n, bs = len(Xt), 256
+    g = torch.Generator().manual_seed(seed)
+    for epoch in range(epochs):
+        head.train()
+        for idx in torch.randperm(n, generator=g).split(bs):
+            idx = idx.to(device)
+            raw = head.raw(Xt[idx])
+            loss = F.cross_entropy(raw, yt[idx], weight=weight) if head.is_classifier else gaussian_nll(raw, yt[idx])
+            opt.zero_grad()
+            loss.backward()
+            opt.step()
+    return head.eval()
+
+
+def calibrate(head: Head, X: np.ndarray, y: np.ndarray, device) -> None:
+    """Temperature scaling (classifiers) or interval scaling (regressors) on held-out data, in place."""
+    Xt = torch.from_numpy(X).float().to(device)
+    with torch.no_grad():
+        raw = head.raw(Xt)
+    if head.is_classifier:
+        yt = torch.from_numpy(y).long().to(device)
+        log_t = torch.zeros(1, device=device, requires_grad=True)
+        opt = torch.optim.LBFGS([log_t], lr=0.1, max_iter=100)
+
+        def closure():
+            opt.zero_grad()
+            loss = F.cross_entropy(raw / log_t.exp(), yt)
+            loss.backward()
+            return loss
+
+        opt.step(closure)
+        head.spec["temperature"] = float(np.clip(log_t.exp().item(), 0.05, 20.0))
+    else:
+        head.spec["interval_scale"] = 1.0
+        with torch.no_grad():
+            out = head(Xt).cpu().numpy()
+        from statistics import NormalDist
+
+        level = float(head.spec.get("interval_level", 0.9))
+        z = NormalDist().inv_cdf(0.5 + level / 2)
+        ratio = np.abs(y - out[:, 0]) / np.maximum(out[:, 1], 1e-6)
+        head.spec["interval_scale"] = float(np.quantile(ratio, level) / z)
+
+
+def expected_calibration_error(p: np.ndarray, y: np.ndarray, bins: int = 10) -> float:
+    """ECE of the top-class probability, equal-width bins."""
+    conf, pred = p.max(1), p.argmax(1)
+    edges = np.linspace(0, 1, bins + 1)
+    ece = 0.0
+    for lo, hi in zip(edges[:-1], edges[1:]):
+        sel = (conf > lo) & (conf <= hi)
+        if sel.any():
+            ece += sel.mean() * abs((pred[sel] == y[sel]).mean() - conf[sel].mean())
+    return float(ece)
+
+
+def score_head(head: Head, X: np.ndarray, y: np.ndarray, device) -> dict:
+    """Held-out metrics: AUROC (macro one-vs-rest for >2 classes), accuracy, ECE; or MAE and
+    interval coverage for regressors."""
+    from sklearn.metrics import roc_auc_score
+
+    with torch.no_grad():
+        out = head(torch.from_numpy(X).float().to(device)).cpu()
+    res = head.present(out)
+    if head.is_classifier:
+        p = res["probabilities"]
+        metrics = {"n": int(len(y)), "accuracy": float((p.argmax(1) == y).mean()), "ece": expected_calibration_error(p, y)}
+        present = np.unique(y)
+        if len(present) >= 2:
+            if p.shape[1] == 2:
+                metrics["auroc"] = float(roc_auc_score(y, p[:, 1]))
+            else:
+                keep = np.isin(np.arange(p.shape[1]), present)
+                pp = p[:, keep] / p[:, keep].sum(1, keepdims=True)
+                remap = {c: i for i, c in enumerate(np.flatnonzero(keep))}
+                metrics["auroc"] = float(roc_auc_score(np.vectorize(remap.get)(y), pp, multi_class="ovr", average="macro"))
+        return metrics
+    v, iv = res["value"], res["interval"]
+    return {"n": int(len(y)), "mae": float(np.abs(v - y).mean()),
+            "interval_coverage": float(((y >= iv[:, 0]) & (y <= iv[:, 1])).mean()),
+            "interval_level": res["interval_level"]}
+
+
+def fit_heads(model, specs: dict[str, dict], splits: dict[str, dict], epochs: int = 40, seed: int = 0,
+              training_data: str = "", device=None) -> tuple[dict[str, Head], dict[str, dict]]:
+    """Fit, calibrate and score heads.
+
+    splits : {"train"|"cal"|"test": {"ecg": [N,1250] | None, "ppg": ..., "labels": {name: values [N]}}}
+    Returns (heads, card_entries); each card entry holds kind, classes, training data, per-mode
+    held-out metrics and the date.
+    """
+    device = torch.device(device) if device is not None else model.device
+    fps = {k: fingerprints_by_mode(model, s.get("ecg"), s.get("ppg")) for k, s in splits.items()}
+    heads, card = {}, {}
+    date = _dt.datetime.now(_dt.timezone.utc).strftime("%Y-%m-%d")
+    for name, spec in specs.items():
+        spec = dict(spec)
+        ys = {k: encode_labels(spec, s["labels"][name]) for k, s in splits.items()}
+
+        def stack(split):
+            X = np.concatenate(list(fps[split].values()))
+            y = np.concatenate([ys[split]] * len(fps[split]))
+            ok = (y >= 0) if spec["kind"] == "classification" else np.isfinite(y)
+            return X[ok], y[ok]
+
+        Xtr, ytr = stack("train")
+        if len(ytr) < 4:
+            raise InputError(f"label {name}: too few labelled training windows ({len(ytr)})")
+        if spec["kind"] == "regression":
+            spec["y_mean"], spec["y_std"] = float(ytr.mean()), float(ytr.std() + 1e-6)
+        elif len(np.unique(ytr)) < 2:
+            raise InputError(f"label {name}: the training split holds only one class")
+        head = _train_head(spec, Xtr, ytr, epochs, seed, device)
+        Xc, yc = stack("cal")
+        if len(yc):
+            calibrate(head, Xc, yc, device)
+        metrics = {}
+        for mode, X in fps["test"].items():
+            y = ys["test"]
+            ok = (y >= 0) if spec["kind"] == "classification" else np.isfinite(y)
+            if ok.sum() >= 2:
+                metrics[mode] = score_head(head, X[ok], y[ok], device)
+        heads[name] = head.cpu()
+        entry = {"kind": spec["kind"], "training_data": training_data, "date": date,
+                 "inputs": "fingerprints of ECG+PPG, ECG only and PPG only (one head for all three)",
+                 "calibration": ("temperature scaling on the calibration split (T = %.3f)" % head.spec["temperature"]
+                                 if spec["kind"] == "classification" else
+                                 "interval width scaled on the calibration split (x%.3f)" % head.spec.get("interval_scale", 1.0)),
+                 "n_train_windows": int(len(ys["train"])), "metrics_test": metrics,
+                 "metrics": {f"{'auroc' if spec['kind'] == 'classification' else 'mae'}_{m}":
+                             v.get("auroc", v.get("mae")) for m, v in metrics.items()}}
+        if spec["kind"] == "classification":
+            entry["classes"] = list(spec["classes"])
+        else:
+            entry["unit"] = spec.get("unit", "")
+        if spec.get("definition"):
+            entry["definition"] = spec["definition"]
+        card[name] = entry
+    return heads, card
+
+
+def fit_demo_heads(model, n_subjects: int = 600, windows_per_subject: int = 4, epochs: int = 40,
+                   max_shift_s: float = 0.3, device=None) -> tuple[dict[str, Head], dict[str, dict]]:
+    """Demo heads on simulated subjects: train/cal/test drawn from the seed roots in
+    ``m2ae.train.splits`` (disjoint from pretraining and from ``EVAL_SEED``)."""
+    from .data import RISK_DEFINITION, simulated_windows
+    from .splits import HEADS_CAL_SEED, HEADS_TEST_SEED, HEADS_TRAIN_SEED
+
+    sizes = {"train": (HEADS_TRAIN_SEED, n_subjects), "cal": (HEADS_CAL_SEED, max(n_subjects // 4, 20)),
+             "test": (HEADS_TEST_SEED, max(n_subjects // 4, 20))}
+    splits = {}
+    for k, (seed, n) in sizes.items():
+        d = simulated_windows(n, windows_per_subject, seed, max_shift_s=max_shift_s)
+        splits[k] = {"ecg": d["ecg"], "ppg": d["ppg"],
+                     "labels": {"rhythm": d["rhythm"], "hypertension": d["hypertension"], "sex": d["sex"],
+                                "risk": d["risk"], "age": d["age"]}}
+    specs = default_head_specs(model.fingerprint_dim)
+    specs["risk"]["definition"] = RISK_DEFINITION
+    desc = (f"m2ae.simulate subjects: {sizes['train'][1]} train (seed {HEADS_TRAIN_SEED}), {sizes['cal'][1]} "
+            f"calibration (seed {HEADS_CAL_SEED}), {sizes['test'][1]} test (seed {HEADS_TEST_SEED}); "
+            f"{windows_per_subject} windows each")
+    return fit_heads(model, specs, splits, epochs=epochs, training_data=desc, device=device)
+
+
+def _infer_spec(name: str, values: np.ndarray, input_dim: int) -> dict:
+    defaults = default_head_specs(input_dim)
+    if name in defaults:
+        return defaults[name]
+    base = {"name": name, "input_dim": input_dim, "hidden": 64, "dropout": 0.1, "temperature": 1.0}
+    vals = [v for v in values if not (v is None or (isinstance(v, float) and np.isnan(v)) or str(v).strip() == "")]
+    try:
+        nums = np.array([float(v) for v in vals])
+        numeric = True
+    except (TypeError, ValueError):
+        numeric = False
+    distinct = sorted({str(v).strip() for v in vals})
+    if numeric and len(np.unique(nums)) > 10:
+        return {**base, "kind": "regression", "unit": "", "y_mean": 0.0, "y_std": 1.0, "interval_level": 0.9,
+                "interval_scale": 1.0}
+    if len(distinct) < 2:
+        raise InputError(f"label {name}: needs at least two distinct values, found {distinct}")
+    return {**base, "kind": "classification", "classes": distinct, "class_names": distinct}
+
+
+def fit_heads_from_cli(args) -> int:
+    """``m2ae heads fit --labels CSV [--model CKPT] --out CKPT``: heads on a user's labelled records."""
+    import pandas as pd
+
+    from ..cli import emit
+    from ..io import load_record
+    from ..model import load_model
+    from ..model.card import write_card
+    from ..model.checkpoint import load_checkpoint, save_checkpoint
+    from ..signal.filters import contract_windows_fast
+
+    labels_path = Path(args.labels)
+    if not labels_path.exists():
+        raise InputError(f"{labels_path}: labels CSV not found")
+    try:
+        table = pd.read_csv(labels_path)
+    except Exception as e:
+        raise InputError(f"{labels_path}: not a readable CSV ({str(e).splitlines()[0]})")
+    if "path" not in table.columns:
+        raise InputError(f"{labels_path}: needs a 'path' column (columns: {', '.join(map(str, table.columns))})")
+    label_cols = [c for c in table.columns if c != "path"]
+    if not label_cols:
+        raise InputError(f"{labels_path}: no label columns besides 'path'")
+    if len(table) < 5:
+        raise InputError(f"{labels_path}: needs at least 5 labelled records (train/calibration/test), got {len(table)}")
+    model = load_model(args.model)
+    per_record = []
+    for i, row in table.iterrows():
+        p = Path(str(row["path"]))
+        if not p.is_absolute():
+            p = labels_path.parent / p
+        rec = load_record(p)
+        win = contract_windows_fast(rec.ecg, rec.ppg, rec.fs)
+        if len(win) == 0:
+            raise InputError(f"{p}: shorter than one 10-s window")
+        per_record.append((win, {c: row[c] for c in label_cols}))
+    has_e = all(w.ecg is not None for w, _ in per_record)
+    has_p = all(w.ppg is not None for w, _ in per_record)
+    if not (has_e or has_p):
+        raise InputError(f"{labels_path}: records mix ECG-only and PPG-only files; give one common modality")
+    rng = np.random.default_rng(0)
+    order = rng.permutation(len(per_record))
+    n_test = max(1, round(0.2 * len(order)))
+    n_cal = max(1, round(0.2 * len(order)))
+    parts = {"test": order[:n_test], "cal": order[n_test:n_test + n_cal], "train": order[n_test + n_cal:]}
+    splits = {}
+    for k, idx in parts.items():
+        wins = [per_record[i] for i in idx]
+        splits[k] = {
+            "ecg": np.concatenate([w.ecg for w, _ in wins]) if has_e else None,
+            "ppg": np.concatenate([w.ppg for w, _ in wins]) if has_p else None,
+            "labels": {c: np.concatenate([np.array([lab[c]] * len(w), dtype=object) for w, lab in wins])
+                       for c in label_cols},
+        }
+    specs = {c: {**_infer_spec(c, table[c].to_numpy(dtype=object), model.fingerprint_dim), "name": c} for c in label_cols}
+    desc = f"{labels_path.name}: {len(table)} records ({len(parts['train'])} train, {len(parts['cal'])} calibration, {len(parts['test'])} test)"
+    heads, card_heads = fit_heads(model, specs, splits, training_data=desc)
+    ckpt = load_checkpoint(model.path)
+    from ..model.inference import model_from_checkpoint
+
+    base = model_from_checkpoint(ckpt, device="cpu")
+    all_heads = {**base.heads, **heads}
+    card = dict(ckpt.get("card", {}))
+    card["heads"] = {**card.get("heads", {}), **card_heads}
+    save_checkpoint(args.out, base.net, all_heads, card)
+    write_card(args.out, card)
+    emit({"checkpoint": str(args.out), "heads": card_heads}, args.json,
+         lambda r: "\n".join([f"wrote {args.out}"] + [f"  {k}: test {v['metrics']}" for k, v in r["heads"].items()]))
+    return 0
+
+
+if __name__ == "__main__":  # refit the demo heads on a checkpoint in place
+    import argparse
+
+    from ..model import load_model
+    from ..model.card import write_card
+    from ..model.checkpoint import load_checkpoint, save_checkpoint
+
+    ap = argparse.ArgumentParser(description="fit the demo heads (simulator) on a checkpoint")
+    ap.add_argument("--model", default=None)
+    ap.add_argument("--out", required=True)
+    ap.add_argument("--subjects", type=int, default=600)
+    a = ap.parse_args()
+    m = load_model(a.model)
+    hs, ch = fit_demo_heads(m, n_subjects=a.subjects)
+    ck = load_checkpoint(m.path)
+    card = {**ck.get("card", {}), "heads": ch}
+    save_checkpoint(a.out, m.net.cpu(), hs, card)
+    write_card(a.out, card)
+    for k, v in ch.items():
+        print(k, v["metrics"])
