@@ -41,6 +41,8 @@ class TrainConfig:
     # data
     data: list = field(default_factory=list)   # corpus folders/files (m2ae.io.iter_corpus); empty = simulator only
     sim_fraction: float = 1.0                  # share of each batch from the simulator when corpora are given
+    registry_fraction: float = 0.0             # share from real single-modality recordings shipped on PyPI
+                                               # (m2ae.simulate.registry): masked reconstruction of that modality
     max_shift_s: float = 0.3                   # random ECG/PPG lag augmentation (device delays differ)
     sim_noise: bool = True
     cache_dir: str = ""                        # where corpus segments are cached (default: <out>.cache)
@@ -67,6 +69,8 @@ class TrainConfig:
     ckpt_every: int = 1000
     val_windows: int = 512                     # fixed validation batch (splits.VAL_SEED)
     time_budget_s: float = 0.0                 # > 0: stop (and checkpoint) once training ran this long
+    stop_at_step: int = 0                      # > 0: stop (and checkpoint) after this step, keeping the
+                                               # max_steps schedule (split a run across time-limited jobs)
     progress: bool = True
 
     def model_config(self):
@@ -129,26 +133,36 @@ def lr_at(step: int, cfg: TrainConfig) -> float:
 
 
 def build_source(cfg: TrainConfig, out: Path, rank: int = 0):
-    """Simulator, corpora (cached as filtered segments), or a mix, as ``cfg`` says."""
+    """Simulator, corpora (cached as filtered segments), registry recordings, or a mix, as ``cfg`` says."""
     from .data import MixedSource, SegmentSource, SegmentStore, SimulatorSource
 
-    sim = SimulatorSource(max_shift_s=cfg.max_shift_s, noise=cfg.sim_noise)
-    if not cfg.data:
-        return sim
-    cache = Path(cfg.cache_dir) if cfg.cache_dir else Path(str(out) + ".cache")
-    if not (cache / "segments.npy").exists():
-        if rank == 0:
-            from ..io import iter_corpus
+    min_len = 1250 + 2 * int(round(cfg.max_shift_s * 125))
+    sources, weights = [], []
+    if not cfg.data or cfg.sim_fraction > 0:
+        sources.append(SimulatorSource(max_shift_s=cfg.max_shift_s, noise=cfg.sim_noise))
+        weights.append(cfg.sim_fraction if cfg.data else 1.0)
+    if cfg.data:
+        cache = Path(cfg.cache_dir) if cfg.cache_dir else Path(str(out) + ".cache")
+        if not (cache / "segments.npy").exists():
+            if rank == 0:
+                from ..io import iter_corpus
 
-            min_len = 1250 + 2 * int(round(cfg.max_shift_s * 125))
-            store = SegmentStore.from_records(iter_corpus(cfg.data), min_len=min_len, progress=cfg.progress)
-            store.save(cache)
-        if torch.distributed.is_initialized():
-            torch.distributed.barrier()
-    corpus = SegmentSource(SegmentStore.load(cache), max_shift_s=cfg.max_shift_s)
-    if cfg.sim_fraction <= 0:
-        return corpus
-    return MixedSource([sim, corpus], [cfg.sim_fraction, 1.0 - cfg.sim_fraction])
+                store = SegmentStore.from_records(iter_corpus(cfg.data, min_duration_s=min_len / 125),
+                                                  min_len=min_len, progress=cfg.progress)
+                store.save(cache)
+            if torch.distributed.is_initialized():
+                torch.distributed.barrier()
+        sources.append(SegmentSource(SegmentStore.load(cache), max_shift_s=cfg.max_shift_s))
+        weights.append(max(0.0, 1.0 - cfg.sim_fraction))
+    if cfg.registry_fraction > 0:
+        from ..simulate.registry import registry_records
+
+        store = SegmentStore.from_records(registry_records(), min_len=min_len)
+        sources.append(SegmentSource(store, max_shift_s=cfg.max_shift_s))
+        weights.append(cfg.registry_fraction * sum(weights) / max(1e-9, 1.0 - cfg.registry_fraction))
+    if len(sources) == 1:
+        return sources[0]
+    return MixedSource(sources, weights)
 
 
 @torch.no_grad()
@@ -186,7 +200,8 @@ def _single_thread_worker(_worker_id: int) -> None:
 def train(cfg: TrainConfig, out: str | Path, resume: bool = False, card_extra: dict | None = None) -> dict:
     """Pretrain and write the checkpoint ``out``. Under torchrun (RANK set) runs DDP.
 
-    Returns the final metrics (rank 0; other ranks return {}).
+    Returns the final metrics on rank 0; every rank adds ``weights_version`` (hash of its final
+    weights) and ``rank``.
     """
     import torch.distributed as dist
     from torch.nn.parallel import DistributedDataParallel as DDP
@@ -272,7 +287,7 @@ def train(cfg: TrainConfig, out: str | Path, resume: bool = False, card_extra: d
     t_log, windows_since = time.time(), 0
     metrics: dict = {}
     acc: dict[str, float] = {}
-    step = start_step
+    step = done = start_step
     for step, batch in zip(range(start_step, cfg.max_steps), loader):
         lr = lr_at(step, cfg)
         for g in opt.param_groups:
@@ -318,18 +333,22 @@ def train(cfg: TrainConfig, out: str | Path, resume: bool = False, card_extra: d
                 dist.all_reduce(stop, op=dist.ReduceOp.MAX)
         else:
             stop = torch.zeros(())
-        if stop.item() > 0:
+        if stop.item() > 0 or done == cfg.stop_at_step:
             if master:
-                print(f"time budget of {cfg.time_budget_s:.0f} s reached at step {done}")
+                print(f"stopping at step {done} (time budget {cfg.time_budget_s:.0f} s / stop_at_step {cfg.stop_at_step})")
             break
     if bar is not None:
         bar.close()
-    final_step = max(step + 1, start_step) if cfg.max_steps > start_step else start_step
+    final_step = done if cfg.max_steps > start_step else start_step
     checkpoint(final_step, metrics)
+    from ..model.checkpoint import weights_version
+
+    # every rank reports the hash of its weights: under DDP they must all agree
+    metrics = {**(metrics if master else {}), "weights_version": weights_version(net.state_dict()), "rank": rank}
     if ddp:
         dist.barrier()
         dist.destroy_process_group()
-    return metrics if master else {}
+    return metrics
 
 
 def training_card(cfg: TrainConfig, step: int, wall_s: float, world: int, device, metrics: dict,
@@ -345,6 +364,10 @@ def training_card(cfg: TrainConfig, step: int, wall_s: float, world: int, device
     data = {"simulator": "m2ae.simulate (fresh subjects every batch, seed root splits.PRETRAIN_SEED)"
                          if (not cfg.data or cfg.sim_fraction > 0) else "not used",
             "corpora": list(cfg.data), "sim_fraction": cfg.sim_fraction if cfg.data else 1.0,
+            "registry_fraction": cfg.registry_fraction,
+            "registry_recordings": ("m2ae.simulate.registry: pyhrv 0.5.0 BITalino ECG (22 s), heartpy 1.2.7 "
+                                    "finger PPG (25 s + 60 s); single-modality masked reconstruction only")
+                                   if cfg.registry_fraction > 0 else "not used",
             "windows_seen": step * cfg.batch_size * world,
             "augmentation": f"PPG shifted against ECG by U(-{cfg.max_shift_s}, {cfg.max_shift_s}) s"}
     card = {"name": "m2ae", "date": _dt.datetime.now(_dt.timezone.utc).strftime("%Y-%m-%dT%H:%M:%SZ"),

@@ -1,0 +1,194 @@
+"""Pretraining: config, data sources, tiny overfit, save/resume equality, DDP agreement, CLI."""
+from __future__ import annotations
+
+import json
+import os
+import socket
+from pathlib import Path
+
+import numpy as np
+import pytest
+import torch
+
+from m2ae.errors import InputError
+from m2ae.record import Record
+from m2ae.train import TrainConfig, load_config, lr_at, train
+from m2ae.train.data import SegmentSource, SegmentStore, SimulatorSource, StepBatches, crop_pairs
+
+ROOT = Path(__file__).resolve().parents[1]
+TINY_TOML = ROOT / "configs" / "tiny.toml"
+
+
+def tiny_cfg(**kw) -> TrainConfig:
+    return load_config(str(TINY_TOML), [f"{k}={json.dumps(v)}" for k, v in kw.items()])
+
+
+def test_config_file_and_overrides(tmp_path):
+    cfg = load_config(str(TINY_TOML), ["max_steps=7", "lr=0.01", "device=cpu", "scenario_probs=[1,0,0,0,0]"])
+    assert (cfg.dim, cfg.max_steps, cfg.lr, cfg.device) == (32, 7, 0.01, "cpu")
+    assert cfg.scenario_probs == [1, 0, 0, 0, 0]
+    j = tmp_path / "c.json"
+    j.write_text(json.dumps({"dim": 48, "batch_size": 4}))
+    assert load_config(str(j)).dim == 48
+    with pytest.raises(InputError, match="unknown config field"):
+        load_config(None, ["nonsense=1"])
+    with pytest.raises(InputError, match="KEY=VALUE"):
+        load_config(None, ["max_steps"])
+    with pytest.raises(InputError, match="expected a number"):
+        load_config(None, ["lr=fast"])
+    with pytest.raises(InputError, match="not found"):
+        load_config(str(tmp_path / "missing.toml"))
+    bad = tmp_path / "bad.toml"
+    bad.write_text("dim = = 3")
+    with pytest.raises(InputError, match="not a valid toml"):
+        load_config(str(bad))
+
+
+def test_lr_schedule_warmup_then_cosine():
+    cfg = TrainConfig(lr=1e-3, min_lr=1e-4, warmup_steps=10, max_steps=110)
+    assert lr_at(0, cfg) == pytest.approx(1e-4)
+    assert lr_at(9, cfg) == pytest.approx(1e-3)
+    assert lr_at(60, cfg) == pytest.approx(0.5 * (1e-3 + 1e-4))
+    assert lr_at(110, cfg) == pytest.approx(1e-4)
+
+
+def test_crop_pairs_applies_the_drawn_lag():
+    rng = np.random.default_rng(0)
+    x = rng.standard_normal((16, 1250 + 2 * 38 + 50))
+    out = crop_pairs(x, x.copy(), rng, max_shift_s=0.3, filtered=True)
+    assert out["ecg"].shape == (16, 1250) and out["ecg"].dtype == np.float32
+    shifts = out["shift_samples"]
+    assert np.abs(shifts).max() <= 38 and len(set(shifts.tolist())) > 3
+    for e, p, d in zip(out["ecg"], out["ppg"], shifts):
+        # PPG crop starts d samples after the ECG crop: ppg[t] == ecg[t + d] up to normalisation
+        a, b = (e[d:], p[:1250 - d]) if d >= 0 else (e[:1250 + d], p[-d:])
+        assert np.corrcoef(a, b)[0, 1] > 0.9999
+
+
+def test_simulator_batches_are_step_seeded():
+    ds = StepBatches(SimulatorSource(max_shift_s=0.2), batch_size=4, seed=3, rank=0)
+    a, b, c = ds[5], ds[5], ds[6]
+    assert a["ecg"].shape == (4, 1250) and a["present_ecg"].all()
+    assert torch.equal(a["ecg"], b["ecg"]) and not torch.equal(a["ecg"], c["ecg"])
+    other_rank = StepBatches(SimulatorSource(max_shift_s=0.2), batch_size=4, seed=3, rank=1)[5]
+    assert not torch.equal(a["ppg"], other_rank["ppg"])
+
+
+def test_segment_store_single_and_paired_records(tmp_path):
+    rng = np.random.default_rng(1)
+    t = np.arange(0, 30, 1 / 250)
+    paired = Record(np.sin(2 * np.pi * 1.2 * t) + 0.1 * rng.standard_normal(len(t)),
+                    np.sin(2 * np.pi * 1.2 * t - 1.0), 250.0, {"record_id": "paired"})
+    ecg_only = Record(np.sin(2 * np.pi * 1.0 * t[:5000]), None, 250.0, {"record_id": "ecg_only"})
+    short = Record(None, np.zeros(500), 250.0, {"record_id": "short"})
+    store = SegmentStore.from_records([paired, ecg_only, short], min_len=1250 + 76)
+    assert store.segments[:, 2:].tolist() == [[1, 1], [1, 0]]  # the 2-s record is left out
+    store.save(tmp_path / "cache")
+    loaded = SegmentStore.load(tmp_path / "cache")
+    np.testing.assert_array_equal(loaded.segments, store.segments)
+    b = SegmentSource(loaded, max_shift_s=0.3).batch(np.random.default_rng(2), 64)
+    assert b["ecg"].shape == (64, 1250) and b["present_ecg"].all()
+    assert (~b["present_ppg"]).any() and b["present_ppg"].any()
+    assert np.all(b["ppg"][~b["present_ppg"]] == 0)
+    assert np.isfinite(b["ecg"]).all()
+
+
+def test_tiny_overfit_one_batch():
+    """Loss on one fixed batch with fixed masks must drop a lot within 100 steps."""
+    torch.manual_seed(0)
+    from m2ae.model import M2AE
+
+    cfg = tiny_cfg()
+    net = M2AE(cfg.model_config())
+    b = StepBatches(SimulatorSource(), batch_size=8, seed=0)[0]
+    opt = torch.optim.AdamW(net.parameters(), lr=3e-3)
+    losses = []
+    for _ in range(100):
+        out = net(b["ecg"], b["ppg"], generator=torch.Generator().manual_seed(0))
+        opt.zero_grad()
+        out["loss"].backward()
+        opt.step()
+        losses.append(float(out["loss"].detach()))
+    assert losses[-1] < 0.5 * losses[0], (losses[0], losses[-1])
+
+
+def test_interrupted_and_resumed_run_equals_uninterrupted(tmp_path):
+    from m2ae.model.checkpoint import load_checkpoint
+
+    kw = dict(max_steps=6, log_every=3, val_windows=0, device="cpu")
+    straight = train(tiny_cfg(**kw), tmp_path / "a.pt")
+    train(tiny_cfg(**kw, stop_at_step=3), tmp_path / "b.pt")
+    ck = load_checkpoint(tmp_path / "b.pt")
+    assert ck["train_state"]["step"] == 3 and ck["train_state"]["optimizer"]["state"]
+    resumed = train(tiny_cfg(**kw), tmp_path / "b.pt", resume=True)
+    assert load_checkpoint(tmp_path / "b.pt")["train_state"]["step"] == 6
+    assert resumed["weights_version"] == straight["weights_version"]
+    assert load_checkpoint(tmp_path / "a.pt")["model"].keys() == load_checkpoint(tmp_path / "b.pt")["model"].keys()
+    # the metrics log continues rather than restarting
+    steps = [json.loads(x)["step"] for x in (tmp_path / "b.metrics.jsonl").read_text().splitlines()]
+    assert steps == [3, 6]
+
+
+def _ddp_worker(rank: int, world: int, port: int, out: str, q) -> None:
+    os.environ.update(MASTER_ADDR="127.0.0.1", MASTER_PORT=str(port), RANK=str(rank), WORLD_SIZE=str(world),
+                      LOCAL_RANK=str(rank), OMP_NUM_THREADS="1")
+    torch.set_num_threads(1)
+    cfg = tiny_cfg(max_steps=4, log_every=2, val_windows=0, device="cpu", batch_size=4)
+    q.put(train(cfg, out))
+
+
+def test_ddp_two_cpu_processes_agree(tmp_path):
+    import torch.multiprocessing as mp
+
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        port = s.getsockname()[1]
+    ctx = mp.get_context("spawn")
+    q = ctx.Queue()
+    procs = [ctx.Process(target=_ddp_worker, args=(r, 2, port, str(tmp_path / "ddp.pt"), q)) for r in range(2)]
+    for p in procs:
+        p.start()
+    results = [q.get(timeout=240) for _ in procs]
+    for p in procs:
+        p.join(timeout=60)
+        assert p.exitcode == 0
+    by_rank = {r["rank"]: r for r in results}
+    assert set(by_rank) == {0, 1}
+    assert by_rank[0]["weights_version"] == by_rank[1]["weights_version"]
+    assert "loss" in by_rank[0] and "loss" not in by_rank[1]  # rank 0 logs
+    from m2ae.model import load_model
+
+    m = load_model(tmp_path / "ddp.pt", device="cpu")
+    assert m.version == by_rank[0]["weights_version"]
+    assert m.card["hardware"]["processes"] == 2
+
+
+def test_cli_train_writes_checkpoint_and_log(tmp_path, capsys):
+    from m2ae.cli import main
+    from m2ae.model import load_model
+
+    out = tmp_path / "run" / "m.pt"
+    rc = main(["train", "--config", str(TINY_TOML), "--out", str(out), "--set", "max_steps=2", "log_every=1",
+               "val_windows=8", "--json"])
+    assert rc == 0
+    res = json.loads(capsys.readouterr().out)
+    assert res["step"] == 2 and np.isfinite(res["loss"]) and "val_retrieval_top1" in res
+    lines = (tmp_path / "run" / "m.metrics.jsonl").read_text().splitlines()
+    assert [json.loads(line)["step"] for line in lines] == [1, 2]
+    assert load_model(out, device="cpu").card["training"]["steps"] == 2
+
+
+def test_cli_train_bad_inputs(tmp_path, capsys):
+    from m2ae.cli import main
+
+    assert main(["train", "--out", str(tmp_path / "m.pt"), "--set", "bogus=1"]) == 2
+    assert "unknown config field" in capsys.readouterr().err
+    assert main(["train", "--out", str(tmp_path / "m.pt"), "--data", str(tmp_path / "nope")]) == 2
+    assert "training data not found" in capsys.readouterr().err
+    (tmp_path / "export.pt").write_bytes(b"")
+    from m2ae.model import M2AE
+    from m2ae.model.checkpoint import save_checkpoint
+
+    save_checkpoint(tmp_path / "export.pt", M2AE(tiny_cfg().model_config()))
+    assert main(["train", "--config", str(TINY_TOML), "--out", str(tmp_path / "export.pt"), "--resume"]) == 2
+    assert "no training state" in capsys.readouterr().err
