@@ -613,6 +613,9 @@ def _and(mask: np.ndarray | None, other: np.ndarray) -> np.ndarray:
 
 def _replace_dir(tmp: Path, target: Path) -> None:
     """Move a finished folder into place; the old one is removed only after the rename succeeded."""
+    umask = os.umask(0)
+    os.umask(umask)
+    os.chmod(tmp, 0o777 & ~umask)  # mkdtemp made it private; the finished folder follows the umask
     old = None
     if target.exists():
         old = target.with_name(f".{target.name}.old-{os.getpid()}")
