@@ -159,7 +159,10 @@ def score_head(head: Head, X: np.ndarray, y: np.ndarray, device) -> dict:
                 keep = np.isin(np.arange(p.shape[1]), present)
                 pp = p[:, keep] / p[:, keep].sum(1, keepdims=True)
                 remap = {c: i for i, c in enumerate(np.flatnonzero(keep))}
-                metrics["auroc"] = float(roc_auc_score(np.vectorize(remap.get)(y), pp, multi_class="ovr", average="macro"))
+                yy = np.array([remap[int(c)] for c in y])
+                # only the classes present in the test split can be scored
+                metrics["auroc"] = float(roc_auc_score(yy, pp[:, 1]) if pp.shape[1] == 2 else
+                                         roc_auc_score(yy, pp, multi_class="ovr", average="macro"))
         return metrics
     v, iv = res["value"], res["interval"]
     return {"n": int(len(y)), "mae": float(np.abs(v - y).mean()),
@@ -260,7 +263,7 @@ def _infer_spec(name: str, values: np.ndarray, input_dim: int) -> dict:
     except (TypeError, ValueError):
         numeric = False
     distinct = sorted({str(v).strip() for v in vals})
-    if numeric and len(np.unique(nums)) > 10:
+    if numeric and (len(np.unique(nums)) > 10 or not np.allclose(nums, np.round(nums))):
         return {**base, "kind": "regression", "unit": "", "y_mean": 0.0, "y_std": 1.0, "interval_level": 0.9,
                 "interval_scale": 1.0}
     if len(distinct) < 2:
