@@ -258,3 +258,21 @@ def test_ecg_inversion_check_on_real_leads(bidmc_csv):
     assert F.ecg_looks_inverted(lead_ii, 125.0) is False
     assert F.ecg_looks_inverted(lead_avr, 125.0) is True
     assert F.ecg_looks_inverted(-lead_ii, 125.0) is True
+
+
+def test_polarity_keeps_narrow_upright_real_ppg():
+    """HeartPy's finger PPG (real, MIT) has narrow near-symmetric pulses: slope asymmetry alone
+    called it inverted and neurokit then counted the dicrotic waves (118 bpm instead of ~59)."""
+    from pathlib import Path
+
+    import m2ae
+    from m2ae.signal.filters import ppg_fix_polarity, resample_to
+
+    path = Path(__file__).resolve().parents[1] / "sample_data" / "registry" / "heartpy_ppg_100hz.npz"
+    rec = m2ae.load_record(path)
+    x = ppg_bandpass(resample_to(rec.ppg, rec.fs, 125.0), 125.0)
+    _, flipped = ppg_fix_polarity(x, 125.0)
+    assert flipped is False
+    assert np.nanmedian(m2ae.preprocess(rec).hr_ppg_bpm) < 70
+    _, flipped_inv = ppg_fix_polarity(-x, 125.0)
+    assert flipped_inv is True

@@ -99,17 +99,26 @@ def ppg_bandpass(x: np.ndarray, fs_hz: float) -> np.ndarray:
 # --- PPG polarity -------------------------------------------------------------------------------
 
 def ppg_polarity_score(x: np.ndarray, fs_hz: float) -> np.ndarray:
-    """Asymmetry of the PPG slope along the last axis: > 0 for upright pulses, < 0 for inverted.
+    """Evidence that PPG pulses point up, along the last axis: > 0 upright, < 0 inverted.
 
-    A pulse rises fast (systolic upstroke) and falls slowly, so the steepest rising slope is larger in
-    magnitude than the steepest falling one. Score = (q98 + q2) / (q98 - q2) of the first difference,
-    in [-1, 1]; percentiles instead of the third moment so a few motion spikes do not decide it.
+    Two cues, because each fails alone on real devices:
+    - slope asymmetry: a pulse rises fast and falls slowly, so (q98 + q2) / (q98 - q2) of the first
+      difference is > 0 (percentiles, not moments, so motion spikes do not decide it). Narrow,
+      near-symmetric pulses (HeartPy's finger PPG, fast simulated beats) leave it near 0;
+    - skewness: sharp systolic peaks over broad troughs skew the signal positive (Elgendi's
+      skewness SQI). A strong dicrotic wave at high heart rate can push it slightly negative.
+    Each cue is scaled by its typical magnitude on upright records (0.15 and 0.5) and the two added,
+    so a confident cue outvotes an unsure one.
     """
     x = np.asarray(x, dtype=np.float64)
     d = np.diff(x, axis=-1)
     q_lo, q_hi = np.percentile(d, [2.0, 98.0], axis=-1)
     span = q_hi - q_lo
-    return np.where(span > 0, (q_hi + q_lo) / np.where(span > 0, span, 1.0), 0.0)
+    slope = np.where(span > 0, (q_hi + q_lo) / np.where(span > 0, span, 1.0), 0.0)
+    centred = x - x.mean(axis=-1, keepdims=True)
+    sd = centred.std(axis=-1)
+    skewness = np.where(sd > 0, (centred**3).mean(axis=-1) / np.where(sd > 0, sd, 1.0) ** 3, 0.0)
+    return slope / 0.15 + skewness / 0.5
 
 
 def ppg_fix_polarity(x: np.ndarray, fs_hz: float, window_s: float = WINDOW_S) -> tuple[np.ndarray, np.ndarray | bool]:
