@@ -270,7 +270,7 @@ def test_polarity_keeps_narrow_upright_real_ppg():
 
     path = Path(__file__).resolve().parents[1] / "sample_data" / "registry" / "heartpy_ppg_100hz.npz"
     rec = m2ae.load_record(path)
-    x = ppg_bandpass(resample_to(rec.ppg, rec.fs, 125.0), 125.0)
+    x = F.ppg_bandpass(resample_to(rec.ppg, rec.fs, 125.0), 125.0)
     _, flipped = ppg_fix_polarity(x, 125.0)
     assert flipped is False
     assert np.nanmedian(m2ae.preprocess(rec).hr_ppg_bpm) < 70
