@@ -252,3 +252,28 @@ def test_update_card_writes_beside_checkpoint(tiny_ckpt):
     assert read_card(tiny_ckpt)["eval"] == card["eval"]
     assert tiny_ckpt.with_suffix(".card.md").read_text().count("ppg_to_ecg_r") == 1
     assert load_model(tiny_ckpt, device="cpu").card["eval"]["simulated"]["ppg_to_ecg_r"] == 0.5
+
+
+def test_subject_contrastive_prefers_subject_structure(net):
+    g = torch.tensor([0, 0, 1, 1])
+    valid = torch.ones(12, dtype=torch.bool)
+    basis = torch.eye(16)[:2]
+    aligned = torch.cat([basis[g]] * 3)                       # every view of a subject identical
+    shuffled = torch.cat([basis[torch.tensor([0, 1, 0, 1])]] * 3)
+    good = net.subject_contrastive(aligned, g, valid)
+    bad = net.subject_contrastive(shuffled, g, valid)
+    assert good < 0.5 * bad
+    # views that do not exist (absent modality) neither anchor nor count as positives
+    valid[4:8] = False
+    assert torch.isfinite(net.subject_contrastive(aligned, g, valid))
+
+
+def test_forward_with_subject_term_uses_all_parameters(net):
+    e, p = (torch.from_numpy(a) for a in windows(4))
+    net.train()
+    out = net(e, p, group=torch.tensor([0, 0, 1, 1]), w_subject=0.2, generator=torch.Generator().manual_seed(0))
+    net.eval()
+    assert torch.isfinite(out["supcon"]) and out["supcon"] > 0
+    out["loss"].backward()
+    assert all(p.grad is not None for p in net.parameters())
+    net.zero_grad()

@@ -350,6 +350,28 @@ class M2AE(nn.Module):
         lags = tgt.unfold(1, T - 2 * S, step)                                                     # [N, 2K+1, T-2S]
         return ((lags - core[:, None, :]) ** 2).mean(-1).min(dim=1).values                        # [N]
 
+    def subject_contrastive(self, fps: torch.Tensor, group: torch.Tensor, valid: torch.Tensor,
+                            temperature: float = 0.1) -> torch.Tensor:
+        """Supervised-contrastive loss (SupCon) over fingerprints of several views.
+
+        fps: [V*N, F] unit vectors (V views of N windows, view-major); group: [N] subject index
+        (windows of one subject share it); valid: [V*N] bool (views that exist). Positives of a view
+        are all other valid views of the same subject: other modalities of the same window and every
+        view of the subject's other windows, so fingerprints become subject-specific and modality-agnostic.
+        """
+        V = fps.shape[0] // group.shape[0]
+        g = group.repeat(V)                                                                        # [V*N]
+        logits = fps.float() @ fps.float().t() / temperature                                      # [V*N, V*N]
+        eye = torch.eye(len(g), dtype=torch.bool, device=fps.device)
+        allowed = valid[None, :] & ~eye
+        logits = logits.masked_fill(~allowed, float("-inf"))
+        pos = (g[:, None] == g[None, :]) & allowed
+        log_prob = logits - torch.logsumexp(logits, dim=1, keepdim=True)
+        n_pos = pos.sum(1)
+        rows = valid & (n_pos > 0)
+        per_row = -(log_prob.masked_fill(~pos, 0.0)).sum(1) / n_pos.clamp_min(1)
+        return (per_row * rows.float()).sum() / rows.float().sum().clamp_min(1.0)
+
     def forward_loss(self, x: dict[str, torch.Tensor], pred: dict[str, torch.Tensor], hidden: dict[str, torch.Tensor],
                      present: dict[str, torch.Tensor], fp_ecg: torch.Tensor, fp_ppg: torch.Tensor,
                      pair_valid: torch.Tensor, w_envelope: float = 0.5, w_contrastive: float = 0.1) -> dict[str, torch.Tensor]:
@@ -396,28 +418,38 @@ class M2AE(nn.Module):
 
     def forward(self, ecg: torch.Tensor, ppg: torch.Tensor, present: dict[str, torch.Tensor] | None = None,
                 generator: torch.Generator | None = None, scenario_probs=None, w_envelope: float = 0.5,
-                w_contrastive: float = 0.1) -> dict[str, torch.Tensor]:
-        """One training forward. ecg, ppg: [N, 1250] (zeros where absent, see ``present`` [N] bool)."""
+                w_contrastive: float = 0.1, group: torch.Tensor | None = None,
+                w_subject: float = 0.0) -> dict[str, torch.Tensor]:
+        """One training forward. ecg, ppg: [N, 1250] (zeros where absent, see ``present`` [N] bool);
+        group: [N] subject index for the subject-level contrastive term (None: every window its own)."""
         n, device = ecg.shape[0], ecg.device
         if present is None:
             ones = torch.ones(n, dtype=torch.bool, device=device)
             present = {"ecg": ones, "ppg": ones}
         kw = {} if scenario_probs is None else {"probs": tuple(scenario_probs)}
         hidden = self.sample_scenarios(n, device, generator, present=present, **kw)
-        # One encoder/bottleneck pass over three views stacked on the batch axis (fewer kernel
-        # launches than three passes): the masked scenario, ECG alone, PPG alone (fully visible).
+        # One encoder/bottleneck pass over all views stacked on the batch axis (fewer kernel
+        # launches than one pass each): the masked scenario, ECG alone, PPG alone (fully visible),
+        # and both fully visible (the fingerprint most users compute) when the subject term is on.
         none = torch.zeros(n, self.config.n_patches, dtype=torch.bool, device=device)
         full = ~none
         views = [{m: ~hidden[m] for m in MODALITIES},
                  {"ecg": full & present["ecg"][:, None], "ppg": none},
                  {"ecg": none, "ppg": full & present["ppg"][:, None]}]
-        visible3 = {m: torch.cat([v[m] for v in views]) for m in MODALITIES}               # [3N, L]
-        x3 = {"ecg": ecg.repeat(3, 1), "ppg": ppg.repeat(3, 1)}                              # [3N, 1250]
-        lat_s, lat_e, lat_p = self.encode(x3, visible3).split(n)                           # 3 x [N, 2L, D]
-        pred = {m: self.unpatchify(self.forward_decoder(m, lat_s, views[0])) for m in MODALITIES}
-        fp_e = self.fingerprint(lat_e, views[1])
-        fp_p = self.fingerprint(lat_p, views[2])
+        if w_subject > 0:
+            views.append({"ecg": full & present["ecg"][:, None], "ppg": full & present["ppg"][:, None]})
+        V = len(views)
+        visible = {m: torch.cat([v[m] for v in views]) for m in MODALITIES}                  # [V*N, L]
+        xv = {"ecg": ecg.repeat(V, 1), "ppg": ppg.repeat(V, 1)}                                # [V*N, 1250]
+        latents = self.encode(xv, visible).split(n)                                          # V x [N, 2L, D]
+        pred = {m: self.unpatchify(self.forward_decoder(m, latents[0], views[0])) for m in MODALITIES}
+        fps = [self.fingerprint(lat, v) for lat, v in zip(latents[1:], views[1:])]             # [N, F] each
         x = {"ecg": ecg, "ppg": ppg}
-        out = self.forward_loss(x, pred, hidden, present, fp_e, fp_p, present["ecg"] & present["ppg"],
+        out = self.forward_loss(x, pred, hidden, present, fps[0], fps[1], present["ecg"] & present["ppg"],
                                 w_envelope, w_contrastive)
+        if w_subject > 0:
+            group = torch.arange(n, device=device) if group is None else group
+            valid = torch.cat([present["ecg"], present["ppg"], present["ecg"] | present["ppg"]])
+            out["supcon"] = self.subject_contrastive(torch.cat(fps), group, valid)
+            out["loss"] = out["loss"] + w_subject * out["supcon"]
         return out

@@ -56,7 +56,9 @@ class TrainConfig:
     beta2: float = 0.95
     grad_clip: float = 1.0
     w_envelope: float = 0.5                    # timing-tolerant envelope loss weight
-    w_contrastive: float = 0.1                 # symmetric InfoNCE weight
+    w_contrastive: float = 0.1                 # symmetric InfoNCE weight (ECG-only vs PPG-only of one window)
+    w_subject: float = 0.0                     # subject-level supervised contrastive weight (needs
+    windows_per_subject: int = 1               # > 1 windows per simulated subject in a batch)
     scenario_probs: list = field(default_factory=lambda: [0.4, 0.15, 0.1, 0.175, 0.175])
     # complementary, random, block, ECG only, PPG only
     # system
@@ -139,7 +141,8 @@ def build_source(cfg: TrainConfig, out: Path, rank: int = 0):
     min_len = 1250 + 2 * int(round(cfg.max_shift_s * 125))
     sources, weights = [], []
     if not cfg.data or cfg.sim_fraction > 0:
-        sources.append(SimulatorSource(max_shift_s=cfg.max_shift_s, noise=cfg.sim_noise))
+        sources.append(SimulatorSource(max_shift_s=cfg.max_shift_s, noise=cfg.sim_noise,
+                                       windows_per_subject=cfg.windows_per_subject))
         weights.append(cfg.sim_fraction if cfg.data else 1.0)
     if cfg.data:
         cache = Path(cfg.cache_dir) if cfg.cache_dir else Path(str(out) + ".cache")
@@ -189,6 +192,11 @@ def validate(net, batch: dict, device, seed: int = 0) -> dict:
                 res[f"val_{name}_lagmse_{m}"] = float(net.lag_tolerant_mse(pred[m], x).mean())
     fe, fp = net.embed(ecg=ecg), net.embed(ppg=ppg)
     res["val_retrieval_top1"] = float((fe @ fp.t()).argmax(1).eq(torch.arange(n, device=device)).float().mean())
+    if "subject" in batch:  # nearest other window (ECG+PPG fingerprint) from the same subject?
+        fb = net.embed(ecg=ecg, ppg=ppg)
+        sim = (fb @ fb.t()).fill_diagonal_(-2.0)
+        subj = batch["subject"].to(device)
+        res["val_same_subject_top1"] = float(subj[sim.argmax(1)].eq(subj).float().mean())
     net.train()
     return res
 
@@ -256,8 +264,9 @@ def train(cfg: TrainConfig, out: str | Path, resume: bool = False, card_extra: d
                                          persistent_workers=False, prefetch_factor=4 if cfg.num_workers else None)
     val = None
     if master and cfg.val_windows:
-        v = simulated_windows(cfg.val_windows, 1, VAL_SEED, max_shift_s=0.0, noise=cfg.sim_noise)
+        v = simulated_windows(max(1, cfg.val_windows // 2), 2, VAL_SEED, max_shift_s=0.0, noise=cfg.sim_noise)
         val = {k: torch.from_numpy(v[k]) for k in ("ecg", "ppg")}
+        val["subject"] = torch.from_numpy(np.unique(v["subject_id"], return_inverse=True)[1])
 
     log_path = Path(str(out.with_suffix("")) + ".metrics.jsonl")
     if master:
@@ -298,7 +307,8 @@ def train(cfg: TrainConfig, out: str | Path, resume: bool = False, card_extra: d
         gen = torch.Generator(device=device).manual_seed(hash((cfg.seed, rank, step)) % (2**63))
         with amp:
             losses = fwd(ecg, ppg, present=present, generator=gen, scenario_probs=cfg.scenario_probs,
-                         w_envelope=cfg.w_envelope, w_contrastive=cfg.w_contrastive)
+                         w_envelope=cfg.w_envelope, w_contrastive=cfg.w_contrastive,
+                         group=batch["group"].to(device), w_subject=cfg.w_subject)
         opt.zero_grad(set_to_none=True)
         losses["loss"].backward()
         if cfg.grad_clip > 0:

@@ -86,18 +86,24 @@ class SimulatorSource:
     noise: bool = True
     id_prefix: str = "sim"
     margin_s: float = 1.0
+    windows_per_subject: int = 1   # > 1: each subject rendered that often (own drift, breathing, noise)
 
     def batch(self, rng: np.random.Generator, n: int) -> dict:
         from ..simulate.core import synthesize
         from ..simulate.subject import sample_subject_table
 
-        table = sample_subject_table(rng, n, id_prefix=self.id_prefix)
+        k = max(1, int(self.windows_per_subject))
+        n_subjects = -(-n // k)
+        table = sample_subject_table(rng, n_subjects, id_prefix=self.id_prefix)
+        group = np.repeat(np.arange(n_subjects), k)[:n]
+        table = {key: v[group] for key, v in table.items()}
         duration = WINDOW_SAMPLES / FS_HZ + 2 * self.max_shift_s + self.margin_s
         sim = synthesize(table, duration, FS_HZ, rng, noise=self.noise)
         out = crop_pairs(sim["ecg"], sim["ppg"], rng, self.max_shift_s)
         out["present_ecg"] = np.ones(n, bool)
         out["present_ppg"] = np.ones(n, bool)
-        out["labels"] = {k: table[k] for k in LABEL_KEYS}
+        out["group"] = group.astype(np.int64)
+        out["labels"] = {key: table[key] for key in LABEL_KEYS}
         return out
 
 
@@ -197,6 +203,7 @@ class SegmentSource:
         out["ecg"][~has_e] = 0.0
         out["ppg"][~has_p] = 0.0
         out["present_ecg"], out["present_ppg"] = has_e, has_p
+        out["group"] = np.arange(n, dtype=np.int64)  # windows of one corpus record are not grouped
         return out
 
 
@@ -213,6 +220,8 @@ class MixedSource:
         parts = [s.batch(rng, int(c)) for s, c in zip(self.sources, counts) if c > 0]
         keys = ("ecg", "ppg", "present_ecg", "present_ppg")
         out = {k: np.concatenate([p[k] for p in parts]) for k in keys}
+        offsets = np.cumsum([0] + [len(p["ecg"]) for p in parts[:-1]])
+        out["group"] = np.concatenate([p.get("group", np.arange(len(p["ecg"]))) + o for p, o in zip(parts, offsets)])
         perm = rng.permutation(n)
         return {k: v[perm] for k, v in out.items()}
 
@@ -229,7 +238,9 @@ class StepBatches(torch.utils.data.Dataset):
     def __getitem__(self, step: int) -> dict[str, torch.Tensor]:
         rng = np.random.default_rng([PRETRAIN_SEED + self.seed, self.rank, int(step)])
         b = self.source.batch(rng, self.batch_size)
-        return {k: torch.from_numpy(np.ascontiguousarray(b[k])) for k in ("ecg", "ppg", "present_ecg", "present_ppg")}
+        b.setdefault("group", np.arange(self.batch_size, dtype=np.int64))
+        return {k: torch.from_numpy(np.ascontiguousarray(b[k]))
+                for k in ("ecg", "ppg", "present_ecg", "present_ppg", "group")}
 
 
 def simulated_windows(n_subjects: int, windows_per_subject: int, seed: int, max_shift_s: float = 0.0,
