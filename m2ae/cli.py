@@ -186,6 +186,8 @@ def build_parser() -> argparse.ArgumentParser:
     q.add_argument("--index", help="index folder (default: shipped)")
     q.add_argument("--model", help="checkpoint (default: shipped); must be the index's model version")
     q.add_argument("--exclude-subject", action="store_true", help="drop neighbours of the same subject")
+    q.add_argument("--mode", choices=["windows", "mean"], default="windows",
+                   help="search with every window, best hits merged (default), or the record's mean fingerprint")
     q.add_argument("--fs", type=float)
     q.add_argument("--ecg")
     q.add_argument("--ppg")

@@ -156,6 +156,11 @@ def test_build_and_query_finds_own_subject_and_label(cohort, tmp_path):
     assert res["own_subject_neighbours"] == 3
     res_x = query_record(target, index=tmp_path / "idx", model=model, k=5, exclude_subject=True)
     assert res_x["own_subject_neighbours"] == 0 and len(res_x["neighbours"]) == 5
+    res_m = query_record(target, index=tmp_path / "idx", model=model, k=5, mode="mean")
+    assert res_m["mode"] == "mean" and len(res_m["neighbours"]) == 5
+    assert res_m["query"]["map_xy"] == res["query"]["map_xy"]
+    with pytest.raises(InputError, match="query mode"):
+        query_record(target, index=tmp_path / "idx", model=model, mode="median")
     with pytest.raises(ModelMismatchError):
         other = SpectralModel()
         other.version = "other"

@@ -217,3 +217,15 @@ def test_factory_choice_by_size():
     spec, params = cfg.factory(1_000_000, 256)
     assert spec == "IVF4096,Flat" and params == "nprobe=16"
     assert IndexConfig(kind="ivfpq").factory(1_000_000, 256)[0] == "IVF4096,PQ32np,RFlat"
+
+
+def test_search_windows_merges_per_window_hits(small):
+    x, meta, _, idx = small
+    rows = np.arange(5, 10)  # all windows of subj001
+    merged = idx.search_windows(x[rows], k=8)
+    assert len(merged) == 8 and merged["id"].is_unique
+    assert set(merged["id"].head(5)) == set(rows)  # every window finds itself first (score 1)
+    assert (np.diff(merged["score"].to_numpy()) <= 1e-6).all() and merged["rank"].tolist() == list(range(1, 9))
+    assert set(merged["query_window"]) <= set(range(5))
+    excl = idx.search_windows(x[rows], k=8, exclude_subject="subj001")
+    assert "subj001" not in set(excl["subject_id"]) and (excl["label_rhythm"] == meta["label_rhythm"].iloc[5]).all()

@@ -93,12 +93,18 @@ def record_fingerprint(windows_fp: np.ndarray, low_quality: np.ndarray | None) -
     return mean / norm if norm > 0 else fp[0]
 
 
+QUERY_MODES = ("windows", "mean")
+
+
 def query_record(path_or_record, index: FingerprintIndex | str | Path | None = None, model=None, k: int = 10,
-                 exclude_subject: bool = False, read_kwargs: dict | None = None) -> dict[str, Any]:
+                 exclude_subject: bool = False, read_kwargs: dict | None = None, mode: str = "windows") -> dict[str, Any]:
     """Neighbours of one record in an index (default: the shipped one), as a JSON-able dict.
 
-    The record is preprocessed, fingerprinted window by window, and searched with its mean
-    fingerprint (over good-quality windows). ``exclude_subject`` drops the record's own subject.
+    The record is preprocessed and fingerprinted window by window. mode "windows" (default)
+    searches with every window and keeps the k best distinct hits (``FingerprintIndex.
+    search_windows``); "mean" searches once with the record's mean fingerprint over its
+    good-quality windows. The map position is always the mean fingerprint's.
+    ``exclude_subject`` drops the record's own subject.
     The result has ``query`` (record, subject, labels, windows, map position), ``neighbours``
     (id, score, record, subject, window start, labels, quality), ``label_agreement`` (for each
     categorical label the query has: share of neighbours with the same value next to its share in
@@ -125,13 +131,20 @@ def query_record(path_or_record, index: FingerprintIndex | str | Path | None = N
     notes = []
     if win.low_quality is not None and np.all(win.low_quality):
         notes.append(f"all {len(win)} windows are below the quality threshold; results may be unreliable")
-    hits = idx.search(q, k=k, exclude_subject=subject if exclude_subject else None)[0]
+    if mode not in QUERY_MODES:
+        raise InputError(f"query mode must be one of {', '.join(QUERY_MODES)}, got {mode!r}")
+    excl = subject if exclude_subject else None
+    if mode == "windows":
+        hits = idx.search_windows(fps, k=k, exclude_subject=excl)
+        hits["query_start_s"] = np.asarray(win.starts_s, dtype=float)[hits["query_window"].to_numpy()]
+    else:
+        hits = idx.search(q, k=k, exclude_subject=excl)[0]
     if "note" in hits.attrs:
         notes.append(hits.attrs["note"])
     xy = idx.place(q)[0] if idx.has_map else None
     labels = {c[len("label_"):]: qmeta[c].iloc[0] for c in qmeta.columns if c.startswith("label_")}
-    show = ["id", "score", "rank", "record", "subject_id", "start_s", "source", "modalities", "ecg_quality",
-            "ppg_quality", "low_quality", "map_x", "map_y"] + idx.label_columns()
+    show = ["id", "score", "rank", "record", "subject_id", "start_s", "query_start_s", "source", "modalities",
+            "ecg_quality", "ppg_quality", "low_quality", "map_x", "map_y"] + idx.label_columns()
     neighbours = [{c: _plain(row[c]) for c in show if c in hits.columns} for _, row in hits.iterrows()]
     agreement = {}
     for col in CATEGORICAL_LABELS:
@@ -149,6 +162,7 @@ def query_record(path_or_record, index: FingerprintIndex | str | Path | None = N
         "index": {"path": str(idx.path) if idx.path else None, "count": idx.count,
                   "model_version": idx.model_version},
         "k": k,
+        "mode": mode,
         "exclude_subject": bool(exclude_subject),
         "neighbours": neighbours,
         "own_subject_neighbours": int(sum(n["subject_id"] == subject for n in neighbours)),
@@ -220,7 +234,8 @@ def query_from_cli(args) -> int:
 
     read_kwargs = {k: getattr(args, k) for k in ("fs", "ecg", "ppg") if getattr(args, k, None) is not None}
     res = query_record(args.path, index=args.index, model=getattr(args, "model", None), k=args.k,
-                       exclude_subject=args.exclude_subject, read_kwargs=read_kwargs)
+                       exclude_subject=args.exclude_subject, read_kwargs=read_kwargs,
+                       mode=getattr(args, "mode", "windows"))
     for note in res["notes"]:
         print(f"note: {note}", file=sys.stderr)
     emit(res, args.json, _human_query)

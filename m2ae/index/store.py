@@ -324,6 +324,33 @@ class FingerprintIndex:
                 out[i] = self._hit_table(scores[j], ids[j], k, n_allowed)
         return out  # type: ignore[return-value]
 
+    def search_windows(self, fp, k: int = 10, exclude_subject=None, exclude_record=None,
+                       filters: Mapping[str, Any] | None = None) -> pd.DataFrame:
+        """Top-k indexed windows for a whole record given its windows' fingerprints [n, D].
+
+        Each query window is searched (same exclusions and filters for all), and the hits are
+        merged: an indexed window appears once, with its best score and the query window that
+        matched it best (``query_window``), the k best overall. Unlike searching with the mean
+        fingerprint, a window that is itself in the index finds itself (score 1), and a record
+        whose windows differ (an ectopic beat in one window) finds neighbours for each.
+        """
+        x = normalise_fingerprints(fp, self.dims, "query fingerprints")
+        per_window = self.search(x, k=k, exclude_subject=exclude_subject, exclude_record=exclude_record,
+                                 filters=filters)
+        tables = []
+        for w, t in enumerate(per_window):
+            t = t.copy()
+            t["query_window"] = w
+            tables.append(t)
+        merged = pd.concat(tables, ignore_index=True).sort_values(["score", "query_window"], ascending=[False, True],
+                                                                   kind="stable")
+        merged = merged.drop_duplicates("id", keep="first").head(k).reset_index(drop=True)
+        merged["rank"] = np.arange(1, len(merged) + 1)
+        notes = [t.attrs["note"] for t in per_window if "note" in t.attrs]
+        if notes:
+            merged.attrs["note"] = notes[0]
+        return merged
+
     def place(self, fp, k: int | None = None) -> np.ndarray:
         """2-D map coordinates [n, 2] for fingerprints [n, D], from their FAISS neighbours.
 
