@@ -427,6 +427,22 @@ def run_eval(model=None, data=None, sim_subjects: int = 60, seed: int | None = N
     result["data"]["real"] = info
     result["real"] = evaluate_set(model, real, base, n_candidates, eval_seed, quiet) if real is not None \
         else {"status": info["status"]}
+    result["baselines"] = {
+        "ridge": "sklearn Ridge (alpha 10): each 25-sample patch of the target from the other modality's samples "
+                 "within ±1.2 s, one filter for all positions; fitted on simulated_train",
+        "mean_beat_template": "simulated_train's mean ECG beat (around R peaks) / mean PPG beat (around pulse "
+                              "peaks) placed at every detected beat of the other modality, shifted by the "
+                              "training median R→pulse delay; nearest beat wins",
+        "linear_interpolation": "np.interp across the hidden patches from the same modality's visible samples",
+        "features": "z-scored hand-made features, Euclidean nearest neighbour. Same-subject: HRV (rate, SDNN, "
+                    "RMSSD, irregularity) of both modalities + Welch band powers + pulse-arrival delay; "
+                    "PPG→ECG pairs: HRV from pulse peaks vs HRV from R peaks",
+        "logistic_hrv_pat / linear_hrv_pat": "sklearn LogisticRegression / LinearRegression on the same features "
+                                             "(per input: ECG-only, PPG-only, or both + delay), fitted on simulated_train",
+        "train_mean": "age MAE when always predicting the simulated_train mean age",
+        "fingerprint_decoder": "sklearn Ridge (alpha 1) from the ECG+PPG fingerprint to each raw window, fitted on "
+                               "simulated_train",
+    }
     result["settings"] = {"max_lag_s": MAX_LAG_S, "n_candidates": n_candidates, "fs_hz": FS_HZ,
                           "patch_samples": PATCH_SAMPLES, "eval_seed": eval_seed, "train_seed": train_seed,
                           "nmse": "MSE / variance of the target window (0 perfect, 1 = window mean)"}
