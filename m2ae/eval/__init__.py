@@ -422,6 +422,8 @@ def run_eval(model=None, data=None, sim_subjects: int = 60, seed: int | None = N
     recon_idx = _first_per_group(held.group, recon_windows_per_subject)
     result["simulated_heldout"] = evaluate_set(model, held, base, n_candidates, eval_seed, quiet, recon_idx)
 
+    if isinstance(data, (str, Path)):
+        data = [data]
     paths = [DEFAULT_REAL_DIR] if data is None else [Path(p) for p in data]
     real, info = real_set(paths) if paths else (None, {"status": "absent", "paths": []})
     result["data"]["real"] = info
