@@ -127,6 +127,7 @@ def overlay_figure(t: np.ndarray, rows: Sequence[dict], height_per_row: int = 23
     """
     fig = make_subplots(rows=len(rows), cols=1, shared_xaxes=True, vertical_spacing=0.09,
                         subplot_titles=[r["title"] for r in rows])
+    shapes: list[dict] = []
     for i, r in enumerate(rows, start=1):
         first = i == 1
         orig = r.get("original")
@@ -143,10 +144,14 @@ def overlay_figure(t: np.ndarray, rows: Sequence[dict], height_per_row: int = 23
         fig.add_trace(go.Scatter(x=t, y=r["reconstructed"], name="reconstructed", legendgroup="reconstructed",
                                  showlegend=first, mode="lines",
                                  line=dict(color=RECON_COLOR, width=1.4, dash=RECON_DASH)), row=i, col=1)
-        for a, b in r.get("spans", []):
-            fig.add_vrect(x0=a, x1=b, fillcolor=MASK_FILL, line_width=0, layer="below", row=i, col=1)
+        # Shapes are appended in one go: plotly's add_vrect re-validates the figure per call (~10 ms each).
+        xref = fig.get_subplot(i, 1).xaxis.plotly_name.replace("axis", "")
+        yref = fig.get_subplot(i, 1).yaxis.plotly_name.replace("axis", "")
+        shapes += [dict(type="rect", xref=xref, yref=f"{yref} domain", x0=a, x1=b, y0=0, y1=1,
+                        fillcolor=MASK_FILL, line_width=0, layer="below") for a, b in r.get("spans", [])]
         fig.update_yaxes(title_text=r.get("units", ""), row=i, col=1)
         _plain_grid(fig, i)
+    fig.update_layout(shapes=shapes)
     fig.update_xaxes(title_text="time (s from record start)", row=len(rows), col=1)
     return _layout(fig, 60 + height_per_row * len(rows))
 

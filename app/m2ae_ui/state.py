@@ -10,6 +10,7 @@
 from __future__ import annotations
 
 import os
+import sys
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -65,7 +66,10 @@ class CurrentRecord:
 
 @st.cache_resource(show_spinner="Loading the model…")
 def _load_model(path: str | None):
-    return m2ae.load_model(path)
+    model = m2ae.load_model(path)
+    # One line per load in the server log: the benchmark counts them (one per server is the goal).
+    print(f"m2ae app: model loaded (version {model_version(model)}, {model.device})", file=sys.stderr, flush=True)
+    return model
 
 
 @st.cache_resource(show_spinner="Opening the fingerprint index…")

@@ -49,6 +49,21 @@ def _rows(out, win, i):
     return rows, errors
 
 
+@st.cache_data(max_entries=64, show_spinner=False)
+def _cross_modal(key: str, version: str, i: int, target: str, source: str, _model, _win):
+    """Figure and error figures of ``target`` rebuilt from ``source`` alone (independent of the mask
+    settings, so cached per window: a mask change does not redo it)."""
+    xo = state.reconstruction(key, version, i, 1.0, f"{target}_from_{source}", 0, _model, _win)
+    pred = np.asarray(xo[target]["prediction"][0])
+    orig = xo[target]["original"]
+    t = np.arange(len(pred)) / FS_HZ + float(_win.starts_s[i])
+    row = {"title": f"{target.upper()} rebuilt from {source.upper()}", "visible": np.zeros_like(pred, bool),
+           "reconstructed": pred, "spans": [], "units": "normalised",
+           "original": None if orig is None else np.asarray(orig[0])}
+    err = None if orig is None else sup.reconstruction_errors(np.asarray(orig[0]), pred, max_lag_samples=LAG_SAMPLES)
+    return figures.overlay_figure(t, [row], height_per_row=260), err
+
+
 st.title("Reconstruction")
 with page_guard("Reconstruction"):
     src, rec, win, i = state.require_record()
@@ -91,17 +106,11 @@ with page_guard("Reconstruction"):
             if source not in rec.modalities:
                 st.info(f"No {source.upper()} in this record.")
                 continue
-            xo = state.reconstruction(src.key, version, i, 1.0, f"{target}_from_{source}", 0, model, win)
-            pred = np.asarray(xo[target]["prediction"][0])
-            orig = xo[target]["original"]
-            row = {"title": f"{target.upper()} rebuilt from {source.upper()}", "visible": np.zeros_like(pred, bool),
-                   "reconstructed": pred, "spans": [], "units": "normalised",
-                   "original": None if orig is None else np.asarray(orig[0])}
-            st.plotly_chart(figures.overlay_figure(t, [row], height_per_row=260), key=f"cross_{target}")
-            if orig is None:
+            fig, err = _cross_modal(src.key, version, i, target, source, model, win)
+            st.plotly_chart(fig, key=f"cross_{target}")
+            if err is None:
                 st.caption(f"No recorded {target.upper()} to compare with: the dashed trace is the model's estimate.")
             else:
-                err = sup.reconstruction_errors(np.asarray(orig[0]), pred, max_lag_samples=LAG_SAMPLES)
                 m1, m2, m3 = st.columns(3)
                 m1.metric("NMSE", _fmt(err["nmse"], 3))
                 m2.metric("Pearson r", _fmt(err["pearson_r"]))
