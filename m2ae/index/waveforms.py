@@ -11,7 +11,6 @@ from __future__ import annotations
 from dataclasses import dataclass
 
 import numpy as np
-from scipy.signal import resample_poly
 
 from ..contract import FS_HZ, WINDOW_SAMPLES
 
@@ -96,6 +95,8 @@ class CompactWaveforms:
 def _quantise(x: np.ndarray | None, n: int) -> tuple[np.ndarray, np.ndarray]:
     if x is None:
         return np.zeros((n, WAVEFORM_SAMPLES), np.int8), np.full(n, np.nan, np.float32)
+    from scipy.signal import resample_poly  # 0.6 s to import: only when windows are compressed (build time)
+
     x = np.asarray(x, dtype=np.float32)
     low = resample_poly(x, 1, DOWNSAMPLE, axis=1, padtype="line").astype(np.float32)[:, :WAVEFORM_SAMPLES]
     peak = np.abs(low).max(axis=1)
