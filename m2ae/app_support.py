@@ -386,7 +386,7 @@ def knn_vote(labels: Sequence[Any], similarities: Sequence[float] | None = None)
     sims = np.ones(len(labels)) if similarities is None else np.asarray(similarities, dtype=float)
     if len(sims) != len(labels):
         raise InputError(f"knn_vote: {len(labels)} labels but {len(sims)} similarities")
-    keep = [i for i, v in enumerate(labels) if v is not None and v == v and str(v) != ""]
+    keep = [i for i, v in enumerate(labels) if not (v is None or (np.ndim(v) == 0 and pd.isna(v)) or str(v) == "")]
     if not keep:
         return pd.DataFrame(columns=["label", "count", "share", "weighted_share"])
     lab = [str(labels[i]) for i in keep]
@@ -560,7 +560,7 @@ def find_entries(tree: Any, words: Sequence[str]) -> list[tuple[str, Any]]:
 
 def knn_estimate(values: Sequence[float], similarities: Sequence[float] | None = None) -> dict[str, float]:
     """Similarity-weighted mean and standard deviation of a numeric label (e.g. age) over neighbours."""
-    v = np.asarray(values, dtype=float)
+    v = pd.to_numeric(pd.Series(list(values), dtype=object), errors="coerce").to_numpy(dtype=float)
     w = np.ones(len(v)) if similarities is None else np.clip(np.asarray(similarities, dtype=float), 0, None)
     ok = np.isfinite(v) & np.isfinite(w)
     v, w = v[ok], w[ok]

@@ -337,3 +337,17 @@ def test_model_card_reads_the_checkpoint_card(app_env):
         assert not any("not been evaluated" in w.value for w in at.warning)
     else:
         assert any("not been evaluated" in w.value for w in at.warning)
+
+
+# --- missing artefacts ---------------------------------------------------------------------------
+
+def test_pages_render_without_model_or_index(app_env, tmp_path, monkeypatch):
+    monkeypatch.setenv("M2AE_MODEL", str(tmp_path / "no_such_checkpoint.pt"))
+    monkeypatch.setenv("M2AE_INDEX", str(tmp_path / "no_such_index"))
+    at = new_app()
+    assert_ok(at)
+    assert charts(at), "the Record page needs neither model nor index"
+    for page in PAGES[1:]:
+        goto(at, page)
+        warnings = " ".join(w.value for w in at.warning)
+        assert "not available" in warnings, (page, warnings)

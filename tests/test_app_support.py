@@ -148,12 +148,13 @@ def test_reconstruction_errors():
 
 
 def test_knn_vote_and_estimate():
-    vote = sup.knn_vote(["AF", "NSR", "AF", None, float("nan")], [0.9, 0.95, 0.8, 0.99, 0.5])
+    vote = sup.knn_vote(["AF", "NSR", "AF", None, float("nan"), pd.NA, ""], [0.9, 0.95, 0.8, 0.99, 0.5, 0.9, 0.9])
     assert vote.iloc[0]["label"] == "AF" and vote.iloc[0]["count"] == 2
     assert vote["share"].sum() == pytest.approx(1.0) and vote["weighted_share"].sum() == pytest.approx(1.0)
     # similarity weighting can overturn a head count
     assert sup.knn_vote(["a", "a", "b"], [0.1, 0.1, 0.9]).iloc[0]["label"] == "b"
     assert sup.knn_vote([None]).empty
+    assert list(sup.knn_vote(pd.array([True, pd.NA, False, True], dtype="boolean"))["label"]) == ["True", "False"]
     with pytest.raises(InputError):
         sup.knn_vote(["a"], [0.1, 0.2])
     est = sup.knn_estimate([40, 60, np.nan], [1.0, 1.0, 1.0])
