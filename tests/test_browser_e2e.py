@@ -210,9 +210,13 @@ def test_walk_through_every_page(server, driver, app_env):  # noqa: F811
     shot(drv, "08_fingerprint_map")
     drag = drv.find_elements(By.CSS_SELECTOR, ".js-plotly-plot .nsewdrag")[0]
     w, h = drag.size["width"], drag.size["height"]
-    ActionChains(drv).move_to_element_with_offset(drag, int(-w * 0.45), int(-h * 0.45)).click_and_hold() \
-        .move_by_offset(int(w * 0.3), int(h * 0.3)).move_by_offset(int(w * 0.6), int(h * 0.6)).release().perform()
+    # a box over part of the map (offsets are from the drag layer's centre)
+    ActionChains(drv).move_to_element_with_offset(drag, int(-w * 0.4), int(-h * 0.4)).click_and_hold() \
+        .move_by_offset(int(w * 0.2), int(h * 0.2)).move_by_offset(int(w * 0.3), int(h * 0.3)).release().perform()
     wait_ready(drv, "Selection:", "[data-testid=stDownloadButton]")
     no_exception(drv)
     assert "Export cohort CSV" in body_text(drv)
+    total = int(body_text(drv).split(" indexed windows")[0].split()[-1].replace(",", ""))
+    selected = int(body_text(drv).split("Selection: ")[1].split()[0].replace(",", ""))
+    assert 0 < selected < total, (selected, total)
     shot(drv, "09_fingerprint_map_selection")

@@ -69,11 +69,16 @@ with page_guard("Fingerprint map"):
         st.caption(f"Waveforms of the first {MAX_WAVEFORMS} selected windows (normalised units).")
 
     include = st.checkbox("Include raw waveforms in the export (compact 62.5 Hz, normalised)", key="map_waveforms")
-    fps = sup.index_fingerprints(idx, rows)
-    waves = None
-    if include:
-        all_wf = idx.waveforms(np.asarray(rows))
-        waves = {"ecg": all_wf["ecg"], "ppg": all_wf["ppg"]}
-    table = sup.cohort_table(selection.drop(columns=["map_x", "map_y"], errors="ignore"), fps, waves)
+    def cohort_csv() -> bytes:
+        # Built only when the button is pressed: a large selection is tens of MB of CSV.
+        waves = None
+        if include:
+            all_wf = idx.waveforms(np.asarray(rows))
+            waves = {"ecg": all_wf["ecg"], "ppg": all_wf["ppg"]}
+        table = sup.cohort_table(selection.drop(columns=["map_x", "map_y"], errors="ignore"),
+                                 sup.index_fingerprints(idx, rows), waves)
+        return sup.to_csv_bytes(table)
+
     st.download_button(f"Export cohort CSV ({len(rows):,} windows{', with waveforms' if include else ''})",
-                       sup.to_csv_bytes(table), file_name="m2ae_cohort.csv", mime="text/csv", key="map_export")
+                       cohort_csv, file_name="m2ae_cohort.csv", mime="text/csv", key="map_export",
+                       on_click="ignore")

@@ -96,9 +96,12 @@ with page_guard("Similar patients"):
                              column_config={"share": st.column_config.NumberColumn(format="%.2f"),
                                             "weighted_share": st.column_config.NumberColumn(format="%.2f")})
 
-    fps = sup.index_fingerprints(idx, hits["id"].to_numpy())
-    export = sup.cohort_table(hits.drop(columns=["map_x", "map_y"], errors="ignore"), fps)
-    query = pd.DataFrame({"query_record": [src.name], "query_window": [i], "query_start_s": [float(win.starts_s[i])]})
-    export = pd.concat([query.loc[query.index.repeat(len(export))].reset_index(drop=True), export], axis=1)
-    st.download_button("Export neighbours CSV", sup.to_csv_bytes(export), file_name="m2ae_neighbours.csv",
-                       mime="text/csv", key="sim_export")
+    def neighbours_csv() -> bytes:
+        export = sup.cohort_table(hits.drop(columns=["map_x", "map_y"], errors="ignore"),
+                                  sup.index_fingerprints(idx, hits["id"].to_numpy()))
+        query = pd.DataFrame({"query_record": [src.name] * len(export), "query_window": i,
+                              "query_start_s": float(win.starts_s[i])})
+        return sup.to_csv_bytes(pd.concat([query, export], axis=1))
+
+    st.download_button("Export neighbours CSV (metadata + fingerprints)", neighbours_csv,
+                       file_name="m2ae_neighbours.csv", mime="text/csv", key="sim_export", on_click="ignore")
