@@ -132,3 +132,4 @@ def test_run_eval_on_real_records(tiny_model, real_dir):
     assert real["retrieval"]["ppg_to_paired_ecg_top1"]["candidates"] == 9  # n_candidates caps it
     assert real["heads"] == {"status": "no labels in this data"}
     assert {r["data"] for r in res["headline"]} == {"simulated_heldout", "real"}
+    assert "bidmc_01_Signals: r@lag model" in format_table(res)
