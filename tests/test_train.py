@@ -192,3 +192,38 @@ def test_cli_train_bad_inputs(tmp_path, capsys):
     save_checkpoint(tmp_path / "export.pt", M2AE(tiny_cfg().model_config()))
     assert main(["train", "--config", str(TINY_TOML), "--out", str(tmp_path / "export.pt"), "--resume"]) == 2
     assert "no training state" in capsys.readouterr().err
+
+
+def test_cli_train_on_corpus_folder_mixes_simulator(tmp_path, capsys):
+    """`m2ae train --data DIR`: records are read once into a segment cache, then mixed 50/50."""
+    from m2ae.cli import main
+
+    corpus = [ROOT / "sample_data" / "nsr_wfdb", ROOT / "sample_data" / "ppg_only_csv"]
+    if not all(c.is_dir() for c in corpus):
+        pytest.skip("sample_data/ is absent")
+    out = tmp_path / "m.pt"
+    rc = main(["train", "--config", str(TINY_TOML), "--data", *map(str, corpus), "--out", str(out),
+               "--set", "max_steps=2", "val_windows=0", "--json"])
+    assert rc == 0
+    store = SegmentStore.load(Path(str(out) + ".cache"))
+    assert len(store.names) == 2
+    assert store.segments[:, 2].any() and store.segments[:, 3].all()   # paired + PPG-only records
+    assert (store.segments[:, 2] != store.segments[:, 3]).any()         # single-modality records kept
+    from m2ae.model import load_model
+
+    card = load_model(out, device="cpu").card
+    assert card["data"]["corpora"] == list(map(str, corpus)) and card["data"]["sim_fraction"] == 0.5
+
+
+def test_init_from_checkpoint_starts_from_its_weights(tmp_path):
+    from m2ae.model import M2AE
+    from m2ae.model.checkpoint import save_checkpoint, weights_version
+
+    torch.manual_seed(123)
+    base = M2AE(tiny_cfg().model_config())
+    save_checkpoint(tmp_path / "base.pt", base)
+    res = train(tiny_cfg(max_steps=1, lr=0.0, min_lr=0.0, val_windows=0, device="cpu",
+                         init_from=str(tmp_path / "base.pt")), tmp_path / "ft.pt")
+    assert res["weights_version"] == weights_version(base.state_dict())
+    with pytest.raises(InputError, match="subject_views"):
+        tiny_cfg(subject_views="some")

@@ -419,9 +419,11 @@ class M2AE(nn.Module):
     def forward(self, ecg: torch.Tensor, ppg: torch.Tensor, present: dict[str, torch.Tensor] | None = None,
                 generator: torch.Generator | None = None, scenario_probs=None, w_envelope: float = 0.5,
                 w_contrastive: float = 0.1, group: torch.Tensor | None = None,
-                w_subject: float = 0.0) -> dict[str, torch.Tensor]:
+                w_subject: float = 0.0, subject_views: str = "all") -> dict[str, torch.Tensor]:
         """One training forward. ecg, ppg: [N, 1250] (zeros where absent, see ``present`` [N] bool);
-        group: [N] subject index for the subject-level contrastive term (None: every window its own)."""
+        group: [N] subject index for the subject-level contrastive term (None: every window its own);
+        subject_views: "all" (ECG-only, PPG-only and ECG+PPG fingerprints) or "both" (ECG+PPG only,
+        leaving the single-modality fingerprints free to stay window-specific for pair retrieval)."""
         n, device = ecg.shape[0], ecg.device
         if present is None:
             ones = torch.ones(n, dtype=torch.bool, device=device)
@@ -449,7 +451,10 @@ class M2AE(nn.Module):
                                 w_envelope, w_contrastive)
         if w_subject > 0:
             group = torch.arange(n, device=device) if group is None else group
-            valid = torch.cat([present["ecg"], present["ppg"], present["ecg"] | present["ppg"]])
-            out["supcon"] = self.subject_contrastive(torch.cat(fps), group, valid)
+            if subject_views == "both":
+                out["supcon"] = self.subject_contrastive(fps[2], group, present["ecg"] | present["ppg"])
+            else:
+                valid = torch.cat([present["ecg"], present["ppg"], present["ecg"] | present["ppg"]])
+                out["supcon"] = self.subject_contrastive(torch.cat(fps), group, valid)
             out["loss"] = out["loss"] + w_subject * out["supcon"]
         return out

@@ -59,6 +59,8 @@ class TrainConfig:
     w_contrastive: float = 0.1                 # symmetric InfoNCE weight (ECG-only vs PPG-only of one window)
     w_subject: float = 0.0                     # subject-level supervised contrastive weight (needs
     windows_per_subject: int = 1               # > 1 windows per simulated subject in a batch)
+    subject_views: str = "all"                 # fingerprints the subject term acts on: all | both
+    init_from: str = ""                        # checkpoint whose weights start the run (fine-tuning)
     scenario_probs: list = field(default_factory=lambda: [0.4, 0.15, 0.1, 0.175, 0.175])
     # complementary, random, block, ECG only, PPG only
     # system
@@ -121,6 +123,8 @@ def load_config(path: str | None = None, overrides: list[str] | None = None, bas
             if not isinstance(v, (int, float)) or isinstance(v, bool):
                 raise InputError(f"config {f.name}: expected a number, got {v!r}")
             setattr(cfg, f.name, type(default)(v) if isinstance(default, float) else v)
+    if cfg.subject_views not in ("all", "both"):
+        raise InputError(f"config subject_views: expected 'all' or 'both', got {cfg.subject_views!r}")
     if cfg.batch_size < 2 or cfg.max_steps < 1:
         raise InputError("config: batch_size must be >= 2 and max_steps >= 1")
     return cfg
@@ -243,6 +247,14 @@ def train(cfg: TrainConfig, out: str | Path, resume: bool = False, card_extra: d
                              {"params": no_decay, "weight_decay": 0.0}], lr=cfg.lr, betas=(0.9, cfg.beta2),
                             fused=use_cuda)
     start_step, elapsed_before = 0, 0.0
+    if cfg.init_from and not (resume and out.exists()):
+        init = load_checkpoint(cfg.init_from, map_location=device)
+        try:
+            net.load_state_dict(init["model"])
+        except RuntimeError as e:
+            raise InputError(f"{cfg.init_from}: weights do not fit this config ({str(e).splitlines()[0][:120]})")
+        if master:
+            print(f"initialised from {cfg.init_from}")
     if resume and out.exists():
         ckpt = load_checkpoint(out, map_location=device)
         net.load_state_dict(ckpt["model"])
@@ -308,7 +320,8 @@ def train(cfg: TrainConfig, out: str | Path, resume: bool = False, card_extra: d
         with amp:
             losses = fwd(ecg, ppg, present=present, generator=gen, scenario_probs=cfg.scenario_probs,
                          w_envelope=cfg.w_envelope, w_contrastive=cfg.w_contrastive,
-                         group=batch["group"].to(device), w_subject=cfg.w_subject)
+                         group=batch["group"].to(device), w_subject=cfg.w_subject,
+                         subject_views=cfg.subject_views)
         opt.zero_grad(set_to_none=True)
         losses["loss"].backward()
         if cfg.grad_clip > 0:
