@@ -220,3 +220,26 @@ def test_dataloader_workers_give_the_same_result(cohort):
     workers = embed([cohort], SpectralModel(), None, batch_size=7, num_workers=2, progress=False)
     np.testing.assert_allclose(workers.fingerprints, inline.fingerprints, atol=1e-6)
     assert workers.metadata["record"].tolist() == inline.metadata["record"].tolist()
+
+
+def test_cli_embed_in_process(cohort, tmp_path, capsys):
+    from m2ae.cli import main
+
+    assert main(["embed", str(cohort), "--out", str(tmp_path / "e"), "--json"]) == 0
+    out = json.loads(capsys.readouterr().out)
+    assert out["count"] == 24 and out["records"] == 8 and out["windows_per_s"] > 0
+    assert (tmp_path / "e" / "fingerprints.npy").exists()
+    assert main(["embed", str(tmp_path / "missing"), "--out", str(tmp_path / "f")]) == 2
+    assert "no such file or folder" in capsys.readouterr().err
+
+
+def test_cli_build_with_umap_keeps_json_clean(cohort, tmp_path, capsys):
+    from m2ae.cli import main
+
+    out = tmp_path / "u"
+    assert main(["index", "build", str(cohort), "--simulate", "20", "--seed", "2", "--duration", "30",
+                 "--out", str(out), "--json"]) == 0
+    summary = json.loads(capsys.readouterr().out)  # UMAP's progress went to stderr
+    assert summary["map"] == "umap" and summary["count"] == (8 + 20) * 3
+    idx = open_index(out)
+    assert idx.manifest["map"]["fitted_on"] == idx.count and np.isfinite(idx.metadata["map_x"]).all()

@@ -12,6 +12,8 @@ fuzzy-simplicial-set memberships (``smooth_knn_weights``). ``tests/test_index_ma
 """
 from __future__ import annotations
 
+import contextlib
+import sys
 from dataclasses import asdict, dataclass
 from typing import Any
 
@@ -155,7 +157,9 @@ def fit_map(fingerprints: np.ndarray, config: MapConfig | None = None, progress:
 
         reducer = umap.UMAP(n_neighbors=cfg.n_neighbors, min_dist=cfg.min_dist, metric=cfg.metric,
                             random_state=cfg.seed, n_jobs=1, verbose=progress)
-        fit_xy = reducer.fit_transform(x[fit_rows]).astype(np.float32)
+        # UMAP prints its progress to stdout, where `--json` output goes: send it to stderr.
+        with contextlib.redirect_stdout(sys.stderr):
+            fit_xy = reducer.fit_transform(x[fit_rows]).astype(np.float32)
     elif method == "pca":
         from sklearn.decomposition import PCA
 
