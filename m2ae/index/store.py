@@ -251,6 +251,7 @@ class FingerprintIndex:
         self._gpu_index = None
         ids = np.arange(start, start + len(x), dtype=np.int64)
         self.metadata = tidy_metadata(pd.concat([self.metadata, meta], ignore_index=True))
+        self.__dict__.pop("_str_columns", None)
         self.metadata["id"] = np.arange(len(self.metadata), dtype=np.int64)
         self.manifest["count"] = int(self.index.ntotal)
         self.manifest.setdefault("added", []).append({"count": int(len(x)), "at": _utc_now()})
@@ -315,9 +316,9 @@ class FingerprintIndex:
         for (s, r), rows in groups.items():
             allowed = base.copy() if base is not None else None
             if s is not None:
-                allowed = _and(allowed, self.metadata["subject_id"].astype(str).to_numpy() != str(s))
+                allowed = _and(allowed, self._column_as_str("subject_id") != str(s))
             if r is not None:
-                allowed = _and(allowed, self.metadata["record"].astype(str).to_numpy() != str(r))
+                allowed = _and(allowed, self._column_as_str("record") != str(r))
             scores, ids = self._search_allowed(x[rows], k, allowed)
             n_allowed = self.count if allowed is None else int(allowed.sum())
             for j, i in enumerate(rows):
@@ -465,6 +466,13 @@ class FingerprintIndex:
         return self
 
     # --- internals -----------------------------------------------------------------------------
+
+    def _column_as_str(self, name: str) -> np.ndarray:
+        """A metadata column as a numpy str array, cached (exclusions compare against it per query)."""
+        cache = self.__dict__.setdefault("_str_columns", {})
+        if name not in cache or len(cache[name]) != self.count:
+            cache[name] = self.metadata[name].astype(str).to_numpy().astype(str)
+        return cache[name]
 
     def _load_waveforms(self) -> CompactWaveforms:
         w = self._waveforms
