@@ -15,6 +15,9 @@ APP_DIR = Path(__file__).resolve().parent
 if str(APP_DIR) not in sys.path:  # page files import the shared m2ae_ui helpers
     sys.path.insert(0, str(APP_DIR))
 
+from m2ae_ui import warm  # noqa: E402
+
+warm.wait()  # started by app/serve.py (`m2ae app`); a no-op under plain `streamlit run`
 from m2ae_ui import state  # noqa: E402
 from m2ae_ui.guard import page_guard  # noqa: E402
 

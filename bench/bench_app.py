@@ -87,7 +87,7 @@ def _server_rss_mb(pid: int) -> float:
     return float("nan")
 
 
-def bench_browser(n_sessions: int) -> None:
+def bench_browser(n_sessions: int, plain_streamlit: bool = False) -> None:
     chromium, chromedriver = shutil.which("chromium"), shutil.which("chromedriver")
     if not chromium or not chromedriver:
         print("skip browser benchmarks: chromium/chromedriver not installed")
@@ -118,7 +118,9 @@ def bench_browser(n_sessions: int) -> None:
 
     try:
         t0 = time.perf_counter()
-        proc = subprocess.Popen([sys.executable, "-m", "streamlit", "run", str(APP), "--server.address", "127.0.0.1",
+        # what `m2ae app` runs: app/serve.py = `streamlit run app/streamlit_app.py` + import warm-up
+        launcher = [str(ROOT / "app" / "serve.py")] if not plain_streamlit else ["-m", "streamlit", "run", str(APP)]
+        proc = subprocess.Popen([sys.executable, *launcher, "--server.address", "127.0.0.1",
                                  "--server.port", str(port), "--server.headless", "true"],
                                 cwd=ROOT, stdout=log, stderr=subprocess.STDOUT)
         url = f"http://127.0.0.1:{port}"
@@ -135,7 +137,8 @@ def bench_browser(n_sessions: int) -> None:
         WebDriverWait(drv, 300, poll_frequency=0.05).until(ready)
         t_ready = time.perf_counter() - t0
         report("server start → health OK", t_health, 5.0, "s")
-        report("server start → first interactive page (cold)", t_ready, 5.0, "s",
+        how = "streamlit run" if plain_streamlit else "m2ae app (app/serve.py)"
+        report(f"server start → first interactive page, cold ({how})", t_ready, 5.0, "s",
                "fresh process: imports, reads + preprocesses the first sample, browser draws it")
         drv.get(url)  # a second visitor: imports done, record cached in the running server
         t1 = time.perf_counter()
@@ -233,13 +236,15 @@ def main() -> None:
     p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     p.add_argument("--sessions", type=int, default=20)
     p.add_argument("--skip-browser", action="store_true")
+    p.add_argument("--plain-streamlit", action="store_true",
+                   help="start with `streamlit run` instead of app/serve.py (no import warm-up), to compare")
     args = p.parse_args()
     import torch
 
     print(f"machine: {os.cpu_count()} CPU cores, torch {torch.__version__}, "
           f"CUDA {'yes' if torch.cuda.is_available() else 'no'}; OMP_NUM_THREADS={os.environ.get('OMP_NUM_THREADS', 'unset')}")
     if not args.skip_browser:
-        bench_browser(args.sessions)
+        bench_browser(args.sessions, args.plain_streamlit)
     bench_widget_change()
     bench_upload_all_pages()
 

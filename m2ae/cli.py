@@ -105,12 +105,13 @@ def cmd_eval(args) -> int:
 def cmd_app(args) -> int:
     import subprocess
 
-    entry = Path(__file__).resolve().parents[1] / "app" / "streamlit_app.py"
-    if not entry.exists():
-        raise InputError(f"app not found at {entry}: install m2ae from a source checkout (pip install -e .)")
+    app_dir = Path(__file__).resolve().parents[1] / "app"
+    if not (app_dir / "streamlit_app.py").exists():
+        raise InputError(f"app not found in {app_dir}: install m2ae from a source checkout (pip install -e .)")
     extra = [a for a in args.streamlit_args if a != "--"]
+    # app/serve.py = `streamlit run app/streamlit_app.py` with the heavy imports warmed in the background.
     # Run from the checkout so its .streamlit/config.toml (theme, upload limit, XSRF, no watcher) applies.
-    return subprocess.call([sys.executable, "-m", "streamlit", "run", str(entry), *extra], cwd=entry.parents[1])
+    return subprocess.call([sys.executable, str(app_dir / "serve.py"), *extra], cwd=app_dir.parent)
 
 
 # --- parser ----------------------------------------------------------------------------------
