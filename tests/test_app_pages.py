@@ -286,6 +286,7 @@ def test_similar_patients_neighbours_and_filters(app_env):
     table = at.dataframe[0].value
     assert len(table) == 10 and table["similarity"].is_monotonic_decreasing
     assert any("kNN vote" in m.value for m in at.markdown)
+    assert any(c.value.startswith("Head prediction:") for c in at.caption)  # vote beside the head's output
     n_traces = len(charts(at)[0]["data"])
     at.slider(key="sim_k").set_value(5).run()
     assert_ok(at)

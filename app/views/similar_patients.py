@@ -12,6 +12,36 @@ from m2ae_ui.guard import page_guard
 USE = {"ECG + PPG": "both", "ECG only": "ecg", "PPG only": "ppg"}
 REQUIRE = {"any": None, "ECG recorded": "ecg", "PPG recorded": "ppg", "both recorded": "both"}
 
+
+def _label_summary(col, idx, hits, preds, pairs, i) -> None:
+    """One label's make-up among the neighbours (vote or weighted mean), beside the head's output."""
+    name = col[len("label_"):].removesuffix("_name")
+    numeric = sup.is_numeric_label(idx.metadata[col])
+    if numeric:
+        est = sup.knn_estimate(hits[col].tolist(), hits["score"].tolist())
+        if not est["n"]:
+            return
+        st.markdown(f"*{name}* — neighbours' similarity-weighted mean: **{est['mean']:.1f}** "
+                    f"(sd {est['sd']:.1f}, n = {est['n']})")
+    else:
+        vote = sup.knn_vote(hits[col].tolist(), hits["score"].tolist())
+        if vote.empty:
+            return
+        st.markdown(f"*{name}* — kNN vote: **{vote.iloc[0]['label']}** "
+                    f"({vote.iloc[0]['weighted_share']:.0%} of similarity-weighted neighbours)")
+    if col in pairs:
+        h = sup.head_summary(preds[pairs[col]], i)
+        if h["kind"] == "class":
+            st.caption(f"Head prediction: {h['label']} (calibrated p = {h['probability']:.2f})")
+        else:
+            st.caption(f"Head prediction: {h['value']:.1f} {h['unit']} "
+                       f"({h['level']:.0%} interval {h['low']:.1f}–{h['high']:.1f})")
+    if not numeric:
+        st.dataframe(vote, hide_index=True,
+                     column_config={"share": st.column_config.NumberColumn(format="%.2f"),
+                                    "weighted_share": st.column_config.NumberColumn(format="%.2f")})
+
+
 st.title("Similar patients")
 with page_guard("Similar patients"):
     src, rec, win, i = state.require_record()
@@ -69,32 +99,15 @@ with page_guard("Similar patients"):
         st.markdown("**Label make-up of the neighbourhood**")
         preds = state.predictions(src.key, version, USE[use_label], model, win)
         pairs = sup.label_head_pairs(labels, preds)
-        for col in sup.vote_columns(labels):
-            name = col[len("label_"):].removesuffix("_name")
-            numeric = sup.is_numeric_label(idx.metadata[col])
-            if numeric:
-                est = sup.knn_estimate(hits[col].tolist(), hits["score"].tolist())
-                if not est["n"]:
-                    continue
-                st.markdown(f"*{name}* — neighbours' similarity-weighted mean: **{est['mean']:.1f}** "
-                            f"(sd {est['sd']:.1f}, n = {est['n']})")
-            else:
-                vote = sup.knn_vote(hits[col].tolist(), hits["score"].tolist())
-                if vote.empty:
-                    continue
-                st.markdown(f"*{name}* — kNN vote: **{vote.iloc[0]['label']}** "
-                            f"({vote.iloc[0]['weighted_share']:.0%} of similarity-weighted neighbours)")
-            if col in pairs:
-                h = sup.head_summary(preds[pairs[col]], i)
-                if h["kind"] == "class":
-                    st.caption(f"Head prediction: {h['label']} (calibrated p = {h['probability']:.2f})")
-                else:
-                    st.caption(f"Head prediction: {h['value']:.1f} {h['unit']} "
-                               f"({h['level']:.0%} interval {h['low']:.1f}–{h['high']:.1f})")
-            if not numeric:
-                st.dataframe(vote, hide_index=True,
-                             column_config={"share": st.column_config.NumberColumn(format="%.2f"),
-                                            "weighted_share": st.column_config.NumberColumn(format="%.2f")})
+        cols = sup.vote_columns(labels)
+        with_head = [c for c in cols if c in pairs]
+        others = [c for c in cols if c not in pairs]
+        for col in with_head:
+            _label_summary(col, idx, hits, preds, pairs, i)
+        if others:
+            with st.expander(f"Other labels of the neighbours ({len(others)})"):
+                for col in others:
+                    _label_summary(col, idx, hits, preds, pairs, i)
 
     def neighbours_csv() -> bytes:
         export = sup.cohort_table(hits.drop(columns=["map_x", "map_y"], errors="ignore"),
