@@ -352,3 +352,30 @@ def test_pages_render_without_model_or_index(app_env, tmp_path, monkeypatch):
         goto(at, page)
         warnings = " ".join(w.value for w in at.warning)
         assert "not available" in warnings, (page, warnings)
+
+
+def test_model_card_shows_eval_results_from_the_card(app_env):
+    """Whatever `m2ae eval --write-card` stored is shown: the headline table, summary and privacy rows."""
+    at = new_app()
+    from m2ae_ui import state  # importable once the app has put app/ on sys.path
+
+    model = state.get_model()[0]
+    saved = model.card.get("eval")
+    model.card["eval"] = {
+        "headline": [{"data": "real", "task": "PPG→ECG", "metric": "r (lagged)", "higher_is_better": True,
+                      "model": 0.71, "baseline": "mean_beat_template", "baseline_value": 0.62, "model_better": True}],
+        "summary": {"real": {"comparisons": 1, "model_better": 1}},
+        "simulated_heldout": {"privacy": {"reidentification_top1": 0.213}},
+    }
+    try:
+        goto(at, "views/model_card.py")
+        assert any("1 of 1 comparisons" in m.value for m in at.markdown)
+        tables = [d.value for d in at.dataframe]
+        assert any("baseline_value" in t.columns and t["model"].iloc[0] == 0.71 for t in tables)
+        assert any((t.astype(str) == "0.213").any().any() for t in tables)  # the privacy figure, as stored
+        assert not any("not been evaluated" in w.value or "No privacy" in w.value for w in at.warning)
+    finally:
+        if saved is None:
+            model.card.pop("eval", None)
+        else:
+            model.card["eval"] = saved

@@ -59,12 +59,21 @@ with page_guard("Model card"):
         if card.get("eval"):
             st.caption(f"From `m2ae eval --write-card`, {card.get('eval_date', 'date not recorded')}. "
                        "Each figure names the data it was measured on.")
-            for section, body in card["eval"].items():
-                st.markdown(f"**{section}**")
-                if isinstance(body, dict):
-                    st.dataframe(_table(sup.flatten(body)), hide_index=True)
-                else:
-                    st.write(body)
+            ev = card["eval"]
+            for data, s in (ev.get("summary") or {}).items():
+                st.markdown(f"**{data}**: the model beats the baseline in {s.get('model_better')} of "
+                            f"{s.get('comparisons')} comparisons.")
+            if isinstance(ev.get("headline"), list) and ev["headline"]:
+                st.markdown("**Headline: model beside each baseline, measured in the same run**")
+                st.dataframe(pd.DataFrame(ev["headline"]), hide_index=True)
+            for section, body in ev.items():
+                if section in ("headline", "summary"):
+                    continue
+                with st.expander(section):
+                    if isinstance(body, dict):
+                        st.dataframe(_table(sup.flatten(body)), hide_index=True)
+                    else:
+                        st.write(body)
         else:
             st.warning("This checkpoint has not been evaluated yet: run `m2ae eval --write-card`.")
     with tabs[2]:
