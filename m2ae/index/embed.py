@@ -42,7 +42,8 @@ from .waveforms import CompactWaveforms
 # Files a folder may hold that are records (WFDB records are opened through their .hea).
 RECORD_SUFFIXES = (".hea", ".csv", ".tsv", ".npz", ".npy", ".edf", ".vital")
 # Files that sit beside records in corpora and are not records themselves.
-NOT_RECORDS = ("manifest", "labels", "subjects", "readme", "license", "records", "metadata", "index")
+NOT_RECORDS = frozenset({"manifest", "labels", "subjects", "readme", "license", "records", "metadata", "index",
+                         "clinical_data", "ptbxl_database", "scp_statements"})
 
 EMBED_MANIFEST = "embed_manifest.json"
 DONE_FILE = "done.jsonl"
@@ -97,7 +98,7 @@ def find_record_files(folder: Path) -> list[Path]:
             continue
         if not p.is_file() or p.suffix.lower() not in RECORD_SUFFIXES or p.name.startswith("."):
             continue
-        if p.stem.lower().startswith(NOT_RECORDS):
+        if p.stem.lower() in NOT_RECORDS:
             continue
         if any(part.startswith(".") for part in p.relative_to(folder).parts):
             continue
