@@ -79,10 +79,13 @@ def waveform_figure(view: WindowView, reconstructed: dict[str, np.ndarray] | Non
     t = view.t_s
     ecg_units = view.units.get("ecg", "a.u.")
     ppg_units = view.units.get("ppg", "a.u.")
+    ecg_title = ("ECG — reconstructed from PPG (not measured)" if view.ecg is None and "ecg" in reconstructed
+                 else "ECG")
     fig = make_subplots(rows=2, cols=1, shared_xaxes=True, vertical_spacing=0.07, row_heights=[0.58, 0.42],
-                        subplot_titles=(("ECG" + (f" — lead {lead}" if view.ecg is not None and lead else "")
+                        subplot_titles=((ecg_title + (f" — lead {lead}" if view.ecg is not None and lead else "")
                                          + (" · 25 mm/s, 10 mm/mV" if view.ecg is not None and ecg_units == "mV" else "")),
-                                        "PPG"))
+                                        "PPG — reconstructed from ECG (not measured)"
+                                        if view.ppg is None and "ppg" in reconstructed else "PPG"))
     # ECG
     if view.ecg is not None:
         fig.add_trace(go.Scatter(x=t, y=view.ecg, name=f"ECG {lead or ''}".strip(), mode="lines",
