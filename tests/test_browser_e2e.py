@@ -37,7 +37,8 @@ def _free_port() -> int:
 def server(app_env):  # noqa: F811
     port = _free_port()
     env = {**os.environ, "OMP_WAIT_POLICY": "PASSIVE"}
-    log = open(ARTIFACTS.mkdir(exist_ok=True) or ARTIFACTS / "streamlit_server.log", "w")
+    ARTIFACTS.mkdir(exist_ok=True)
+    log = open(ARTIFACTS / "streamlit_server.log", "w")
     proc = subprocess.Popen(
         [sys.executable, "-m", "streamlit", "run", str(ROOT / "app" / "streamlit_app.py"),
          "--server.address", "127.0.0.1", "--server.port", str(port), "--server.headless", "true",
