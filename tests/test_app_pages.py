@@ -198,6 +198,9 @@ def test_bad_uploads_keep_the_previous_record(app_env):
         assert "\n" not in message and "Traceback" not in message
         assert at.subheader[0].value == before  # the previous record stays
         assert charts(at), "the previous record's waveforms are still shown"
+    at.file_uploader(key="upload").set_value(None).run()  # removing the upload clears its error
+    assert_ok(at)
+    assert at.subheader[0].value == before
 
 
 def test_mapping_form_reads_unrecognised_columns(app_env, sim_records):

@@ -37,7 +37,9 @@ def _open_upload() -> None:
     uploaded = st.session_state.get("upload") or []
     if not isinstance(uploaded, list):
         uploaded = [uploaded]
-    if not uploaded:
+    if not uploaded:  # the upload was removed: drop its error and mapping form, keep the record
+        st.session_state.pop(ERROR_KEY, None)
+        st.session_state.pop(PENDING_KEY, None)
         return
     files = {f.name: f.getvalue() for f in uploaded}
     try:
@@ -123,6 +125,8 @@ with page_guard("Record"):
 
     st.subheader(src.name)
     st.caption(" · ".join(x for x in (src.description, str(rec.meta.get("source", ""))) if x))
+    if rec.meta.get("start_time"):
+        st.caption(f"Recording started {rec.meta['start_time']}; times below are seconds from that start.")
     known = rec.meta.get("labels") or src.info.get("labels") or {}
     shown = {k: v for k, v in known.items() if k in ("rhythm_name", "hypertension", "age", "sex")}
     if shown:
