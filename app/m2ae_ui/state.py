@@ -103,7 +103,7 @@ def model_version(model) -> str:
 
 # --- records -----------------------------------------------------------------------------------
 
-@st.cache_data(max_entries=24, show_spinner="Reading and preprocessing the record…")
+@st.cache_data(max_entries=16, ttl=3600, show_spinner="Reading and preprocessing the record…")
 def _analyse(key: str, _source: CurrentRecord) -> tuple[Record, Windows]:
     src = _source
     if src.kind == "sample":
