@@ -109,7 +109,8 @@ def main(argv=None) -> int:
     card["heads"] = heads_card
     card["training"]["heads_fit_s"] = round(t_heads, 1)
     card["training"]["pretrain_wall_s_incl_startup"] = round(t_train, 1)
-    card["recipe"] = f"python -m m2ae.train.demo --config {args.config} --out DIR " + " ".join(f"--set {s}" for s in args.set)
+    card["recipe"] = (f"python -m m2ae.train.demo --config {args.config} --out DIR"
+                      + (" --set " + " ".join(args.set) if args.set else ""))
     card["limitations"] = weak_head_notes(heads_card) + [
         "Pretrained on simulated signals only; real-record performance is whatever `m2ae eval` reports.",
         "Heads are fitted on simulator labels; " + RISK_DEFINITION + ".",
