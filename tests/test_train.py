@@ -227,3 +227,18 @@ def test_init_from_checkpoint_starts_from_its_weights(tmp_path):
     assert res["weights_version"] == weights_version(base.state_dict())
     with pytest.raises(InputError, match="subject_views"):
         tiny_cfg(subject_views="some")
+
+
+def test_sources_group_windows_and_mix_registry_recordings():
+    from m2ae.train import build_source
+
+    sim = SimulatorSource(windows_per_subject=2)
+    b = sim.batch(np.random.default_rng(0), 8)
+    assert b["group"].tolist() == [0, 0, 1, 1, 2, 2, 3, 3]
+    assert (b["labels"]["age"][::2] == b["labels"]["age"][1::2]).all()      # same subject, same labels
+    assert not np.allclose(b["ecg"][0], b["ecg"][1])                       # but different windows
+    src = build_source(tiny_cfg(registry_fraction=0.3), Path("unused.pt"))
+    mixed = src.batch(np.random.default_rng(1), 64)
+    single = mixed["present_ecg"] != mixed["present_ppg"]
+    assert 5 <= single.sum() <= 40                                          # real single-modality rows
+    assert len(np.unique(mixed["group"])) == len(mixed["group"])            # groups never collide
