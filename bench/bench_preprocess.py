@@ -70,7 +70,7 @@ def main() -> int:
 
     fs_hz = 250.0
     t0 = time.perf_counter()
-    rec = m2ae.simulate("NSR", duration_s=3600.0 * args.hours, fs_hz=fs_hz, seed=0)
+    rec = m2ae.simulate_record("NSR", duration_s=3600.0 * args.hours, fs_hz=fs_hz, seed=0)
     sim_s = time.perf_counter() - t0
     with tempfile.TemporaryDirectory() as tmp:
         for fmt in ("npz", "csv", "wfdb"):

@@ -22,7 +22,7 @@ _LAZY = {
     "load_record": ("m2ae.io", "load_record"),
     "iter_corpus": ("m2ae.io", "iter_corpus"),
     "preprocess": ("m2ae.signal", "preprocess"),
-    "simulate": ("m2ae.simulate", "simulate_record"),
+    "simulate_record": ("m2ae.simulate", "simulate_record"),
     "load_model": ("m2ae.model", "load_model"),
     "M2AE": ("m2ae.model", "M2AE"),
     "explain": ("m2ae.explain", "explain"),

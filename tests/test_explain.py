@@ -149,3 +149,15 @@ def test_completeness_on_the_m2ae_architecture():
     assert att.classes == ["NSR", "AF", "SB", "ST", "PVC"] and att.target.shape == (2,)
     with pytest.raises(InputError, match="unknown head 'bp'"):
         explain(model, "bp", ecg=ecg)
+
+
+def test_m2ae_explain_is_callable_after_subpackage_import():
+    """The contract's ``m2ae.explain(model, head, …)`` must survive ``import m2ae.explain``."""
+    import importlib
+
+    import m2ae
+
+    importlib.import_module("m2ae.explain")
+    assert m2ae.explain.explain is not None
+    with pytest.raises(m2ae.InputError):
+        m2ae.explain(None, "no-such-head", ecg=np.zeros((1, 1250), np.float32))

@@ -228,3 +228,19 @@ def explain(model, head: str, ecg=None, ppg=None, target=None, method: str = "in
 
 
 __all__ = ["explain", "Attribution", "METHODS"]
+
+
+class _CallableModule(type(np)):
+    """``m2ae.explain`` is both this subpackage and the API function ``m2ae.explain(model, …)``.
+
+    Importing a subpackage rebinds the parent's attribute to the module, which would shadow the lazy
+    function depending on import order; making the module callable keeps the contract either way.
+    """
+
+    def __call__(self, *args, **kwargs):
+        return explain(*args, **kwargs)
+
+
+import sys as _sys  # noqa: E402
+
+_sys.modules[__name__].__class__ = _CallableModule
