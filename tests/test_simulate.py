@@ -321,7 +321,7 @@ def test_write_cohort_npz_roundtrip(tmp_path):
     with np.load(tmp_path / "c" / m["records"][1]["path"], allow_pickle=False) as z:
         assert float(z["fs"]) == 125.0 and z["ecg"].shape == z["ppg"].shape == (1500,)
         meta = json.loads(str(z["meta_json"]))
-    assert meta["labels"]["rhythm"] == "AF" and meta["subject_id"] == "sim000001"
+    assert meta["labels"]["rhythm"] == "AF" and meta["subject_id"] == "sim-s2-000001"
 
 
 def _cli(*args, cwd):
@@ -361,3 +361,17 @@ def test_noise_free_ppg_is_smooth_and_ecg_waves_complete():
         span = np.percentile(rec.ppg, 99) - np.percentile(rec.ppg, 1)
         assert np.abs(np.diff(rec.ppg)).max() < 0.25 * span, rhythm
         assert np.abs(np.diff(rec.ecg, 2)).max() < 1.5 * np.abs(rec.ecg).max(), rhythm
+
+
+def test_cohort_ids_differ_across_seeds_and_match_the_index_builder(tmp_path):
+    from m2ae.index.embed import simulated_items
+    from m2ae.simulate import write_cohort
+    from m2ae.simulate.record import cohort_subjects
+
+    ids0 = [s.subject_id for s, _ in cohort_subjects(3, seed=0)]
+    ids4 = [s.subject_id for s, _ in cohort_subjects(3, seed=4)]
+    assert ids0 == ["sim000000", "sim000001", "sim000002"]
+    assert not set(ids0) & set(ids4)
+    manifest = write_cohort(3, tmp_path / "c4", seed=4, duration_s=10)
+    assert [r["subject_id"] for r in manifest["records"]] == ids4
+    assert [it.payload[0].subject_id for it in simulated_items(3, seed=4)] == ids4

@@ -177,23 +177,16 @@ def simulated_items(n_subjects: int, seed: int = 0, duration_s: float = 60.0) ->
     """Items for ``n_subjects`` simulated subjects: the same subjects and record seeds as
     ``m2ae simulate --subjects N --seed S`` writes (rhythms cycle NSR, AF, SB, ST, PVC), rendered
     inside the workers, never on disk. Subject ids are ``sim000000``... for seed 0 (as the simulator
-    names them) and ``sim-s<seed>-000000``... otherwise, so subjects drawn with different seeds never
-    share an id (the simulator's own file names restart at sim000000 for every seed)."""
-    from ..contract import RHYTHM_CODES
-    from ..simulate import sample_subject
+    names them) and ``sim-s<seed>-000000``... otherwise (``m2ae.simulate.record.cohort_subjects``)."""
+    from ..simulate.record import cohort_subjects
 
     n_subjects = int(n_subjects)
     if n_subjects < 1:
         raise InputError(f"--simulate must be a positive number of subjects, got {n_subjects}")
-    subject_seq, record_seq = np.random.SeedSequence(seed).spawn(2)
-    subject_rng = np.random.default_rng(subject_seq)
-    record_seeds = record_seq.generate_state(n_subjects, dtype=np.uint32)
     items = []
-    for i in range(n_subjects):
-        subject_id = f"sim{i:06d}" if seed == 0 else f"sim-s{seed}-{i:06d}"
-        subject = sample_subject(subject_rng, rhythm=RHYTHM_CODES[i % len(RHYTHM_CODES)], subject_id=subject_id)
+    for i, (subject, record_seed) in enumerate(cohort_subjects(n_subjects, seed)):
         items.append(EmbedItem(f"sim-{seed}-{i:06d}-{duration_s:g}", "simulated",
-                               (subject, int(record_seeds[i]), float(duration_s)), f"simulated {subject.subject_id}"))
+                               (subject, record_seed, float(duration_s)), f"simulated {subject.subject_id}"))
     return items
 
 

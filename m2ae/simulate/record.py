@@ -88,6 +88,24 @@ def _progress(iterable, total: int, desc: str):
     return tqdm(iterable, total=total, desc=desc, unit="record", leave=False)
 
 
+def cohort_subjects(n_subjects: int, seed: int = 0) -> list[tuple[SubjectParams, int]]:
+    """The subjects (and per-record seeds) of a simulated cohort, as ``m2ae simulate`` and
+    ``m2ae index build --simulate`` both draw them: rhythms cycle NSR, AF, SB, ST, PVC.
+
+    Subject ids are ``sim000000``... for seed 0 and ``sim-s<seed>-000000``... otherwise, so cohorts
+    drawn with different seeds never share an id.
+    """
+    subject_seq, record_seq = np.random.SeedSequence(seed).spawn(2)
+    subject_rng = np.random.default_rng(subject_seq)
+    record_seeds = record_seq.generate_state(n_subjects, dtype=np.uint32)
+    cohort = []
+    for i in range(n_subjects):
+        subject_id = f"sim{i:06d}" if seed == 0 else f"sim-s{seed}-{i:06d}"
+        subject = sample_subject(subject_rng, rhythm=RHYTHM_CODES[i % len(RHYTHM_CODES)], subject_id=subject_id)
+        cohort.append((subject, int(record_seeds[i])))
+    return cohort
+
+
 def write_cohort(
     n_subjects: int,
     out_dir: str | Path,
@@ -116,17 +134,13 @@ def write_cohort(
         raise InputError(f"{out}: exists and is not a folder")
     out.mkdir(parents=True, exist_ok=True)
 
-    subject_seq, record_seq = np.random.SeedSequence(seed).spawn(2)
-    subject_rng = np.random.default_rng(subject_seq)
-    record_seeds = record_seq.generate_state(n_subjects, dtype=np.uint32)
     rows = []
-    for i in _progress(range(n_subjects), n_subjects, "simulate"):
-        subject = sample_subject(subject_rng, rhythm=RHYTHM_CODES[i % len(RHYTHM_CODES)],
-                                 subject_id=f"sim{i:06d}")
-        rec = simulate_record(subject, duration_s=duration_s, fs_hz=fs_hz, seed=int(record_seeds[i]))
+    cohort = cohort_subjects(n_subjects, seed)
+    for subject, record_seed in _progress(cohort, n_subjects, "simulate"):
+        rec = simulate_record(subject, duration_s=duration_s, fs_hz=fs_hz, seed=record_seed)
         path = _write(rec, out / subject.subject_id, fmt)
         rows.append({"path": path.relative_to(out).as_posix(), "subject_id": subject.subject_id,
-                     "record_id": rec.meta["record_id"], "seed": int(record_seeds[i]), **rec.meta["labels"]})
+                     "record_id": rec.meta["record_id"], "seed": record_seed, **rec.meta["labels"]})
     manifest = {
         "generator": SOURCE,
         "command": f"m2ae simulate --subjects {n_subjects} --out {out} --seed {seed} --duration {duration_s:g} --fs {fs_hz:g} --format {fmt}",
