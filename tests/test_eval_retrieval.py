@@ -8,6 +8,7 @@ import torch
 from m2ae.errors import InputError
 from m2ae.eval import _features, headline, retrieval_section, simulated_set
 from m2ae.eval import metrics as M
+from m2ae.eval.baselines import MeanBeatTemplate
 from m2ae.eval.retrieval import max_lagged_correlation, paired_retrieval
 from m2ae.model import M2AE, M2AEConfig, M2AEModel
 
@@ -141,6 +142,20 @@ def test_bad_inputs(paired_windows):
         paired_retrieval(model, ppg[:, :100], ecg)
     with pytest.raises(InputError, match="query_ppg"):
         paired_retrieval(model, ppg[0], ecg)
+    with pytest.raises(InputError, match="ecg_estimate"):
+        paired_retrieval(model, ppg, ecg, ecg_estimate=ecg[:3])
+
+
+def test_ecg_estimate_replaces_the_reconstruction(paired_windows):
+    """A baseline's ECG estimate is used in stage 2 instead of the model's: the true ECG itself is perfect,
+    a reversed-order (wrong pair) estimate is not."""
+    ecg, ppg, subject = paired_windows
+    model = SubjectLevelModel(ecg, ppg, subject)
+    model.calls.clear()
+    assert paired_retrieval(model, ppg, ecg, shortlist=8, ecg_estimate=ecg).top1_accuracy() == 1.0
+    assert "reconstruct" not in model.calls
+    wrong = ecg[np.argsort(subject * 100 - np.arange(len(ecg)))]  # same subject, other windows' timing
+    assert paired_retrieval(model, ppg, ecg, shortlist=8, ecg_estimate=wrong).top1_accuracy() < 0.5
 
 
 def test_eval_section_and_headline_row():
@@ -153,7 +168,9 @@ def test_eval_section_and_headline_row():
     fps = {"both": model.fingerprint(ecg=s.ecg, ppg=s.ppg), "ecg": model.fingerprint(ecg=s.ecg),
            "ppg": model.fingerprint(ppg=s.ppg)}
     feats = _features(s)
-    sec = retrieval_section(s, fps, feats, feats, n_candidates=10, seed=0, model=model)
+    rp, pp = s.peaks()
+    template = MeanBeatTemplate().fit(s.ecg, s.ppg, rp, pp)
+    sec = retrieval_section(s, fps, feats, feats, n_candidates=10, seed=0, model=model, template=template)
     pair = sec["ppg_to_paired_ecg_top1"]
     two = pair["model_two_stage"]
     assert pair["candidates"] == 10 and two["shortlist"] == 10  # SHORTLIST 50 clamped to the 10 candidates
@@ -163,9 +180,12 @@ def test_eval_section_and_headline_row():
                     "cross_modal": {t: {k: {"median_r_lagged": 0.1, "median_nmse_lagged": 1.0, "median_r": 0.1}
                                         for k in ("model", "ridge", "mean_beat_template")}
                                     for t in ("ppg_to_ecg", "ecg_to_ppg")}}}
-    rows = {r["task"]: r for r in headline(res)}
-    assert rows["ppg_to_paired_ecg_top1"]["model"] == pair["model"]  # fingerprint-only row unchanged
-    row = rows["ppg_to_paired_ecg_top1_two_stage"]
-    assert row["data"] == "real" and row["model"] == two["top1"] and row["baseline"] == "features"
-    assert row["baseline_value"] == pair["features"]
+    tpl = pair["mean_beat_template_two_stage"]
+    assert tpl["shortlist"] == 10 and 0 <= tpl["top1"] <= 1
+    rows = {(r["task"], r["baseline"]): r for r in headline(res)}
+    assert rows["ppg_to_paired_ecg_top1", "features"]["model"] == pair["model"]  # fingerprint-only row unchanged
+    row = rows["ppg_to_paired_ecg_top1_two_stage", "features"]
+    assert row["data"] == "real" and row["model"] == two["top1"] and row["baseline_value"] == pair["features"]
     assert row["model_better"] == (two["top1"] > pair["features"])
+    row = rows["ppg_to_paired_ecg_top1_two_stage", "mean_beat_template_two_stage"]
+    assert row["model"] == two["top1"] and row["baseline_value"] == tpl["top1"]

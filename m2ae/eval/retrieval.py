@@ -107,7 +107,7 @@ def max_lagged_correlation(queries: np.ndarray, candidates: np.ndarray, pairs: n
 
 def paired_retrieval(model, query_ppg, candidate_ecg, shortlist: int = 50, max_lag_s: float = 1.0,
                      stage1_weight: float = 0.0, query_fingerprints=None,
-                     candidate_fingerprints=None) -> PairedRetrieval:
+                     candidate_fingerprints=None, ecg_estimate=None) -> PairedRetrieval:
     """Two-stage PPG→ECG retrieval: fingerprint shortlist, then beat-timing re-ranking.
 
     model : an ``M2AEModel`` (anything with ``fingerprint(ecg=, ppg=)`` → L2-normalised [N, D] and
@@ -121,6 +121,8 @@ def paired_retrieval(model, query_ppg, candidate_ecg, shortlist: int = 50, max_l
         correlation; the eval reports 0, see ``m2ae.eval``).
     query_fingerprints, candidate_fingerprints : precomputed PPG-only / ECG-only fingerprints
         (skip recomputing them when the caller already has them).
+    ecg_estimate : [Q, 1250] ECG estimated from the query PPG by something else (e.g. a baseline's
+        template), used in stage 2 instead of the model's reconstruction.
 
     Returns ``PairedRetrieval`` (ranking [Q, K] best first, top1 [Q], stage-1 ranking/scores,
     stage-2 correlations and lags).
@@ -152,8 +154,13 @@ def paired_retrieval(model, query_ppg, candidate_ecg, shortlist: int = 50, max_l
     stage1 = np.take_along_axis(part, order, axis=1)                                   # [Q, K]
     stage1_score = np.take_along_axis(cosine, stage1, axis=1)
 
-    ecg_from_ppg = model.reconstruct(ppg=query_ppg, mode="ecg_from_ppg")["ecg"]["prediction"]   # [Q, T]
-    corr, lag = max_lagged_correlation(np.asarray(ecg_from_ppg), candidate_ecg, stage1,
+    if ecg_estimate is None:
+        ecg_estimate = model.reconstruct(ppg=query_ppg, mode="ecg_from_ppg")["ecg"]["prediction"]   # [Q, T]
+    ecg_estimate = np.asarray(ecg_estimate)
+    if ecg_estimate.shape != query_ppg.shape:
+        raise InputError(f"paired_retrieval: ecg_estimate must have the queries' shape {query_ppg.shape}, "
+                         f"got {ecg_estimate.shape}")
+    corr, lag = max_lagged_correlation(ecg_estimate, candidate_ecg, stage1,
                                        int(round(max_lag_s * FS_HZ)))
     score = corr + float(stage1_weight) * stage1_score
     rerank = np.argsort(-score, axis=1, kind="stable")
