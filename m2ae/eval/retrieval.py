@@ -74,6 +74,13 @@ def _unit_rows(x: np.ndarray) -> np.ndarray:
     return np.divide(x, norm, out=np.zeros_like(x), where=norm > 0)
 
 
+def _unit_length_rows(x) -> np.ndarray:
+    """Unit-L2 rows without centring (cosine similarity of fingerprints = dot product)."""
+    x = np.asarray(x, np.float64)
+    norm = np.linalg.norm(x, axis=1, keepdims=True)
+    return np.divide(x, norm, out=np.zeros_like(x), where=norm > 0)
+
+
 def max_lagged_correlation(queries: np.ndarray, candidates: np.ndarray, pairs: np.ndarray,
                            max_lag_samples: int) -> tuple[np.ndarray, np.ndarray]:
     """Max normalised cross-correlation of ``queries[q]`` with ``candidates[pairs[q, k]]``.
@@ -146,7 +153,7 @@ def paired_retrieval(model, query_ppg, candidate_ecg, shortlist: int = 50, max_l
 
     fq = model.fingerprint(ppg=query_ppg) if query_fingerprints is None else query_fingerprints
     fc = model.fingerprint(ecg=candidate_ecg) if candidate_fingerprints is None else candidate_fingerprints
-    cosine = _unit_rows_no_centre(fq) @ _unit_rows_no_centre(fc).T                     # [Q, C]
+    cosine = _unit_length_rows(fq) @ _unit_length_rows(fc).T                     # [Q, C]
     # top-K by cosine, sorted best first (argpartition, then sort only the K survivors)
     part = np.argpartition(-cosine, K - 1, axis=1)[:, :K] if K < cosine.shape[1] else \
         np.tile(np.arange(cosine.shape[1]), (len(cosine), 1))
@@ -168,12 +175,6 @@ def paired_retrieval(model, query_ppg, candidate_ecg, shortlist: int = 50, max_l
     return PairedRetrieval(ranking=ranking, top1=ranking[:, 0].copy(), stage1_ranking=stage1,
                            stage1_score=stage1_score, correlation=np.take_along_axis(corr, rerank, axis=1),
                            lag_samples=np.take_along_axis(lag, rerank, axis=1))
-
-
-def _unit_rows_no_centre(x) -> np.ndarray:
-    x = np.asarray(x, np.float64)
-    norm = np.linalg.norm(x, axis=1, keepdims=True)
-    return np.divide(x, norm, out=np.zeros_like(x), where=norm > 0)
 
 
 __all__ = ["paired_retrieval", "PairedRetrieval", "max_lagged_correlation"]
