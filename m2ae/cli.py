@@ -15,34 +15,19 @@ from typing import Any, Callable
 import numpy as np
 
 from .errors import InputError
+from .jsonable import to_jsonable
 
 EXIT_BAD_INPUT = 2
-
-
-def _jsonable(obj: Any) -> Any:
-    if isinstance(obj, dict):
-        return {str(k): _jsonable(v) for k, v in obj.items()}
-    if isinstance(obj, (list, tuple)):
-        return [_jsonable(v) for v in obj]
-    if isinstance(obj, np.ndarray):
-        return _jsonable(obj.tolist())
-    if isinstance(obj, np.generic):
-        obj = obj.item()
-    if isinstance(obj, float) and not np.isfinite(obj):
-        return None  # JSON has no NaN; null reads as "not available"
-    if isinstance(obj, Path):
-        return str(obj)
-    return obj
 
 
 def emit(result: Any, as_json: bool, human: Callable[[Any], str] | None = None) -> None:
     """Print a command's result as JSON (``--json``) or as readable text."""
     if as_json:
-        print(json.dumps(_jsonable(result), indent=2))
+        print(json.dumps(to_jsonable(result), indent=2))
     elif human is not None:
         print(human(result))
     else:
-        print(json.dumps(_jsonable(result), indent=2))
+        print(json.dumps(to_jsonable(result), indent=2))
 
 
 # --- handlers: thin, each imports its module only when used -------------------------------------

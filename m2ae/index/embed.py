@@ -83,16 +83,10 @@ class EmbedResult:
 
 def find_record_files(folder: Path) -> list[Path]:
     """Record files under ``folder`` (recursively, sorted), one per record (WFDB via its .hea)."""
+    from ..io.corpus import wfdb_segment_headers
+
     files = []
-    segments: set[Path] = set()
-    for h in folder.rglob("*.hea"):  # segments of a multi-segment WFDB record are read via its master
-        try:
-            lines = [ln.split() for ln in h.read_text(errors="replace").splitlines()
-                     if ln.strip() and not ln.lstrip().startswith("#")]
-        except OSError:
-            continue
-        if lines and "/" in lines[0][0]:
-            segments.update(h.parent / f"{ln[0]}.hea" for ln in lines[1:] if ln and ln[0] != "~")
+    segments = wfdb_segment_headers(folder.rglob("*.hea"))
     for p in sorted(folder.rglob("*")):
         if p in segments:
             continue

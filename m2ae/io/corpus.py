@@ -46,6 +46,22 @@ _BIDMC_CSV = re.compile(r"^bidmc_(\d+)_Signals\.csv$", re.I)
 _BIDMC_WFDB = re.compile(r"^bidmc(\d+)\.hea$", re.I)
 
 
+def wfdb_segment_headers(headers) -> set[Path]:
+    """Headers that are segments of a multi-segment WFDB record among ``headers`` (.hea paths).
+
+    Segments are read through their master header, so folder walkers skip them."""
+    segments: set[Path] = set()
+    for h in headers:
+        try:
+            lines = [ln.split() for ln in Path(h).read_text(errors="replace").splitlines()
+                     if ln.strip() and not ln.lstrip().startswith("#")]
+        except OSError:
+            continue
+        if lines and "/" in lines[0][0]:  # a master header: "name/n_segments ..."
+            segments.update(Path(h).parent / f"{ln[0]}.hea" for ln in lines[1:] if ln and ln[0] != "~")
+    return segments
+
+
 def _is_hdf5(path: Path) -> bool:
     try:
         with open(path, "rb") as f:
@@ -453,15 +469,7 @@ def _iter_folder(folder: Path):
         return
     files = sorted(f for f in folder.rglob("*") if f.is_file())
     heads = [f for f in files if f.suffix.lower() == ".hea"]
-    segments: set[Path] = set()
-    for h in heads:  # segments of a multi-segment record are read through their master
-        try:
-            lines = [ln.split() for ln in h.read_text(errors="replace").splitlines()
-                     if ln.strip() and not ln.lstrip().startswith("#")]
-        except OSError:
-            continue
-        if lines and "/" in lines[0][0]:
-            segments.update(h.parent / f"{ln[0]}.hea" for ln in lines[1:] if ln and ln[0] != "~")
+    segments = wfdb_segment_headers(heads)
     for f in files:
         ext = f.suffix.lower()
         if ext not in _EXT or ext == ".dat" or f in segments or f.name.startswith("."):

@@ -19,6 +19,7 @@ from typing import Any
 import numpy as np
 
 from .checkpoint import DEFAULT_CHECKPOINT
+from ..jsonable import to_jsonable
 
 NOT_FOR_CLINICAL_USE = ("Research demo, not for clinical use: trained on simulated signals; "
                         "probabilities are not diagnoses.")
@@ -34,22 +35,6 @@ def card_paths(checkpoint_path=None) -> tuple[Path, Path]:
     return ckpt.with_suffix(".card.json"), ckpt.with_suffix(".card.md")
 
 
-def _plain(obj: Any) -> Any:
-    if isinstance(obj, dict):
-        return {str(k): _plain(v) for k, v in obj.items()}
-    if isinstance(obj, (list, tuple)):
-        return [_plain(v) for v in obj]
-    if isinstance(obj, np.ndarray):
-        return _plain(obj.tolist())
-    if isinstance(obj, np.generic):
-        obj = obj.item()
-    if isinstance(obj, float) and not np.isfinite(obj):
-        return None
-    if isinstance(obj, Path):
-        return str(obj)
-    return obj
-
-
 def read_card(checkpoint_path=None) -> dict:
     """The JSON card beside a checkpoint, or {} when there is none."""
     json_path, _ = card_paths(checkpoint_path)
@@ -61,7 +46,7 @@ def read_card(checkpoint_path=None) -> dict:
 def write_card(checkpoint_path, card: dict) -> tuple[Path, Path]:
     """Write the JSON and Markdown card beside a checkpoint. Returns both paths."""
     json_path, md_path = card_paths(checkpoint_path)
-    card = _plain(card)
+    card = to_jsonable(card)
     json_path.write_text(json.dumps(card, indent=2, sort_keys=False) + "\n")
     md_path.write_text(render_markdown(card))
     return json_path, md_path
@@ -79,7 +64,7 @@ def update_card(path, eval_results: dict) -> dict:
         from .checkpoint import load_checkpoint
 
         card = dict(load_checkpoint(path).get("card", {}))
-    card["eval"] = _plain(eval_results)
+    card["eval"] = to_jsonable(eval_results)
     card["eval_date"] = _dt.datetime.now(_dt.timezone.utc).strftime("%Y-%m-%dT%H:%M:%SZ")
     write_card(path, card)
     return card
