@@ -7,7 +7,8 @@
 
 Nothing here imports umap at import time: the map is fitted in ``build_index`` only.
 """
-from .build import build_from_cli, build_index, embed_from_cli, query_from_cli, query_record, record_fingerprint
+from .build import (build_from_cli, build_index, embed_from_cli, place_record, query_from_cli, query_record,
+                    record_fingerprint)
 from .embed import EmbedResult, embed, load_embeddings, simulated_items, window_metadata
 from .mapping import MapConfig, place_from_neighbours
 from .store import FingerprintIndex, IndexConfig, open_index
@@ -15,7 +16,7 @@ from .waveforms import WAVEFORM_FS_HZ, CompactWaveforms
 
 __all__ = [
     "FingerprintIndex", "IndexConfig", "MapConfig", "open_index", "embed", "EmbedResult", "load_embeddings",
-    "simulated_items", "window_metadata", "build_index", "query_record", "record_fingerprint",
+    "simulated_items", "window_metadata", "build_index", "query_record", "place_record", "record_fingerprint",
     "place_from_neighbours", "CompactWaveforms", "WAVEFORM_FS_HZ",
     "embed_from_cli", "build_from_cli", "query_from_cli",
 ]

@@ -66,6 +66,10 @@ def build_index(paths: Sequence, out, model=None, simulate: int = 0, seed: int =
                                  config=config, map_config=map_config, manifest_extra=extra, progress=progress)
     idx.save(out)
     shutil.rmtree(work, ignore_errors=True)
+    # Rebuilt indexes carry their out-of-distribution reference (familiarity.json) from the start.
+    from .familiarity import calibrate_familiarity
+
+    calibrate_familiarity(idx, model)
     return idx
 
 
@@ -91,6 +95,37 @@ def record_fingerprint(windows_fp: np.ndarray, low_quality: np.ndarray | None) -
     mean = fp[use].mean(axis=0)
     norm = float(np.linalg.norm(mean))
     return mean / norm if norm > 0 else fp[0]
+
+
+def place_record(path_or_record, index: FingerprintIndex | str | Path | None = None, model=None,
+                 read_kwargs: dict | None = None) -> dict[str, Any]:
+    """Map positions of a record's 10-s windows and of the whole record, fast from a cold start.
+
+    Uses the contract's numpy/scipy path (``m2ae.signal.filters.contract_windows_fast``: the same
+    windows as ``m2ae.preprocess``, checked by a test) and skips peaks and quality, so neither
+    neurokit2 nor umap is imported: a fresh process pays only for torch and faiss. The record
+    position is the mean fingerprint over all windows (no quality gating here; ``query_record``
+    gates by quality). Returns {"windows_xy": [N, 2], "record_xy": [2], "starts_s": [N]}.
+
+    >>> place_record("sample_data/nsr_wfdb/nsr.hea")["record_xy"]   # doctest: +SKIP
+    """
+    from ..record import Record
+    from ..signal.filters import contract_windows_fast
+    from .embed import load_path
+
+    model = resolve_model(model)
+    idx = index if isinstance(index, FingerprintIndex) else open_index(index, model=model)
+    idx.check_model(model)
+    if isinstance(path_or_record, Record):
+        rec, name = path_or_record, str(path_or_record.meta.get("source") or "record")
+    else:
+        rec, name = load_path(path_or_record, read_kwargs), str(path_or_record)
+    win = contract_windows_fast(rec.ecg, rec.ppg, rec.fs)
+    if len(win) == 0:
+        raise InputError(f"{name}: no usable 10-s window to place (record lasts {rec.duration_s:.1f} s)")
+    fps = fingerprint_windows(model, win.ecg, win.ppg)
+    return {"windows_xy": idx.place(fps), "record_xy": idx.place(record_fingerprint(fps, None))[0],
+            "starts_s": np.asarray(win.starts_s)}
 
 
 QUERY_MODES = ("windows", "mean")
@@ -141,6 +176,15 @@ def query_record(path_or_record, index: FingerprintIndex | str | Path | None = N
         hits = idx.search(q, k=k, exclude_subject=excl)[0]
     if "note" in hits.attrs:
         notes.append(hits.attrs["note"])
+    from .familiarity import familiarity, mode_of
+
+    fam = familiarity(idx, fps, mode_of(win.ecg, win.ppg), model=model, exclude_subject=subject)
+    fam_summary = {k: fam.get(k) for k in ("calibrated", "note", "mode", "n_windows", "median_top1", "share_unfamiliar",
+                                           "threshold", "record_threshold", "record_unfamiliar", "reference")
+                   if k in fam}
+    if fam.get("record_unfamiliar"):
+        notes.append(f"unfamiliar record: median top-1 similarity {fam['median_top1']:.3f} is below "
+                     f"{fam['record_threshold']:.3f} (1 % of unseen simulated subjects); predictions are unreliable")
     xy = idx.place(q)[0] if idx.has_map else None
     labels = {c[len("label_"):]: qmeta[c].iloc[0] for c in qmeta.columns if c.startswith("label_")}
     show = ["id", "score", "rank", "record", "subject_id", "start_s", "query_start_s", "source", "modalities",
@@ -167,6 +211,7 @@ def query_record(path_or_record, index: FingerprintIndex | str | Path | None = N
         "neighbours": neighbours,
         "own_subject_neighbours": int(sum(n["subject_id"] == subject for n in neighbours)),
         "label_agreement": agreement,
+        "familiarity": fam_summary,
         "notes": notes,
     }
 
