@@ -81,6 +81,12 @@ def cmd_index_query(args) -> int:
     return query_from_cli(args)
 
 
+def cmd_index_calibrate(args) -> int:
+    from .index.familiarity import calibrate_from_cli
+
+    return calibrate_from_cli(args)
+
+
 def cmd_eval(args) -> int:
     from .eval import eval_from_cli
 
@@ -179,6 +185,12 @@ def build_parser() -> argparse.ArgumentParser:
     q.add_argument("--ppg")
     q.add_argument("--json", action="store_true")
     q.set_defaults(func=cmd_index_query)
+    c = xs.add_parser("calibrate", help="write familiarity.json: top-1 similarity of unseen simulated windows (OOD reference)")
+    c.add_argument("--index", help="index folder (default: shipped)")
+    c.add_argument("--model", help="checkpoint (default: shipped); must be the index's model version")
+    c.add_argument("--windows", type=int, default=600, help="reference windows (default 600)")
+    c.add_argument("--json", action="store_true")
+    c.set_defaults(func=cmd_index_calibrate)
 
     s = sub.add_parser("eval", help="evaluate a checkpoint against baselines (the metrics table)")
     s.add_argument("--model", help="checkpoint (default: shipped)")

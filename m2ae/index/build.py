@@ -297,4 +297,12 @@ def _human_query(res: dict) -> str:
                      f"{n['start_s']:7.1f}  {n.get('label_rhythm') or '-'}")
     for key, a in res["label_agreement"].items():
         lines.append(f"{key}={a['query']}: {a['neighbours_same']:.0%} of neighbours vs {a['index_base_rate']:.0%} of the index")
+    fam = res.get("familiarity") or {}
+    if fam.get("calibrated"):
+        lines.append(f"familiarity ({fam['mode']}): median top-1 similarity {fam['median_top1']:.3f} "
+                     f"(unseen simulated subjects: 1 % below {fam['record_threshold']:.3f}); "
+                     f"{fam['share_unfamiliar']:.0%} of windows below {fam['threshold']:.3f}"
+                     + (" -> UNFAMILIAR record, predictions unreliable" if fam["record_unfamiliar"] else ""))
+    elif fam:
+        lines.append(f"familiarity: not calibrated ({fam.get('note')})")
     return "\n".join(lines)

@@ -178,6 +178,9 @@ class FingerprintIndex:
         self.config = config or IndexConfig(**manifest.get("index_config", {}))
         self._gpu_index = None
         self._gpu_checked = False
+        # familiarity.json (m2ae.index.familiarity): reference top-1 similarities, None when absent
+        self.familiarity_reference: dict | None = None
+        self.familiarity_note: str | None = None
         if index.ntotal != len(self.metadata):
             raise InputError(f"{path or 'index'}: FAISS holds {index.ntotal} fingerprints but metadata has {len(self.metadata)} rows")
 
@@ -411,6 +414,10 @@ class FingerprintIndex:
             if self._waveforms is not None:
                 self._load_waveforms().save(tmp)
             (tmp / MANIFEST_FILE).write_text(json.dumps(manifest, indent=2, default=_json_default) + "\n")
+            if self.familiarity_reference is not None:
+                from .familiarity import write_reference
+
+                write_reference(tmp, self.familiarity_reference)
             _replace_dir(tmp, path)
         except BaseException:
             shutil.rmtree(tmp, ignore_errors=True)
@@ -462,6 +469,9 @@ class FingerprintIndex:
         if manifest.get("search_params"):
             faiss.ParameterSpace().set_index_parameters(index, manifest["search_params"])
         self = cls(index, metadata, waveforms, manifest, path=path, config=config)
+        from .familiarity import read_reference
+
+        self.familiarity_reference, self.familiarity_note = read_reference(path)
         self.check_model(model)
         return self
 
