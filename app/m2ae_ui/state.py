@@ -272,3 +272,40 @@ def placement(key: str, version: str, index_id: str, _idx, _fp: np.ndarray) -> n
 
 def index_id(idx) -> str:
     return f"{getattr(idx, 'path', None)}:{getattr(idx, 'count', 0)}:{getattr(idx, 'model_version', '')}"
+
+
+# --- familiarity (out-of-distribution gate, m2ae.index.familiarity) -----------------------------
+
+USE_NAMES = {"both": "ECG + PPG", "ecg": "ECG only", "ppg": "PPG only"}
+
+
+@st.cache_data(max_entries=64, show_spinner="Checking how familiar the record is…")
+def familiarity(key: str, version: str, use: str, index_id: str, subject: str | None, _model, _idx,
+                _win: Windows) -> dict:
+    from m2ae.index.familiarity import familiarity as _familiarity
+
+    fp = fingerprints(key, version, use, _model, _win)
+    return _familiarity(_idx, fp, use, model=_model, exclude_subject=subject)
+
+
+def record_familiarity(src: CurrentRecord, rec: Record, win: Windows, use: str) -> dict | None:
+    """The record's familiarity for input mode ``use`` (None when the model or index is unavailable).
+    The record's own subject is left out, as the reference's subjects are not in the index."""
+    model, _ = get_model()
+    idx, _ = get_index()
+    if model is None or idx is None:
+        return None
+    subject = rec.meta.get("subject_id") or src.info.get("subject_id")
+    return familiarity(src.key, model_version(model), use, index_id(idx), None if subject is None else str(subject),
+                       model, idx, win)
+
+
+def warn_if_unfamiliar(src: CurrentRecord, rec: Record, win: Windows, i: int, use: str) -> dict | None:
+    """A prominent warning when window ``i`` or the whole record is unlike the index's windows."""
+    from m2ae.index.familiarity import warning_text
+
+    fam = record_familiarity(src, rec, win, use)
+    text = None if fam is None else warning_text(fam, i)
+    if text:
+        st.warning(f"**{text}**", icon=":material/report:")
+    return fam

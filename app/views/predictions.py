@@ -27,6 +27,7 @@ with page_guard("Predictions & explanations"):
     use_label = st.radio("Model input", uses, key="pred_use", horizontal=True)
     use = USE[use_label]
     preds = state.predictions(src.key, version, use, model, win)
+    state.warn_if_unfamiliar(src, rec, win, i, use)
     if not preds:
         st.warning("This checkpoint has no task heads.")
         st.stop()

@@ -142,6 +142,17 @@ with page_guard("Record"):
     c[4].metric("Heart rate (PPG)", _fmt(summary["hr_ppg_bpm"], "bpm"), help="Median over windows, from pulse peaks")
     c[5].metric("Pulse arrival time", _fmt(summary["pat_ms"], "ms"), help="Median R-peak → pulse-peak delay")
 
+    use = "both" if len(rec.modalities) == 2 else rec.modalities[0]
+    fam = state.record_familiarity(src, rec, win, use)
+    if fam is not None and fam.get("calibrated"):
+        text = (f"Familiarity ({state.USE_NAMES[use]}): windows are on median {fam['median_top1']:.2f} similar to their "
+                f"nearest indexed window (1 % of unseen simulated subjects are below {fam['record_threshold']:.2f}); "
+                f"{fam['share_unfamiliar']:.0%} of windows are flagged unfamiliar.")
+        if fam["record_unfamiliar"]:
+            st.warning(f"**Unfamiliar record.** {text} The demo model was trained on simulated data; treat its "
+                       "outputs for this record as unreliable.", icon=":material/report:")
+        else:
+            st.caption(text)
     st.markdown(f"**Window {i + 1} of {len(win)}** — {view.t_s[0]:.0f}–{view.t_s[-1] + 1 / win.fs:.0f} s")
     w = st.columns(4)
     w[0].metric("Heart rate", _fmt(view.hr_bpm, "bpm"))

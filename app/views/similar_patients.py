@@ -62,6 +62,7 @@ with page_guard("Similar patients"):
     min_q = c[3].slider("Min. neighbour quality", 0.0, 1.0, step=0.05, key="sim_quality")
     require = c[4].selectbox("Neighbour modalities", list(REQUIRE), key="sim_require")
 
+    state.warn_if_unfamiliar(src, rec, win, i, USE[use_label])
     fp = state.fingerprints(src.key, version, USE[use_label], model, win)[i]
     subject = (rec.meta.get("subject_id") or src.info.get("subject_id")) if exclude else None
     record_id = (rec.meta.get("record_id") or None) if exclude else None
