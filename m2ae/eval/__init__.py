@@ -385,8 +385,31 @@ def privacy_section(model, s: EvalSet, fps: dict[str, np.ndarray], base: Baselin
     }
 
 
+def familiarity_section(index, model, s: EvalSet, fps: dict[str, np.ndarray]) -> dict:
+    """Out-of-distribution gate (``m2ae.index.familiarity``) per input mode: the share of windows
+    flagged unfamiliar (top-1 similarity to the index below the 1 % quantile of unseen simulated
+    windows) and of groups (subjects / records) whose median top-1 is below the subject-level 1 %
+    quantile."""
+    from ..index.familiarity import familiarity
+
+    out: dict[str, Any] = {}
+    for mode, fp in fps.items():
+        fam = familiarity(index, fp, mode, model=model)
+        if not fam["calibrated"]:
+            return {"status": f"not calibrated: {fam['note']}"}
+        top1 = np.asarray(fam["top1"])
+        groups = np.unique(s.group)
+        flagged = [bool(np.median(top1[s.group == g]) < fam["record_threshold"]) for g in groups]
+        out[mode] = {"windows_flagged": round(fam["share_unfamiliar"], 4), "median_top1": fam["median_top1"],
+                     "window_threshold": fam["threshold"], "groups_flagged": round(float(np.mean(flagged)), 4),
+                     "groups": int(len(groups)), "group_threshold": fam["record_threshold"]}
+    out["how"] = (f"top-1 cosine similarity to {index.count} windows of {index.path}; thresholds = 1 % quantiles of "
+                  f"{index.familiarity_reference['data']} (windows; per-subject medians for groups)")
+    return out
+
+
 def evaluate_set(model, s: EvalSet, base: Baselines, n_candidates: int, seed: int, quiet: bool,
-                 recon_idx: np.ndarray | None = None) -> dict:
+                 recon_idx: np.ndarray | None = None, index=None) -> dict:
     _log(f"{s.name}: fingerprints of {len(s)} windows (ECG+PPG, ECG only, PPG only)", quiet)
     fps = {"both": model.fingerprint(ecg=s.ecg, ppg=s.ppg), "ecg": model.fingerprint(ecg=s.ecg),
            "ppg": model.fingerprint(ppg=s.ppg)}
@@ -405,6 +428,10 @@ def evaluate_set(model, s: EvalSet, base: Baselines, n_candidates: int, seed: in
     else:
         out["heads"] = {"status": "no labels in this data"}
     out["privacy"] = privacy_section(model, s, fps, base)
+    if isinstance(index, str):
+        out["familiarity"] = {"status": index}
+    elif index is not None:
+        out["familiarity"] = familiarity_section(index, model, s, fps)
     return out
 
 
@@ -453,14 +480,21 @@ def run_eval(model=None, data=None, sim_subjects: int = 60, seed: int | None = N
                  "simulated_heldout": held.info},
     }
     recon_idx = _first_per_group(held.group, recon_windows_per_subject)
-    result["simulated_heldout"] = evaluate_set(model, held, base, n_candidates, eval_seed, quiet, recon_idx)
+    try:  # the familiarity gate needs the shipped (or $M2AE_INDEX) index made by this model
+        from ..index import open_index
+
+        fam_index = open_index(model=model)
+    except InputError as e:
+        fam_index = f"no index for this model: {str(e).splitlines()[0][:200]}"
+    result["simulated_heldout"] = evaluate_set(model, held, base, n_candidates, eval_seed, quiet, recon_idx,
+                                               index=fam_index)
 
     if isinstance(data, (str, Path)):
         data = [data]
     paths = [DEFAULT_REAL_DIR] if data is None else [Path(p) for p in data]
     real, info = real_set(paths) if paths else (None, {"status": "absent", "paths": []})
     result["data"]["real"] = info
-    result["real"] = evaluate_set(model, real, base, n_candidates, eval_seed, quiet) if real is not None \
+    result["real"] = evaluate_set(model, real, base, n_candidates, eval_seed, quiet, index=fam_index) if real is not None \
         else {"status": info["status"]}
     result["baselines"] = {
         "ridge": "sklearn Ridge (alpha 10): each 25-sample patch of the target from the other modality's samples "
