@@ -9,7 +9,7 @@ Goals (issue 4, "Performance"):
 - Captum Integrated Gradients for one head of one pair ≤ 1 s;
 - CUDA and CPU give the same outputs within tolerance (only when a GPU is present).
 
-    OMP_WAIT_POLICY=PASSIVE python bench/bench_model.py [--model CKPT] [--threads 2] [--json]
+    OMP_WAIT_POLICY=PASSIVE python bench/bench_model.py [--model CKPT] [--threads 2] [--sweep] [--json]
 """
 from __future__ import annotations
 
@@ -87,12 +87,36 @@ def flop_share(model, ecg, ppg, device: torch.device, n: int = 1024, rounds: int
             "matmul_flops_per_s": peak, "fraction_of_matmul": achieved / peak, "batch": len(ecg), "matmul_n": n}
 
 
-def fingerprint_flops(model, batch: int) -> int:
-    """FLOPs of one fingerprint pass (both modalities) over ``batch`` windows, counted by torch."""
-    from torch.utils.flop_counter import FlopCounterMode
+def batch_sweep(model, ecg, ppg, sizes=(16, 32, 64, 128, 256), rounds: int = 3) -> dict[int, float]:
+    """Pairs/s of the network's fingerprint pass (``net.embed``) when ``len(ecg)`` pairs go through it
+    ``size`` at a time; sizes timed alternately, best of ``rounds`` each (how CPU_BATCH_WINDOWS was chosen)."""
+    e, p = torch.from_numpy(ecg).to(model.device), torch.from_numpy(ppg).to(model.device)
+    best = {s: float("inf") for s in sizes}
+    with torch.inference_mode():
+        for _ in range(rounds + 1):                      # the first round warms up
+            for s in sizes:
+                t = time.perf_counter()
+                for i in range(0, len(e), s):
+                    model.net.embed(e[i:i + s], p[i:i + s])
+                best[s] = min(best[s], time.perf_counter() - t)
+    return {s: len(e) / t for s, t in best.items()}
 
+
+def fingerprint_flops(model, batch: int) -> int:
+    """FLOPs of one fingerprint pass (both modalities) over ``batch`` windows, counted by torch.
+
+    ``FlopCounterMode`` has formulas for the CUDA attention kernels but none for the CPU one
+    (``_scaled_dot_product_flash_attention_for_cpu``), so on CPU it silently counted the attention
+    products (QK^T and AV, ~8 % of the model's FLOPs) as zero; the same formula is registered for it here.
+    """
+    from torch.utils.flop_counter import FlopCounterMode, sdpa_flop_count
+
+    def cpu_attention_flops(q_shape, k_shape, v_shape, *args, out_shape=None, **kwargs) -> int:
+        return sdpa_flop_count(q_shape, k_shape, v_shape)
+
+    mapping = {torch.ops.aten._scaled_dot_product_flash_attention_for_cpu: cpu_attention_flops}
     x = torch.zeros(batch, 1250, device=model.device)
-    with FlopCounterMode(display=False) as counter, torch.inference_mode():
+    with FlopCounterMode(display=False, custom_mapping=mapping) as counter, torch.inference_mode():
         model.net.embed(x, x)
     return int(counter.get_total_flops())
 
@@ -128,6 +152,9 @@ def run(args) -> dict:
         "fraction", True, "cpu", f"batch {args.batch}: {share['achieved_flops_per_s'] / 1e9:.1f} of "
                                  f"{share['matmul_flops_per_s'] / 1e9:.1f} GFLOP/s, {share['pairs_per_s']:.0f} pairs/s, "
                                  f"{share['flops_per_pair'] / 1e9:.2f} GFLOP/pair")
+
+    if args.sweep:
+        res["batch_sweep_pairs_per_s"] = batch_sweep(model, ecg, ppg)
 
     # 3. Captum IG for one head, one pair
     head = "rhythm" if "rhythm" in model.heads else next(iter(model.heads), None)
@@ -182,6 +209,9 @@ def format_rows(res: dict) -> str:
     for r in res["rows"]:
         lines.append(f"{r['goal']:64s} {r['device']:4s} {r['measured']:10.4g} {r['target']:8.4g} "
                      f"{r['ratio_to_goal']:6.2f}  {'yes' if r['met'] else 'NO ':3s}  {r['unit']}; {r['note']}")
+    if "batch_sweep_pairs_per_s" in res:
+        lines.append("\nCPU fingerprinting, pairs/s by windows per forward pass: " + ", ".join(
+            f"{b}: {v:.0f}" for b, v in res["batch_sweep_pairs_per_s"].items()))
     lines.append("\nratio = measured/goal for latencies and differences, goal/measured for the FLOP share: ≤ 1 meets the goal")
     return "\n".join(lines)
 
@@ -193,6 +223,7 @@ def main(argv=None) -> int:
     p.add_argument("--batch", type=int, default=256, help="windows per batched fingerprint call")
     p.add_argument("--reps", type=int, default=20)
     p.add_argument("--ig-steps", type=int, default=32)
+    p.add_argument("--sweep", action="store_true", help="also time CPU fingerprinting at several sub-batch sizes")
     p.add_argument("--json", action="store_true")
     args = p.parse_args(argv)
     res = run(args)

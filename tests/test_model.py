@@ -1,6 +1,8 @@
 """M2AE model: shapes, masking invariants, single-modality paths, checkpoints, the inference API."""
 from __future__ import annotations
 
+import math
+
 import numpy as np
 import pytest
 import torch
@@ -277,3 +279,55 @@ def test_forward_with_subject_term_uses_all_parameters(net):
     out["loss"].backward()
     assert all(p.grad is not None for p in net.parameters())
     net.zero_grad()
+
+
+def _reference_fingerprint(net: M2AE, ecg: torch.Tensor | None, ppg: torch.Tensor | None) -> torch.Tensor:
+    """The fingerprint written out from the weights as originally specified: every modality encoded
+    (an absent one as zeros with all keys hidden), explicit softmax attention with a key mask over
+    the concatenated tokens, masked mean-pool. Independent of the fast ``embed`` path it checks."""
+    ref = ecg if ecg is not None else ppg
+    n, L, D, H = ref.shape[0], net.config.n_patches, net.config.dim, net.config.n_heads
+
+    def block(b, x, keys):
+        h = b.norm1(x)
+        q, k, v = b.attn.qkv(h).chunk(3, dim=-1)                                            # [N, T, D] each
+        q, k, v = (t.reshape(n, -1, H, D // H).transpose(1, 2) for t in (q, k, v))          # [N, H, T, dh]
+        scores = (q @ k.transpose(-1, -2)) / math.sqrt(D // H)
+        scores = scores.masked_fill(~keys[:, None, None, :], float("-inf"))
+        y = (scores.softmax(-1) @ v).transpose(1, 2).reshape(n, -1, D)
+        x = x + b.attn.proj(y)
+        return x + b.mlp[2](torch.nn.functional.gelu(b.mlp[0](b.norm2(x))))
+
+    tokens, keys = [], []
+    for m, x in (("ecg", ecg), ("ppg", ppg)):
+        present = x is not None
+        x = x if present else torch.zeros_like(ref)
+        h = net.patch_embed[m](x.reshape(n, L, -1)) + net.pos_embed + net.modality_embed[m]
+        vis = torch.full((n, L), present)
+        for b in net.encoders[m]:
+            h = block(b, h, vis if present else torch.ones_like(vis))
+        tokens.append(net.encoder_norm[m](h))
+        keys.append(vis)
+    h, k = torch.cat(tokens, 1), torch.cat(keys, 1)
+    for b in net.bottleneck:
+        h = block(b, h, k)
+    w = k.float()[..., None]
+    pooled = (net.bottleneck_norm(h) * w).sum(1) / w.sum(1)
+    return torch.nn.functional.normalize(net.fingerprint_proj(pooled), dim=-1)
+
+
+def test_fast_fingerprint_matches_reference_computation():
+    """The inference path (no masks, absent modality skipped, in-place MLP, CPU sub-batches) gives the
+    shipped model's fingerprints within 1e-4 of the reference computation, with and without autograd."""
+    m = load_model(device="cpu")
+    e, p = windows(70, seed=3)                  # > CPU_BATCH_WINDOWS: several sub-batches
+    te, tp = torch.from_numpy(e), torch.from_numpy(p)
+    for kw, (re, rp) in (({"ecg": e, "ppg": p}, (te, tp)), ({"ecg": e}, (te, None)), ({"ppg": p}, (None, tp))):
+        with torch.no_grad():
+            ref = _reference_fingerprint(m.net, re, rp).numpy()
+        assert np.abs(m.fingerprint(**kw) - ref).max() <= 1e-4
+        assert np.abs(m.fingerprint(**kw, batch_size=5) - ref).max() <= 1e-4
+        with torch.no_grad():
+            assert np.abs(m.net.embed_reference(re, rp).numpy() - ref).max() <= 1e-4
+        grad_path = m.net.embed(re[:4] if re is not None else None, rp[:4] if rp is not None else None)
+        assert grad_path.requires_grad and np.abs(grad_path.detach().numpy() - ref[:4]).max() <= 1e-4

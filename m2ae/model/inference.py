@@ -14,6 +14,10 @@ from .heads import Head
 from .m2ae import M2AE, M2AEConfig
 
 RECONSTRUCT_MODES = ("complementary", "random", "block", "ecg_from_ppg", "ppg_from_ecg")
+# Windows per CPU forward pass of ``fingerprint``: 64 pairs keep each block's [64 * 100, 512] hidden
+# layer (13 MB) within L3 and below glibc's mmap threshold; 256 ran ~15 % and 16 ~10 % slower on 2 cores
+# (bench/bench_model.py --sweep).
+CPU_BATCH_WINDOWS = 64
 
 
 def _pick_device(device) -> torch.device:
@@ -59,9 +63,15 @@ class M2AEModel:
 
     # ---------------------------------------------------------------- public API
     def fingerprint(self, ecg=None, ppg=None, batch_size: int = 256) -> np.ndarray:
-        """Fingerprints [N, D] float32, L2-normalised, from ECG, PPG or both windows [N, 1250]."""
+        """Fingerprints [N, D] float32, L2-normalised, from ECG, PPG or both windows [N, 1250].
+
+        ``batch_size`` windows go through the network at once; on CPU at most ``CPU_BATCH_WINDOWS``,
+        whose activations stay cache- and allocator-friendly (bigger batches are slower there).
+        """
         ecg, ppg, n = self._inputs(ecg, ppg)
         out = np.empty((n, self.fingerprint_dim), dtype=np.float32)
+        if self.device.type == "cpu":
+            batch_size = min(batch_size, CPU_BATCH_WINDOWS)
         with torch.inference_mode():
             for i in range(0, n, batch_size):
                 sl = slice(i, i + batch_size)
