@@ -15,7 +15,8 @@ from .m2ae import M2AE, M2AEConfig
 
 RECONSTRUCT_MODES = ("complementary", "random", "block", "ecg_from_ppg", "ppg_from_ecg")
 # Windows per CPU forward pass of ``fingerprint``: 64 pairs keep each block's [64 * 100, 512] hidden
-# layer (13 MB) within L3 and below glibc's mmap threshold; 256 ran ~15 % and 16 ~10 % slower on 2 cores
+# layer (13 MB) within L3 and below glibc's 32 MB mmap ceiling (bigger buffers are mapped afresh, and
+# page-faulted, on every call). On 2 cores 32-128 timed alike; 256 and 16 ran ~10 % slower
 # (bench/bench_model.py --sweep).
 CPU_BATCH_WINDOWS = 64
 
