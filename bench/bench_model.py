@@ -228,9 +228,9 @@ def main(argv=None) -> int:
     args = p.parse_args(argv)
     res = run(args)
     if args.json:
-        from m2ae.cli import _jsonable
+        from m2ae.jsonable import to_jsonable
 
-        print(json.dumps(_jsonable(res), indent=2))
+        print(json.dumps(to_jsonable(res), indent=2))
     else:
         print(format_rows(res))
     return 0
