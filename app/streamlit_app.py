@@ -17,11 +17,10 @@ if str(APP_DIR) not in sys.path:  # page files import the shared m2ae_ui helpers
 
 from m2ae_ui import warm  # noqa: E402
 
+st.set_page_config(page_title="m2ae — ECG/PPG explorer", page_icon="🫀", layout="wide")
 warm.wait()  # started by app/serve.py (`m2ae app`); a no-op under plain `streamlit run`
 from m2ae_ui import state  # noqa: E402
 from m2ae_ui.guard import page_guard  # noqa: E402
-
-st.set_page_config(page_title="m2ae — ECG/PPG explorer", page_icon="🫀", layout="wide")
 
 PAGES = [
     st.Page("views/record.py", title="Record", icon=":material/monitor_heart:", default=True),

@@ -1,10 +1,10 @@
 """Benchmark the web app against its goals; prints each measurement beside its goal as a ratio.
 
-    OMP_WAIT_POLICY=PASSIVE .venv/bin/python bench/bench_app.py [--sessions 20] [--skip-browser]
+    OMP_WAIT_POLICY=PASSIVE .venv/bin/python bench/bench_app.py [--sessions 20] [--skip-browser] [--cold-only]
 
-1. server start → first interactive page (goal ≤ 5 s): `streamlit run` on 127.0.0.1 and headless
-   Chromium; "interactive" = the script finished ([data-test-script-state=notRunning]) and the
-   Record page's waveform chart is drawn. Skipped when chromium/chromedriver are missing.
+1. server start → first interactive page (goal ≤ 5 s): `m2ae app` (app/serve.py) on 127.0.0.1 and
+   headless Chromium; "interactive" = the script finished ([data-test-script-state=notRunning]) and
+   the Record page's waveform traces are drawn (plotly's .scatterlayer .trace in the DOM). Skipped when chromium/chromedriver are missing.
 2. widget change → re-render on a cached record (goal ≤ 300 ms): median AppTest run after changing
    the window selector / the mask ratio back and forth (every result already cached).
 3. upload → all pages ready for a 10-minute record (goal ≤ 3 s): a simulated 10-min paired record
@@ -114,7 +114,7 @@ def bench_browser(n_sessions: int, plain_streamlit: bool = False) -> None:
 
     def ready(d):
         return (d.find_elements(By.CSS_SELECTOR, "[data-testid=stApp][data-test-script-state=notRunning]")
-                and d.find_elements(By.CSS_SELECTOR, ".js-plotly-plot"))
+                and d.find_elements(By.CSS_SELECTOR, ".js-plotly-plot .scatterlayer .trace"))
 
     try:
         t0 = time.perf_counter()
@@ -236,6 +236,8 @@ def main() -> None:
     p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     p.add_argument("--sessions", type=int, default=20)
     p.add_argument("--skip-browser", action="store_true")
+    p.add_argument("--cold-only", action="store_true",
+                   help="only (1): server start → first interactive page, then the second visitor; no sessions, no AppTest")
     p.add_argument("--plain-streamlit", action="store_true",
                    help="start with `streamlit run` instead of app/serve.py (no import warm-up), to compare")
     args = p.parse_args()
@@ -244,7 +246,9 @@ def main() -> None:
     print(f"machine: {os.cpu_count()} CPU cores, torch {torch.__version__}, "
           f"CUDA {'yes' if torch.cuda.is_available() else 'no'}; OMP_NUM_THREADS={os.environ.get('OMP_NUM_THREADS', 'unset')}")
     if not args.skip_browser:
-        bench_browser(args.sessions, args.plain_streamlit)
+        bench_browser(0 if args.cold_only else args.sessions, args.plain_streamlit)
+    if args.cold_only:
+        return
     bench_widget_change()
     bench_upload_all_pages()
 

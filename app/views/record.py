@@ -7,10 +7,11 @@ import streamlit as st
 import m2ae
 from m2ae import app_support as sup
 from m2ae.contract import QUALITY_THRESHOLD
-from m2ae_ui import figures, state
+from m2ae_ui import figures, state, warm
 from m2ae_ui.guard import page_guard, short_message
 
 ERROR_KEY = "record_error"
+TICKS_KEY = "_familiarity_ticks"  # runs of _familiarity_pending in this session
 PENDING_KEY = "pending_upload"      # {name: bytes} of an upload that needs a channel/rate mapping
 DETECT, LEAVE_OUT = "(detect from file)", "(none: leave out)"
 
@@ -68,6 +69,25 @@ def _apply_mapping() -> None:
         st.session_state.pop(PENDING_KEY, None)
     except m2ae.InputError as e:
         st.session_state[ERROR_KEY] = short_message(e)
+
+
+def _load_model_and_index() -> None:
+    state.get_model()
+    state.get_index()
+
+
+@st.fragment(run_every=1.0)
+def _familiarity_pending() -> None:
+    # Start loading torch only at the second tick (~2 s after the page's run), when the browser
+    # has drawn the charts: loading it while plotly.js draws slows both down on a small machine.
+    # The first call is the page's own run, not a tick.
+    ticks = st.session_state.get(TICKS_KEY, 0)
+    st.session_state[TICKS_KEY] = ticks + 1
+    if ticks >= 2:
+        warm.start_model(_load_model_and_index)
+    if not warm.model_pending():
+        st.rerun()  # the whole page again, now with the familiarity line
+    st.caption("Familiarity check: the model is loading in the background…")
 
 
 # --- page --------------------------------------------------------------------------------------
@@ -143,7 +163,13 @@ with page_guard("Record"):
     c[5].metric("Pulse arrival time", _fmt(summary["pat_ms"], "ms"), help="Median R-peak → pulse-peak delay")
 
     use = "both" if len(rec.modalities) == 2 else rec.modalities[0]
-    fam = state.record_familiarity(src, rec, win, use)
+    # The familiarity check needs the model and the index. Under `m2ae app` they load in the
+    # background after the page is drawn (see _familiarity_pending): the record shows at once.
+    if warm.model_pending():
+        fam = None
+        _familiarity_pending()
+    else:
+        fam = state.record_familiarity(src, rec, win, use)
     if fam is not None and fam.get("calibrated"):
         text = (f"Familiarity ({state.USE_NAMES[use]}): windows are on median {fam['median_top1']:.2f} similar to their "
                 f"nearest indexed window (1 % of unseen simulated subjects are below {fam['record_threshold']:.2f}); "
