@@ -97,6 +97,19 @@ def record_fingerprint(windows_fp: np.ndarray, low_quality: np.ndarray | None) -
     return mean / norm if norm > 0 else fp[0]
 
 
+def _open_query(path_or_record, index, model, read_kwargs):
+    """(model, index checked against it, Record, display name) for a query record or path."""
+    from ..record import Record
+    from .embed import load_path
+
+    model = resolve_model(model)
+    idx = index if isinstance(index, FingerprintIndex) else open_index(index, model=model)
+    idx.check_model(model)
+    if isinstance(path_or_record, Record):
+        return model, idx, path_or_record, str(path_or_record.meta.get("source") or "record")
+    return model, idx, load_path(path_or_record, read_kwargs), str(path_or_record)
+
+
 def place_record(path_or_record, index: FingerprintIndex | str | Path | None = None, model=None,
                  read_kwargs: dict | None = None) -> dict[str, Any]:
     """Map positions of a record's 10-s windows and of the whole record, fast from a cold start.
@@ -109,17 +122,9 @@ def place_record(path_or_record, index: FingerprintIndex | str | Path | None = N
 
     >>> place_record("sample_data/nsr_wfdb/nsr.hea")["record_xy"]   # doctest: +SKIP
     """
-    from ..record import Record
     from ..signal.filters import contract_windows_fast
-    from .embed import load_path
 
-    model = resolve_model(model)
-    idx = index if isinstance(index, FingerprintIndex) else open_index(index, model=model)
-    idx.check_model(model)
-    if isinstance(path_or_record, Record):
-        rec, name = path_or_record, str(path_or_record.meta.get("source") or "record")
-    else:
-        rec, name = load_path(path_or_record, read_kwargs), str(path_or_record)
+    model, idx, rec, name = _open_query(path_or_record, index, model, read_kwargs)
     win = contract_windows_fast(rec.ecg, rec.ppg, rec.fs)
     if len(win) == 0:
         raise InputError(f"{name}: no usable 10-s window to place (record lasts {rec.duration_s:.1f} s)")
@@ -145,17 +150,10 @@ def query_record(path_or_record, index: FingerprintIndex | str | Path | None = N
     categorical label the query has: share of neighbours with the same value next to its share in
     the whole index, i.e. chance) and ``notes``.
     """
-    from ..record import Record
     from ..signal import preprocess
-    from .embed import load_path, window_metadata
+    from .embed import window_metadata
 
-    model = resolve_model(model)
-    idx = index if isinstance(index, FingerprintIndex) else open_index(index, model=model)
-    idx.check_model(model)
-    if isinstance(path_or_record, Record):
-        rec, name = path_or_record, str(path_or_record.meta.get("source") or "record")
-    else:
-        rec, name = load_path(path_or_record, read_kwargs), str(path_or_record)
+    model, idx, rec, name = _open_query(path_or_record, index, model, read_kwargs)
     win = preprocess(rec)
     if len(win) == 0:
         raise InputError(f"{name}: no usable 10-s window to fingerprint (record lasts {rec.duration_s:.1f} s)")
