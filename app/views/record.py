@@ -210,7 +210,9 @@ with page_guard("Record"):
     table = sup.quality_table(win)
     st.plotly_chart(figures.quality_figure(table, i, QUALITY_THRESHOLD),
                     key="record_quality")
-    with st.expander("Per-window table"):
+    # A toggle rather than a collapsed expander: Streamlit draws an expander's content even when
+    # closed, and the table widget's code (~1.3 MB of JS) would load with the first page.
+    if st.toggle("Show the per-window table", key="record_show_table"):
         st.dataframe(table, hide_index=True)
     notes = rec.meta.get("notes") or []
     if notes:
