@@ -195,7 +195,7 @@ def _time_seconds(col, name: str, unit_hint: str, source: str, meta: dict) -> np
     """A time column -> seconds from the first sample; clock times set ``meta['start_time']``."""
     import pandas as pd
 
-    if col.dtype != object:
+    if pd.api.types.is_numeric_dtype(col):
         t = col.to_numpy(dtype=np.float64)
         low = (name + " " + unit_hint).lower()
         if re.search(r"(\[|\(|_|\b)ms\b|milli", low) or normalize_name(name) in ("ms", "timems", "millis",
@@ -338,7 +338,7 @@ def _read_csv(source: Source, fs=None, ecg=None, ppg=None) -> Record:
 
     def numeric(idx: int) -> np.ndarray:
         col = df.iloc[:, idx]
-        if col.dtype == object:
+        if not pd.api.types.is_numeric_dtype(col):  # object, or pandas >= 3's str dtype
             s = col.astype(str).str.strip().str.strip("'\"")
             if decimal == ",":
                 s = s.str.replace(",", ".", regex=False)
