@@ -577,3 +577,18 @@ def is_numeric_label(values: Sequence[Any], max_categories: int = 6) -> bool:
     """A label column to average (age) rather than vote on (rhythm, 0/1 hypertension)."""
     s = pd.Series(list(values))
     return bool(pd.api.types.is_numeric_dtype(s) and s.nunique(dropna=True) > max_categories)
+
+
+def timing_caption(target: str, source: str, pulse_arrival_s: float | None, moved_ms: float) -> str:
+    """One line on where a rebuilt modality was placed in time (see ``M2AEModel.reconstruct``)."""
+    if pulse_arrival_s is None:
+        return (f"Timing: the decoder's own phase (this checkpoint records no typical pulse arrival); compare "
+                f"shapes, or read r after the best lag.")
+    delay_ms = 1000.0 * pulse_arrival_s
+    if not np.isfinite(moved_ms):
+        return (f"Timing: the decoder's own phase — beats could not be found in this window to place the "
+                f"{target.upper()} {delay_ms:.0f} ms from the {source.upper()}'s beats.")
+    placed = (f"its pulse peaks come {delay_ms:.0f} ms after the ECG's R peaks" if target == "ppg"
+              else f"its R peaks come {delay_ms:.0f} ms before the PPG's pulse peaks")
+    return (f"Timing: placed so {placed} (the training data's typical R → pulse delay; moved {moved_ms:+.0f} ms). "
+            f"This record's own delay may differ: see r after best lag.")

@@ -233,3 +233,11 @@ def test_flatten_and_find_entries():
     card = {"eval": {"privacy": {"reidentification_top1": 0.3}, "sim": {"auroc": 0.9}}, "name": "m"}
     assert ("eval.sim.auroc", 0.9) in sup.flatten(card)
     assert sup.find_entries(card, ("privacy",)) == [("eval.privacy.reidentification_top1", 0.3)]
+
+
+def test_timing_caption_says_where_the_rebuilt_modality_was_placed():
+    assert "pulse peaks come 352 ms after the ECG's R peaks" in sup.timing_caption("ppg", "ecg", 0.352, 24.0)
+    assert "moved +24 ms" in sup.timing_caption("ppg", "ecg", 0.352, 24.0)
+    assert "R peaks come 352 ms before the PPG's pulse peaks" in sup.timing_caption("ecg", "ppg", 0.352, -8.0)
+    assert "could not be found" in sup.timing_caption("ecg", "ppg", 0.352, float("nan"))
+    assert "records no typical pulse arrival" in sup.timing_caption("ecg", "ppg", None, float("nan"))

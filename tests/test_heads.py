@@ -139,3 +139,17 @@ def test_cli_heads_fit_bad_inputs(tiny_ckpt, tmp_path, capsys):
     few.write_text("path,label\na.npz,1\nb.npz,0\n")
     assert main(["heads", "fit", "--labels", str(few), "--model", str(tiny_ckpt), "--out", str(tmp_path / "o.pt")]) == 2
     assert "at least 5" in capsys.readouterr().err
+
+
+def test_head_shape_is_selected_on_the_calibration_split():
+    """Every candidate shape is tried; the kept one has the best calibration score, and the card says so."""
+    from m2ae.train.heads import HEAD_CANDIDATES
+
+    rng = np.random.default_rng(2)
+    splits = {k: planted_split(n, rng) for k, n in (("train", 300), ("cal", 120), ("test", 120))}
+    heads, card = fit_heads(PlantedModel(), {"age": default_head_specs(16)["age"]}, splits, epochs=15)
+    tried = card["age"]["selection"]["candidates"]
+    assert len(tried) == len(HEAD_CANDIDATES)
+    best = max(tried, key=lambda c: c["cal_score"])
+    assert card["age"]["shape"] == best["shape"]
+    assert (heads["age"].spec["hidden"] > 0) == best["shape"].startswith("MLP")

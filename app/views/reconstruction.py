@@ -61,7 +61,8 @@ def _cross_modal(key: str, version: str, i: int, target: str, source: str, _mode
            "reconstructed": pred, "spans": [], "units": "normalised",
            "original": None if orig is None else np.asarray(orig[0])}
     err = None if orig is None else sup.reconstruction_errors(np.asarray(orig[0]), pred, max_lag_samples=LAG_SAMPLES)
-    return figures.overlay_figure(t, [row], height_per_row=260), err
+    moved_ms = 1000.0 * float(xo[target].get("timing_shift_samples", [np.nan])[0]) / FS_HZ
+    return figures.overlay_figure(t, [row], height_per_row=260), err, moved_ms
 
 
 st.title("Reconstruction")
@@ -106,8 +107,9 @@ with page_guard("Reconstruction"):
             if source not in rec.modalities:
                 st.info(f"No {source.upper()} in this record.")
                 continue
-            fig, err = _cross_modal(src.key, version, i, target, source, model, win)
+            fig, err, moved_ms = _cross_modal(src.key, version, i, target, source, model, win)
             st.plotly_chart(fig, key=f"cross_{target}")
+            st.caption(sup.timing_caption(target, source, model.pulse_arrival_s, moved_ms))
             if err is None:
                 st.caption(f"No recorded {target.upper()} to compare with: the dashed trace is the model's estimate.")
             else:

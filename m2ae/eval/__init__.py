@@ -250,7 +250,8 @@ def cross_modal_section(model, s: EvalSet, base: Baselines, by_record: bool = Fa
     out = {}
     for target, source, mode in (("ecg", "ppg", "ecg_from_ppg"), ("ppg", "ecg", "ppg_from_ecg")):
         truth, src = getattr(s, target), getattr(s, source)
-        rec = model.reconstruct(**{source: src}, mode=mode)[target]["prediction"]
+        # placed at the card's pulse-arrival delay, one move per record/subject (what the app shows)
+        rec = model.reconstruct(**{source: src}, mode=mode, timing_groups=s.group)[target]["prediction"]
         tpl = base.template.ecg_from_ppg(pp, T) if target == "ecg" else base.template.ppg_from_ecg(rp, T)
         preds = {"model": rec, "ridge": base.ridge[target].predict(src), "mean_beat_template": tpl}
         scores = {k: M.reconstruction_scores(v, truth, s.group, max_lag) for k, v in preds.items()}

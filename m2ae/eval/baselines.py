@@ -18,6 +18,7 @@ from __future__ import annotations
 import numpy as np
 
 from ..contract import FS_HZ, PATCH_SAMPLES
+from ..signal.timing import arrival_delays_s  # noqa: F401  (re-exported: baselines' public helper)
 
 SPECTRAL_BANDS_HZ: tuple[tuple[float, float], ...] = ((0.5, 1.0), (1.0, 2.0), (2.0, 3.0), (3.0, 5.0), (5.0, 8.0),
                                                       (8.0, 15.0), (15.0, 40.0))
@@ -35,18 +36,6 @@ def window_peaks(x: np.ndarray, modality: str, fs_hz: float = FS_HZ) -> list[np.
 
     detect = detect_r_peaks if modality == "ecg" else detect_pulse_peaks
     return [detect(row, fs_hz) for row in np.asarray(x, np.float64)]
-
-
-def arrival_delays_s(r_peaks: np.ndarray, pulse_peaks: np.ndarray, fs_hz: float = FS_HZ,
-                     max_delay_s: float = 1.2) -> np.ndarray:
-    """Delay from each R peak to the first pulse peak after it (within ``max_delay_s``), in s."""
-    r, p = np.asarray(r_peaks), np.asarray(pulse_peaks)
-    if len(r) == 0 or len(p) == 0:
-        return np.zeros(0)
-    j = np.searchsorted(p, r, side="right")
-    ok = j < len(p)
-    d = (p[j[ok]] - r[ok]) / fs_hz
-    return d[d <= max_delay_s]
 
 
 # --- hand-made features -------------------------------------------------------------------------

@@ -93,32 +93,114 @@ def _table(d: dict, prefix: str = "") -> list[str]:
     return rows
 
 
+_TASK_NAMES = {"ppg_to_ecg": "PPG→ECG from PPG alone", "ecg_to_ppg": "ECG→PPG from ECG alone",
+               "same_subject_top1": "same-subject retrieval",
+               "ppg_to_paired_ecg_top1": "PPG→paired ECG, fingerprint only",
+               "ppg_to_paired_ecg_top1_two_stage": "PPG→paired ECG, two-stage (fingerprint shortlist 50 + lagged correlation)"}
+_METRIC_NAMES = {"median_r_lagged": "median r, lagged", "median_nmse_lagged": "median NMSE, lagged",
+                 "median_r": "median r, plain (timing from the typical pulse arrival)",
+                 "median_nmse_hidden": "NMSE on hidden patches", "top1": "top-1", "auroc": "AUROC", "mae": "MAE (years)"}
+_MODE_NAMES = {"both": "ECG+PPG", "ecg": "ECG only", "ppg": "PPG only"}
+_DATA_NAMES = {"simulated_heldout": "simulated", "real": "real"}
+README_TABLE_START, README_TABLE_END = "<!-- eval-table:start -->", "<!-- eval-table:end -->"
+
+
+def _task_name(task: str) -> str:
+    if task in _TASK_NAMES:
+        return _TASK_NAMES[task]
+    if task.startswith("masked_"):  # masked_50_complementary_ecg
+        _, ratio, how, modality = task.split("_", 3)
+        return f"{modality.upper()}, {ratio} % {how} mask"
+    if task.startswith("head_"):    # head_rhythm_both
+        name, mode = task[len("head_"):].rsplit("_", 1)
+        return f"{name} head ({_MODE_NAMES.get(mode, mode)})"
+    return task
+
+
+def _value(v) -> str:
+    return "n/a" if v is None or not np.isfinite(v) else (f"{v:.3f}" if abs(v) < 10 else f"{v:.1f}")
+
+
+def render_headline_table(card: dict) -> str:
+    """The eval headline of a card (``m2ae eval --write-card``) as a Markdown table: each model figure
+    beside the baseline measured in the same run, plus one summary sentence. Empty without eval."""
+    ev = card.get("eval") or {}
+    if not ev.get("headline"):
+        return ""
+    lines = ["| data | task | metric | model | baseline | baseline value | model better |",
+             "| --- | --- | --- | --- | --- | --- | --- |"]
+    for h in ev["headline"]:
+        lines.append(f"| {_DATA_NAMES.get(h['data'], h['data'])} | {_task_name(h['task'])} | "
+                     f"{_METRIC_NAMES.get(h['metric'], h['metric'])} | {_value(h['model'])} | "
+                     f"{h['baseline'].replace('_', ' ')} | {_value(h['baseline_value'])} | "
+                     f"{'yes' if h['model_better'] else '**no**'} |")
+    counts = [f"{v['model_better']} of {v['comparisons']} {_DATA_NAMES.get(k, k)}"
+              for k, v in (ev.get("summary") or {}).items()]
+    sentence = f"Model better in {' and '.join(counts)} comparisons (eval date {card.get('eval_date', '?')}, " \
+               f"{ev.get('wall_time_s', float('nan')):.0f} s)."
+    priv = (ev.get("simulated_heldout") or {}).get("privacy") or {}
+    if priv:
+        re_id, dec = priv["reidentification_top1"], priv["fingerprint_decoder_nmse"]
+        sentence += (f" Privacy (simulated): re-identification top-1 from fingerprints {re_id['model']:.2f} "
+                     f"(chance {re_id['chance']:.3f}); a ridge decoder from fingerprint to raw window reaches NMSE "
+                     f"{dec['ecg']:.2f} (ECG) / {dec['ppg']:.2f} (PPG), where 1.0 is no better than the mean.")
+    return "\n".join(lines + ["", sentence])
+
+
+def update_readme_table(readme_path, card: dict) -> bool:
+    """Replace the block between ``README_TABLE_START`` and ``README_TABLE_END`` in a README with
+    ``render_headline_table(card)``. Returns whether the file changed."""
+    path = Path(readme_path)
+    text = path.read_text()
+    a, b = text.find(README_TABLE_START), text.find(README_TABLE_END)
+    if a < 0 or b < a:
+        raise ValueError(f"{path}: no {README_TABLE_START} ... {README_TABLE_END} block")
+    new = text[:a + len(README_TABLE_START)] + "\n" + render_headline_table(card) + "\n" + text[b:]
+    if new != text:
+        path.write_text(new)
+    return new != text
+
+
 def render_markdown(card: dict) -> str:
     """A readable Markdown model card from the card dict (all numbers come from the dict)."""
     lines = [f"# Model card: {card.get('name', 'M2AE')}", "", f"> {card.get('disclaimer', NOT_FOR_CLINICAL_USE)}", ""]
     if card.get("summary"):
         lines += [card["summary"], ""]
     sections = [("Model", "model"), ("Training data", "data"), ("Training run", "training"),
-                ("Hardware", "hardware"), ("Equivalence checks", "equivalence")]
+                ("Hardware", "hardware"), ("Equivalence checks", "equivalence"),
+                ("Cross-modal timing (where `reconstruct` places a modality rebuilt from the other)", "timing")]
     for title, key in sections:
         if card.get(key):
             lines += [f"## {title}", "", "| field | value |", "| --- | --- |", *_table(card[key]), ""]
     if card.get("heads"):
         lines += ["## Task heads (frozen-fingerprint probes)", "",
-                  "| head | kind | outputs | trained on | held-out metric | date |", "| --- | --- | --- | --- | --- | --- |"]
+                  "| head | kind | outputs | shape (chosen on the calibration split) | trained on | held-out metric | date |",
+                  "| --- | --- | --- | --- | --- | --- | --- |"]
         for name, h in card["heads"].items():
             metric = ", ".join(f"{k}: {_fmt(v)}" for k, v in (h.get("metrics") or {}).items())
             outs = ", ".join(map(str, h.get("classes", []))) or h.get("unit", "")
-            lines.append(f"| {name} | {h.get('kind', '')} | {outs} | {h.get('training_data', '')} | {metric} | {h.get('date', '')} |")
+            lines.append(f"| {name} | {h.get('kind', '')} | {outs} | {h.get('shape', '')} | {h.get('training_data', '')} "
+                         f"| {metric} | {h.get('date', '')} |")
         for name, h in card["heads"].items():
             if h.get("definition"):
                 lines.append(f"\n- **{name}**: {h['definition']}")
         lines.append("")
     if card.get("eval"):
-        lines += [f"## Evaluation (`m2ae eval`, {card.get('eval_date', '')})", "", "| metric | value |",
+        headline = render_headline_table(card)
+        if headline:
+            lines += [f"## Evaluation headline (`m2ae eval`, {card.get('eval_date', '')})", "", headline, ""]
+        lines += [f"## Evaluation, every figure (`m2ae eval`, {card.get('eval_date', '')})", "", "| metric | value |",
                   "| --- | --- |", *_table(card["eval"]), ""]
     else:
         lines += ["## Evaluation", "", "Not yet evaluated: run `m2ae eval --write-card`.", ""]
     if card.get("limitations"):
         lines += ["## Limitations", "", *[f"- {x}" for x in card["limitations"]], ""]
     return "\n".join(lines)
+
+
+if __name__ == "__main__":  # python -m m2ae.model.card README.md: refresh the README's eval table
+    import sys
+
+    target = sys.argv[1] if len(sys.argv) > 1 else "README.md"
+    changed = update_readme_table(target, read_card())
+    print(f"{target}: eval table {'updated' if changed else 'already current'}")

@@ -9,6 +9,7 @@ import torch
 from ..contract import MODALITIES
 from ..errors import InputError
 from ..record import Windows, check_window_batch
+from ..signal.timing import align_pulse_arrival
 from .checkpoint import DEFAULT_CHECKPOINT, load_checkpoint, weights_version
 from .heads import Head
 from .m2ae import M2AE, M2AEConfig
@@ -124,8 +125,16 @@ class M2AEModel:
             raise InputError("reconstruct: this mask hides every patch of both modalities; lower mask_ratio")
         return hidden
 
+    @property
+    def pulse_arrival_s(self) -> float | None:
+        """Typical R-peak → pulse-peak delay (s) measured on this model's training data (model card
+        ``timing``), used to place a modality rebuilt from the other; None for checkpoints without it."""
+        value = (self.card.get("timing") or {}).get("pulse_arrival_s")
+        return None if value is None else float(value)
+
     def reconstruct(self, ecg=None, ppg=None, mask_ratio: float = 0.5, mode: str = "complementary", seed: int = 0,
-                    windows: Windows | None = None, batch_size: int = 256) -> dict:
+                    windows: Windows | None = None, batch_size: int = 256, align_timing: bool = True,
+                    timing_groups=None) -> dict:
         """Masked / cross-modal reconstruction of contract windows.
 
         Returns {"mode", "mask_ratio", "ecg": {...}, "ppg": {...}} where each modality has
@@ -133,8 +142,19 @@ class M2AEModel:
         from the model), ``prediction`` (decoder output everywhere) and ``reconstruction`` (original
         where visible, prediction where hidden), all in normalised units; with ``windows`` also
         ``original_units`` / ``reconstruction_units`` via ``Windows.to_original_units``.
+
+        A modality rebuilt from the other alone (cross-modal modes, or absent from the input) comes
+        out of the decoder with the right beats at an arbitrary offset (its loss forgives any constant
+        device delay up to ±1 s). With ``align_timing`` (and a model card that records
+        ``pulse_arrival_s``) each such window is moved so that its beats sit the typical R → pulse
+        delay from the given modality's beats (``m2ae.signal.timing.align_pulse_arrival``); the move
+        is returned per window as ``timing_shift_samples`` (float [N], NaN = not moved, beats not
+        found; positive = later). ``timing_groups`` [N] (record of each window) makes the windows of
+        one record share one move.
         """
         ecg, ppg, n = self._inputs(ecg, ppg)
+        if timing_groups is not None and len(timing_groups) != n:
+            raise InputError(f"reconstruct: timing_groups has {len(timing_groups)} entries but the input has {n} windows")
         hidden = self.masks(n, mode, mask_ratio, seed, (ecg is not None, ppg is not None))
         P = self.net.config.patch_samples
         pred = {m: np.empty((n, P * self.net.config.n_patches), dtype=np.float32) for m in MODALITIES}
@@ -146,11 +166,22 @@ class M2AEModel:
                 out = self.net.reconstruct(x, h)
                 for m in MODALITIES:
                     pred[m][sl] = out[m].float().cpu().numpy()
+        given = {"ecg": ecg, "ppg": ppg}
+        shifts = {m: np.full(n, np.nan) for m in MODALITIES}
+        if align_timing and self.pulse_arrival_s is not None:
+            for m, other in (("ecg", "ppg"), ("ppg", "ecg")):
+                rows = np.flatnonzero(hidden[m].all(1).numpy() & ~hidden[other].any(1).numpy()) \
+                    if given[other] is not None else np.zeros(0, int)
+                if len(rows):
+                    groups = None if timing_groups is None else np.asarray(timing_groups)[rows]
+                    pred[m][rows], shifts[m][rows] = align_pulse_arrival(pred[m][rows], given[other][rows], m,
+                                                                         self.pulse_arrival_s, groups=groups)
         result: dict = {"mode": mode, "mask_ratio": float(mask_ratio)}
         for m, orig in zip(MODALITIES, (ecg, ppg)):
             mask = np.repeat(hidden[m].numpy(), P, axis=1)                        # [N, 1250]
             recon = pred[m] if orig is None else np.where(mask, pred[m], orig)
-            entry = {"original": orig, "mask": mask, "prediction": pred[m], "reconstruction": recon}
+            entry = {"original": orig, "mask": mask, "prediction": pred[m], "reconstruction": recon,
+                     "timing_shift_samples": shifts[m]}
             if windows is not None:
                 if len(windows) != n:
                     raise InputError(f"reconstruct: windows has {len(windows)} windows but the input has {n}")

@@ -83,7 +83,9 @@ def _train_head(spec: dict, X: np.ndarray, y: np.ndarray, epochs: int, seed: int
         weight = (counts.sum() / (len(counts) * counts.clamp_min(1))).to(device)  # balanced classes
     else:
         yt = torch.from_numpy((y - spec["y_mean"]) / spec["y_std"]).float().to(device)
-    opt = torch.optim.AdamW(head.parameters(), lr=3e-3, weight_decay=1e-2)
+    l2 = float(spec.get("l2", 0.0))
+    opt = torch.optim.AdamW(head.parameters(), lr=3e-3, weight_decay=0.0 if l2 else 1e-2)
+    weights = [p for name, p in head.named_parameters() if name.endswith("weight")]
     n, bs = len(Xt), 256
     g = torch.Generator().manual_seed(seed)
     for epoch in range(epochs):
@@ -92,10 +94,56 @@ def _train_head(spec: dict, X: np.ndarray, y: np.ndarray, epochs: int, seed: int
             idx = idx.to(device)
             raw = head.raw(Xt[idx])
             loss = F.cross_entropy(raw, yt[idx], weight=weight) if head.is_classifier else gaussian_nll(raw, yt[idx])
+            if l2:
+                loss = loss + l2 * sum((w ** 2).sum() for w in weights)
             opt.zero_grad()
             loss.backward()
             opt.step()
     return head.eval()
+
+
+# Head shapes tried for every label; the one with the best calibration-split score is kept. Weak
+# labels (sex, age from ECG alone) overfit the MLP; strong ones (rhythm) need it.
+HEAD_CANDIDATES: tuple[dict, ...] = (
+    {"hidden": 64, "dropout": 0.1, "l2": 0.0},
+    {"hidden": 0, "l2": 1e-4},
+    {"hidden": 0, "l2": 1e-3},
+    {"hidden": 0, "l2": 1e-2},
+)
+
+
+def describe_head_shape(spec: dict) -> str:
+    return (f"MLP (hidden {spec.get('hidden')}, dropout {spec.get('dropout', 0.1)})" if int(spec.get("hidden", 0)) > 0
+            else f"linear (L2 {spec.get('l2', 0.0):g})")
+
+
+def _selection_score(head: Head, X: dict[str, np.ndarray], y: np.ndarray, device) -> float:
+    """Mean over input modes of AUROC (classifiers) or minus MAE (regressors): higher is better."""
+    scores = []
+    for Xm in X.values():
+        ok = (y >= 0) if head.is_classifier else np.isfinite(y)
+        if ok.sum() >= 2:
+            m = score_head(head, Xm[ok], y[ok], device)
+            scores.append(m.get("auroc", np.nan) if head.is_classifier else -m["mae"])
+    return float(np.nanmean(scores)) if scores and np.isfinite(scores).any() else float("-inf")
+
+
+def select_head(spec: dict, Xtr: np.ndarray, ytr: np.ndarray, cal: dict[str, np.ndarray] | None, ycal: np.ndarray | None,
+                epochs: int, seed: int, device) -> tuple[Head, list[dict]]:
+    """Train every ``HEAD_CANDIDATES`` shape on the training split and keep the one that scores best
+    on the calibration split (by subject, never the test split). Without a usable calibration split
+    the first (MLP) is kept. Returns (head, [{"shape", "cal_score"} per candidate])."""
+    tried, best, best_score = [], None, float("-inf")
+    for cand in HEAD_CANDIDATES:
+        cspec = {**spec, **cand}
+        head = _train_head(cspec, Xtr, ytr, epochs, seed, device)
+        score = _selection_score(head, cal, ycal, device) if cal else float("-inf")
+        tried.append({"shape": describe_head_shape(cspec), "cal_score": round(score, 4) if np.isfinite(score) else None})
+        if best is None or score > best_score:
+            best, best_score = head, score
+        if not cal:
+            break
+    return best, tried
 
 
 def calibrate(head: Head, X: np.ndarray, y: np.ndarray, device) -> None:
@@ -199,8 +247,10 @@ def fit_heads(model, specs: dict[str, dict], splits: dict[str, dict], epochs: in
             spec["y_mean"], spec["y_std"] = float(ytr.mean()), float(ytr.std() + 1e-6)
         elif len(np.unique(ytr)) < 2:
             raise InputError(f"label {name}: the training split holds only one class")
-        head = _train_head(spec, Xtr, ytr, epochs, seed, device)
         Xc, yc = stack("cal")
+        has_cal = len(yc) > 0 and (spec["kind"] == "regression" or len(np.unique(yc)) >= 2)
+        head, tried = select_head(spec, Xtr, ytr, fps["cal"] if has_cal else None, ys["cal"] if has_cal else None,
+                                  epochs, seed, device)
         if len(yc):
             calibrate(head, Xc, yc, device)
         metrics = {}
@@ -216,6 +266,10 @@ def fit_heads(model, specs: dict[str, dict], splits: dict[str, dict], epochs: in
                                  if spec["kind"] == "classification" else
                                  "interval width scaled on the calibration split (x%.3f)" % head.spec.get("interval_scale", 1.0)),
                  "n_train_windows": int(len(ys["train"])), "metrics_test": metrics,
+                 "shape": describe_head_shape(head.spec),
+                 "selection": {"by": "calibration split, mean over input modes of " +
+                                      ("AUROC" if spec["kind"] == "classification" else "-MAE"),
+                               "candidates": tried},
                  "metrics": {f"{'auroc' if spec['kind'] == 'classification' else 'mae'}_{m}":
                              v.get("auroc", v.get("mae")) for m, v in metrics.items()}}
         if spec["kind"] == "classification":
@@ -342,23 +396,41 @@ def fit_heads_from_cli(args) -> int:
     return 0
 
 
-if __name__ == "__main__":  # refit the demo heads on a checkpoint in place
-    import argparse
-
+def refit_demo_heads(model_path, out, n_subjects: int = 1500, epochs: int = 40) -> dict:
+    """Refit the demo heads of checkpoint ``model_path`` (weights untouched, so indexes stay valid)
+    and write checkpoint + card to ``out``; a card without a ``timing`` entry gets one measured on
+    the validation windows, as ``m2ae train`` records it. Returns the new card."""
     from ..model import load_model
     from ..model.card import write_card
     from ..model.checkpoint import load_checkpoint, save_checkpoint
+    from . import pulse_arrival_card
+    from .data import simulated_windows
+    from .demo import weak_head_notes
+    from .splits import VAL_SEED
+
+    m = load_model(model_path)
+    heads, heads_card = fit_demo_heads(m, n_subjects=n_subjects, epochs=epochs)
+    card = dict(load_checkpoint(m.path).get("card", {}))
+    old_notes = [n for n in card.get("limitations", []) if not n.startswith("Heads near chance")]
+    card.update(heads=heads_card, limitations=weak_head_notes(heads_card) + old_notes)
+    card.pop("eval", None)  # measured with the old heads: `m2ae eval --write-card` again
+    card.pop("eval_date", None)
+    if "timing" not in card:
+        val_windows = int(card.get("training", {}).get("config", {}).get("val_windows", 1024))
+        v = simulated_windows(max(1, val_windows // 2), 2, VAL_SEED, max_shift_s=0.0)
+        card["timing"] = pulse_arrival_card(v["ecg"], v["ppg"], VAL_SEED)
+    save_checkpoint(out, m.net.cpu(), heads, card)
+    write_card(out, card)
+    return card
+
+
+if __name__ == "__main__":  # refit the demo heads on a checkpoint
+    import argparse
 
     ap = argparse.ArgumentParser(description="fit the demo heads (simulator) on a checkpoint")
     ap.add_argument("--model", default=None)
     ap.add_argument("--out", required=True)
-    ap.add_argument("--subjects", type=int, default=600)
+    ap.add_argument("--subjects", type=int, default=1500)
     a = ap.parse_args()
-    m = load_model(a.model)
-    hs, ch = fit_demo_heads(m, n_subjects=a.subjects)
-    ck = load_checkpoint(m.path)
-    card = {**ck.get("card", {}), "heads": ch}
-    save_checkpoint(a.out, m.net.cpu(), hs, card)
-    write_card(a.out, card)
-    for k, v in ch.items():
-        print(k, v["metrics"])
+    for k, v in refit_demo_heads(a.model, a.out, a.subjects)["heads"].items():
+        print(k, v["shape"], v["metrics"])
