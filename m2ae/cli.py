@@ -202,7 +202,7 @@ def build_parser() -> argparse.ArgumentParser:
     s.add_argument("--json", action="store_true")
     s.set_defaults(func=cmd_eval)
 
-    s = sub.add_parser("app", help="start the web app (arguments after -- go to streamlit)")
+    s = sub.add_parser("app", help="start the web app (further arguments go to `streamlit run`, e.g. --server.port 8502)")
     s.add_argument("streamlit_args", nargs=argparse.REMAINDER)
     s.set_defaults(func=cmd_app)
     return p
@@ -210,7 +210,14 @@ def build_parser() -> argparse.ArgumentParser:
 
 def main(argv: list[str] | None = None) -> int:
     parser = build_parser()
-    args = parser.parse_args(argv)
+    argv = list(sys.argv[1:] if argv is None else argv)
+    if len(argv) > 1 and argv[0] == "app" and argv[1] not in ("-h", "--help"):
+        # `m2ae app --server.port 8502`: everything after `app` is streamlit's (argparse would
+        # refuse an unknown leading option even with REMAINDER)
+        args = parser.parse_args(["app"])
+        args.streamlit_args = argv[1:]
+    else:
+        args = parser.parse_args(argv)
     if args.version:
         from . import __version__
 

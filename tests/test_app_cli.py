@@ -10,6 +10,8 @@ import time
 import urllib.request
 from pathlib import Path
 
+import pytest
+
 ROOT = Path(__file__).resolve().parents[1]
 
 
@@ -23,7 +25,7 @@ def test_m2ae_app_serves(tmp_path):
     port = _free_port()
     log = open(tmp_path / "server.log", "w")
     # `python -m m2ae.cli` is the console script `m2ae`; a new session so the whole tree can be stopped.
-    proc = subprocess.Popen([sys.executable, "-m", "m2ae.cli", "app", "--", "--server.port", str(port),
+    proc = subprocess.Popen([sys.executable, "-m", "m2ae.cli", "app", "--server.port", str(port),
                              "--server.address", "127.0.0.1"], cwd=tmp_path, stdout=log, stderr=subprocess.STDOUT,
                             start_new_session=True, env={**os.environ, "OMP_WAIT_POLICY": "PASSIVE"})
     try:
@@ -45,3 +47,14 @@ def test_m2ae_app_serves(tmp_path):
         except subprocess.TimeoutExpired:
             os.killpg(proc.pid, signal.SIGKILL)
         log.close()
+
+
+@pytest.mark.parametrize("argv", [["app", "--server.port", "8600", "--server.headless", "true"],
+                                  ["app", "--", "--server.port", "8600", "--server.headless", "true"]])
+def test_m2ae_app_passes_streamlit_options_through(monkeypatch, argv):
+    import m2ae.cli as cli
+
+    seen = {}
+    monkeypatch.setattr(cli, "cmd_app", lambda args: seen.setdefault("args", [a for a in args.streamlit_args if a != "--"]) and 0)
+    assert cli.main(argv) == 0
+    assert seen["args"] == ["--server.port", "8600", "--server.headless", "true"]

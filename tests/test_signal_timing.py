@@ -95,6 +95,10 @@ def test_shipped_model_places_rebuilt_ppg_at_the_pulse_arrival(pairs):
     r_raw = np.median([np.corrcoef(a, b)[0, 1] for a, b in zip(raw["prediction"], ppg)])
     r_placed = np.median([np.corrcoef(a, b)[0, 1] for a, b in zip(placed["prediction"], ppg)])
     assert r_placed > 0.5 and r_placed > r_raw + 0.2, (r_raw, r_placed)
+    # a modality absent from the record is placed too, whatever the other's mask
+    absent = model.reconstruct(ecg=ecg.astype(np.float32), mode="complementary", mask_ratio=0.5)
+    assert np.isfinite(absent["ppg"]["timing_shift_samples"]).all()
+    assert np.isnan(absent["ecg"]["timing_shift_samples"]).all()
     # masked (not cross-modal) reconstruction is never moved
     both = model.reconstruct(ecg=ecg.astype(np.float32), ppg=ppg.astype(np.float32), mode="complementary")
     assert np.isnan(both["ppg"]["timing_shift_samples"]).all()

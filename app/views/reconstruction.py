@@ -36,8 +36,10 @@ def _rows(out, win, i):
         present = orig is not None
         to_units = (lambda x: win.to_original_units(m, x[None], slice(i, i + 1))[0]) if present else (lambda x: x)
         rows.append({
-            "title": f"{m.upper()} — " + ("not recorded: rebuilt from the other modality" if not present
-                                          else f"{mask.mean():.0%} hidden from the model"),
+            "title": f"{m.upper()} — " + (("not recorded: rebuilt from the other modality" +
+                                           (", placed at the typical pulse arrival"
+                                            if np.isfinite(e.get("timing_shift_samples", [np.nan])[0]) else ""))
+                                          if not present else f"{mask.mean():.0%} hidden from the model"),
             "original": None if orig is None else to_units(orig),
             "visible": ~mask,
             "reconstructed": np.where(mask, to_units(pred), np.nan),
@@ -57,7 +59,8 @@ def _cross_modal(key: str, version: str, i: int, target: str, source: str, _mode
     pred = np.asarray(xo[target]["prediction"][0])
     orig = xo[target]["original"]
     t = np.arange(len(pred)) / FS_HZ + float(_win.starts_s[i])
-    row = {"title": f"{target.upper()} rebuilt from {source.upper()}", "visible": np.zeros_like(pred, bool),
+    # no in-figure title: the column header names the direction, and a title would sit under the legend
+    row = {"title": "", "visible": np.zeros_like(pred, bool),
            "reconstructed": pred, "spans": [], "units": "normalised",
            "original": None if orig is None else np.asarray(orig[0])}
     err = None if orig is None else sup.reconstruction_errors(np.asarray(orig[0]), pred, max_lag_samples=LAG_SAMPLES)

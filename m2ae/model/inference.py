@@ -170,8 +170,9 @@ class M2AEModel:
         shifts = {m: np.full(n, np.nan) for m in MODALITIES}
         if align_timing and self.pulse_arrival_s is not None:
             for m, other in (("ecg", "ppg"), ("ppg", "ecg")):
-                rows = np.flatnonzero(hidden[m].all(1).numpy() & ~hidden[other].any(1).numpy()) \
-                    if given[other] is not None else np.zeros(0, int)
+                # every window whose ``m`` the model never saw, placed against the recorded other
+                # modality (only its beat times are read, to compute one move per window/record)
+                rows = np.flatnonzero(hidden[m].all(1).numpy()) if given[other] is not None else np.zeros(0, int)
                 if len(rows):
                     groups = None if timing_groups is None else np.asarray(timing_groups)[rows]
                     pred[m][rows], shifts[m][rows] = align_pulse_arrival(pred[m][rows], given[other][rows], m,
