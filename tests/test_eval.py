@@ -133,3 +133,31 @@ def test_run_eval_on_real_records(tiny_model, real_dir):
     assert real["heads"] == {"status": "no labels in this data"}
     assert {r["data"] for r in res["headline"]} == {"simulated_heldout", "real"}
     assert "bidmc_01_Signals: r@lag model" in format_table(res)
+
+
+def test_shipped_card_matches_a_fresh_eval(real_dir):
+    """Issue contract: `m2ae eval` from a fresh clone reproduces the card's headline (same data,
+    same seeds): every figure within float noise and every model-vs-baseline verdict the same."""
+    import m2ae
+
+    card = m2ae.load_model().card
+    fresh = run_eval(data=[str(real_dir)])
+    want = {(h["data"], h["task"], h["metric"], h["baseline"]): h for h in card["eval"]["headline"]}
+    got = {(h["data"], h["task"], h["metric"], h["baseline"]): h for h in fresh["headline"]}
+    assert set(got) == set(want)
+    for key, h in got.items():
+        assert h["model"] == pytest.approx(want[key]["model"], abs=0.01), key
+        assert h["baseline_value"] == pytest.approx(want[key]["baseline_value"], abs=0.01), key
+        assert h["model_better"] == want[key]["model_better"], key
+
+
+def test_readme_eval_table_is_the_cards():
+    """The README's results table is rendered from the shipped card, not typed in."""
+    from pathlib import Path
+
+    from m2ae.model.card import README_TABLE_END, README_TABLE_START, render_headline_table
+
+    readme = (Path(__file__).resolve().parents[1] / "README.md").read_text()
+    block = readme.split(README_TABLE_START, 1)[1].split(README_TABLE_END, 1)[0].strip()
+    assert block == render_headline_table(read_card()).strip()
+    assert "| simulated |" in block and "Model better in" in block
