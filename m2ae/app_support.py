@@ -592,3 +592,15 @@ def timing_caption(target: str, source: str, pulse_arrival_s: float | None, move
               else f"its R peaks come {delay_ms:.0f} ms before the PPG's pulse peaks")
     return (f"Timing: placed so {placed} (the training data's typical R → pulse delay; moved {moved_ms:+.0f} ms). "
             f"This record's own delay may differ: see r after best lag.")
+
+
+def rhythm_interval_warning(prediction: Mapping[str, Any] | None, view: WindowView) -> str | None:
+    """The rhythm head's call for ``view``'s window checked against its measured beat intervals
+    (R peaks when the window has ECG, else pulse peaks): a warning line, or None when they agree
+    or cannot be compared (``m2ae.signal.rhythm``)."""
+    from .signal.rhythm import MIN_BEATS, rhythm_interval_check, rr_irregularity
+
+    if not prediction or "probabilities" not in prediction:
+        return None
+    beats = view.r_peaks_s if len(view.r_peaks_s) >= MIN_BEATS else view.pulse_peaks_s
+    return rhythm_interval_check(head_summary(prediction, view.index)["code"], rr_irregularity(beats))

@@ -382,3 +382,20 @@ def test_model_card_shows_eval_results_from_the_card(app_env):
             model.card.pop("eval", None)
         else:
             model.card["eval"] = saved
+
+
+def test_predictions_check_the_rhythm_call_against_beat_intervals(app_env, bidmc_csv):
+    """BIDMC 01 is a regular sinus rhythm; whenever the rhythm head calls AF on it, the page says the
+    measured intervals disagree (and says nothing when the call is a sinus rhythm)."""
+    at = new_app()
+    at.file_uploader(key="upload").set_value((bidmc_csv.name, bidmc_csv.read_bytes(), "text/csv")).run()
+    at = goto(at, "views/predictions.py")
+    for use in ("ECG + PPG", "ECG only", "PPG only"):
+        at.radio(key="pred_use").set_value(use).run()
+        assert_ok(at)
+        rhythm_call = next(m.value for m in at.markdown if m.value.startswith("**")).strip("*")  # first card
+        interval_warnings = [w.value for w in at.warning if "beat intervals" in w.value]
+        if rhythm_call == "atrial fibrillation":
+            assert interval_warnings and "regular" in interval_warnings[0], use
+        else:
+            assert not interval_warnings, (use, rhythm_call)

@@ -241,3 +241,21 @@ def test_timing_caption_says_where_the_rebuilt_modality_was_placed():
     assert "R peaks come 352 ms before the PPG's pulse peaks" in sup.timing_caption("ecg", "ppg", 0.352, -8.0)
     assert "could not be found" in sup.timing_caption("ecg", "ppg", 0.352, float("nan"))
     assert "records no typical pulse arrival" in sup.timing_caption("ecg", "ppg", None, float("nan"))
+
+
+def test_rhythm_interval_warning_on_a_real_regular_record(bidmc_csv):
+    """BIDMC 01 window 1 has regular beats: an AF call gets the warning, a sinus call does not."""
+    import m2ae
+
+    win = m2ae.preprocess(m2ae.load_record(bidmc_csv))
+    view = sup.window_view(win, 0)
+    classes = ["NSR", "AF", "SB", "ST", "PVC"]
+
+    def call(code):
+        p = np.full((len(win), 5), 0.01)
+        p[:, classes.index(code)] = 0.96
+        return {"classes": classes, "class_names": classes, "probabilities": p}
+
+    assert "regular" in sup.rhythm_interval_warning(call("AF"), view)
+    assert sup.rhythm_interval_warning(call("NSR"), view) is None
+    assert sup.rhythm_interval_warning(None, view) is None

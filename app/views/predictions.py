@@ -53,6 +53,11 @@ with page_guard("Predictions & explanations"):
                 box.markdown(f"**{h['value']:.1f}{unit}**")
                 box.caption(f"{h['level']:.0%} prediction interval {h['low']:.1f}–{h['high']:.1f}{unit}")
 
+    view = sup.window_view(win, i)
+    interval_warning = sup.rhythm_interval_warning(preds.get("rhythm"), view)
+    if interval_warning:
+        st.warning(interval_warning, icon=":material/ecg_heart:")
+
     st.subheader("Why: attributions")
     state.keep(pred_head=heads[0], pred_method=next(iter(METHODS)))
     if st.session_state["pred_head"] not in heads:
@@ -76,7 +81,6 @@ with page_guard("Predictions & explanations"):
     method = METHODS[c3.selectbox("Method", list(METHODS), key="pred_method")]
 
     att = state.explanation(src.key, version, i, head, target, method, use, model, win)
-    view = sup.window_view(win, i)
     signals = {m: (getattr(view, m) if m in (("ecg", "ppg") if use == "both" else (use,)) else None)
                for m in ("ecg", "ppg")}
     attributions = {"ecg": None if att.ecg is None else att.ecg[0], "ppg": None if att.ppg is None else att.ppg[0]}
