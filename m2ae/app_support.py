@@ -602,5 +602,7 @@ def rhythm_interval_warning(prediction: Mapping[str, Any] | None, view: WindowVi
 
     if not prediction or "probabilities" not in prediction:
         return None
-    beats = view.r_peaks_s if len(view.r_peaks_s) >= MIN_BEATS else view.pulse_peaks_s
-    return rhythm_interval_check(head_summary(prediction, view.index)["code"], rr_irregularity(beats))
+    use_r = len(view.r_peaks_s) >= MIN_BEATS
+    beats = view.r_peaks_s if use_r else view.pulse_peaks_s
+    return rhythm_interval_check(head_summary(prediction, view.index)["code"], rr_irregularity(beats),
+                                 "R peaks" if use_r else "pulse peaks")

@@ -256,6 +256,6 @@ def test_rhythm_interval_warning_on_a_real_regular_record(bidmc_csv):
         p[:, classes.index(code)] = 0.96
         return {"classes": classes, "class_names": classes, "probabilities": p}
 
-    assert "regular" in sup.rhythm_interval_warning(call("AF"), view)
+    assert "(R peaks) are regular" in sup.rhythm_interval_warning(call("AF"), view)
     assert sup.rhythm_interval_warning(call("NSR"), view) is None
     assert sup.rhythm_interval_warning(None, view) is None

@@ -35,3 +35,7 @@ def test_thresholds_separate_the_simulators_sinus_and_af_windows():
     assert len(sinus) >= 10 and len(af) >= 10
     assert np.nanmean(sinus < REGULAR_MAX) >= 0.8
     assert np.nanmean(af > IRREGULAR_MIN) >= 0.8
+
+
+def test_the_warning_names_where_the_beats_came_from():
+    assert "(pulse peaks) are irregular" in rhythm_interval_check("NSR", 0.3, beats_from="pulse peaks")

@@ -35,20 +35,22 @@ def rr_irregularity(beat_times_s) -> float:
     return float(np.median(np.abs(np.diff(rr))) / np.mean(rr))
 
 
-def rhythm_interval_check(rhythm_code: str, irregularity: float) -> str | None:
+def rhythm_interval_check(rhythm_code: str, irregularity: float, beats_from: str = "R peaks") -> str | None:
     """A one-line warning when a rhythm call contradicts the measured beat intervals, else None.
 
-    rhythm_code : the call ("NSR", "AF", "SB", "ST", "PVC"); irregularity : ``rr_irregularity``.
+    rhythm_code : the call ("NSR", "AF", "SB", "ST", "PVC"); irregularity : ``rr_irregularity``;
+    beats_from : where the beats came from, said in the warning ("R peaks", "pulse peaks": pulse
+    peaks are noisier, so the reader should know).
     Ectopy (PVC) is never contradicted: a 10-s window may hold no ectopic beat.
     """
     if not np.isfinite(irregularity):
         return None
     if rhythm_code in IRREGULAR_CALLS and irregularity < REGULAR_MAX:
-        return (f"The rhythm head calls {IRREGULAR_CALLS[rhythm_code]}, but this window's beat intervals are "
-                f"regular (irregularity {irregularity:.3f}; sinus rhythm is typically below {REGULAR_MAX:g}). "
-                f"Trust the measured intervals over the model here.")
+        return (f"The rhythm head calls {IRREGULAR_CALLS[rhythm_code]}, but this window's beat intervals "
+                f"({beats_from}) are regular (irregularity {irregularity:.3f}; sinus rhythm is typically "
+                f"below {REGULAR_MAX:g}). Trust the measured intervals over the model here.")
     if rhythm_code in REGULAR_CALLS and irregularity > IRREGULAR_MIN:
-        return (f"The rhythm head calls {REGULAR_CALLS[rhythm_code]}, but this window's beat intervals are "
-                f"irregular (irregularity {irregularity:.3f}; atrial fibrillation is typically above "
-                f"{IRREGULAR_MIN:g}). Look at the trace for fibrillation or ectopic beats.")
+        return (f"The rhythm head calls {REGULAR_CALLS[rhythm_code]}, but this window's beat intervals "
+                f"({beats_from}) are irregular (irregularity {irregularity:.3f}; atrial fibrillation is "
+                f"typically above {IRREGULAR_MIN:g}). Look at the trace for fibrillation or ectopic beats.")
     return None
