@@ -39,3 +39,14 @@ def test_thresholds_separate_the_simulators_sinus_and_af_windows():
 
 def test_the_warning_names_where_the_beats_came_from():
     assert "(pulse peaks) are irregular" in rhythm_interval_check("NSR", 0.3, beats_from="pulse peaks")
+
+
+def test_docstring_examples_run():
+    import doctest
+
+    import m2ae.signal.rhythm as rhythm
+    import m2ae.signal.timing as timing
+
+    for module in (rhythm, timing):
+        result = doctest.testmod(module)
+        assert result.attempted > 0 and result.failed == 0, module.__name__
