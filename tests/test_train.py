@@ -175,7 +175,10 @@ def test_cli_train_writes_checkpoint_and_log(tmp_path, capsys):
     assert res["step"] == 2 and np.isfinite(res["loss"]) and "val_retrieval_top1" in res
     lines = (tmp_path / "run" / "m.metrics.jsonl").read_text().splitlines()
     assert [json.loads(line)["step"] for line in lines] == [1, 2]
-    assert load_model(out, device="cpu").card["training"]["steps"] == 2
+    trained = load_model(out, device="cpu")
+    assert trained.card["training"]["steps"] == 2
+    # the typical R → pulse delay of the validation windows, which reconstruct places rebuilt signals at
+    assert 0.1 < trained.pulse_arrival_s < 0.8 and "validation" in trained.card["timing"]["measured_on"]
 
 
 def test_cli_train_bad_inputs(tmp_path, capsys):
