@@ -72,8 +72,15 @@ def test_run_eval_smoke(tiny_model):
         if r["model_better"] is not None:
             assert r["model_better"] == (r["model"] > r["baseline_value"] if r["higher_is_better"]
                                          else r["model"] < r["baseline_value"])
+    stress = held["rhythm_without_p_waves"]
+    assert stress["seed"] != res["data"]["simulated_heldout"]["seed"] and stress["rhythm"] == "NSR"
+    for variant in ("with_p_waves", "without_p_waves"):
+        for inp in ("both", "ecg", "ppg"):
+            row = stress[variant][inp]
+            assert 0 <= row["model"] <= 1 and 0 <= row["baseline_logistic_hrv_pat"] <= 1
     text = format_table(res)
     assert "ppg_to_ecg mean_beat_template" in text and "re-identification" in text
+    assert "sinus rhythm called AF" in text
 
 
 def test_cli_eval_json_and_card(tmp_path):

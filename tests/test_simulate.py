@@ -375,3 +375,16 @@ def test_cohort_ids_differ_across_seeds_and_match_the_index_builder(tmp_path):
     manifest = write_cohort(3, tmp_path / "c4", seed=4, duration_s=10)
     assert [r["subject_id"] for r in manifest["records"]] == ids4
     assert [it.payload[0].subject_id for it in simulated_items(3, seed=4)] == ids4
+
+
+def test_p_wave_scale_removes_p_waves_and_nothing_else():
+    """The stress-test knob: the same sinus subjects without P waves differ only before each R peak."""
+    from m2ae.train.data import simulated_windows
+
+    with_p = simulated_windows(6, 1, 31337, rhythm="NSR", noise=False)
+    without = simulated_windows(6, 1, 31337, rhythm="NSR", noise=False, p_wave_scale=0.0)
+    assert list(with_p["rhythm"]) == ["NSR"] * 6
+    np.testing.assert_array_equal(with_p["subject_id"], without["subject_id"])
+    diff = np.abs(with_p["ecg"] - without["ecg"])
+    assert diff.max() > 0.05                                     # the P waves were there
+    np.testing.assert_allclose(with_p["ppg"], without["ppg"], atol=1e-5)   # the pulse is untouched

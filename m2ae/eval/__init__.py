@@ -373,6 +373,44 @@ def heads_section(model, s: EvalSet, fps: dict[str, np.ndarray], feats: dict[str
     return out
 
 
+P_WAVE_STRESS_SEED_OFFSET = 1  # EVAL_SEED + 1: its own held-out stream of sinus-rhythm subjects
+
+
+def p_wave_stress_section(model, base: Baselines, n_subjects: int, seed: int) -> dict:
+    """What does the rhythm head key on? Regular sinus rhythm drawn with and without P waves (small
+    or absent P waves are common on real monitor leads): the share of windows called AF by the head
+    and by the HRV baseline, per input. A head that reads beat irregularity stays near 0 without
+    P waves; one that learned "no P wave = AF" from the simulator does not."""
+    import torch
+
+    from ..train.data import simulated_windows
+
+    head = model.heads.get("rhythm")
+    if head is None or "AF" not in head.spec.get("classes", []):
+        return {"status": "no rhythm head with an AF class"}
+    af = list(head.spec["classes"]).index("AF")
+    out: dict[str, Any] = {"subjects": int(n_subjects), "seed": int(seed), "rhythm": "NSR",
+                           "metric": "share of windows called AF (argmax); lower is better"}
+    for variant, scale in (("with_p_waves", 1.0), ("without_p_waves", 0.0)):
+        d = simulated_windows(int(n_subjects), 2, seed, rhythm="NSR", p_wave_scale=scale)
+        s = EvalSet(variant, "", np.asarray(d["ecg"], np.float32), np.asarray(d["ppg"], np.float32),
+                    np.asarray(d["subject_id"]).astype(str), {})
+        feats = _features(s)
+        entry = {}
+        for inp, (e, p) in _input_sets(s).items():
+            fp = model.fingerprint(ecg=e, ppg=p)
+            with torch.inference_mode():
+                logits = head(torch.from_numpy(fp).to(model.device)).float().cpu().numpy()
+            row = {"model": float(np.mean(logits.argmax(1) == af))}
+            lm = base.head_models.get("rhythm", {}).get(inp)
+            if lm is not None:
+                _, X = M.standardize(base.feature_train[inp], feats[inp])
+                row["baseline_logistic_hrv_pat"] = float(np.mean(lm.classes_[lm.predict_proba(X).argmax(1)] == af))
+            entry[inp] = row
+        out[variant] = entry
+    return out
+
+
 def privacy_section(model, s: EvalSet, fps: dict[str, np.ndarray], base: Baselines) -> dict:
     """Re-identification rate from fingerprints and how well fingerprints alone rebuild the window."""
     n_groups = len(np.unique(s.group))
@@ -489,6 +527,9 @@ def run_eval(model=None, data=None, sim_subjects: int = 60, seed: int | None = N
         fam_index = f"no index for this model: {str(e).splitlines()[0][:200]}"
     result["simulated_heldout"] = evaluate_set(model, held, base, n_candidates, eval_seed, quiet, recon_idx,
                                                index=fam_index)
+    _log("stress test: sinus rhythm without P waves", quiet)
+    result["simulated_heldout"]["rhythm_without_p_waves"] = p_wave_stress_section(
+        model, base, max(20, int(sim_subjects) // 2), eval_seed + P_WAVE_STRESS_SEED_OFFSET)
 
     if isinstance(data, (str, Path)):
         data = [data]
@@ -656,6 +697,13 @@ def format_table(res: dict) -> str:
         lines.append(f"privacy: re-identification {f(p['reidentification_top1']['model'])} "
                      f"(chance {f(p['reidentification_top1']['chance'])}); fingerprint→window NMSE "
                      f"ECG {f(p['fingerprint_decoder_nmse']['ecg'])} PPG {f(p['fingerprint_decoder_nmse']['ppg'])}")
+        stress = sec.get("rhythm_without_p_waves") or {}
+        if "without_p_waves" in stress:
+            lines.append("stress: sinus rhythm called AF (share of windows), model vs baseline — with P waves | without")
+            for inp in ("both", "ecg", "ppg"):
+                w, wo = stress["with_p_waves"].get(inp, {}), stress["without_p_waves"].get(inp, {})
+                lines.append(f"  {inp:5s} {f(w.get('model'))} vs {f(w.get('baseline_logistic_hrv_pat'))} | "
+                             f"{f(wo.get('model'))} vs {f(wo.get('baseline_logistic_hrv_pat'))}")
     for data in ("simulated_heldout", "real"):
         rows = [r for r in res.get("headline", []) if r["data"] == data and r["model_better"] is not None]
         if rows:

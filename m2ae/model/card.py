@@ -144,6 +144,20 @@ def render_headline_table(card: dict) -> str:
         sentence += (f" Privacy (simulated): re-identification top-1 from fingerprints {re_id['model']:.2f} "
                      f"(chance {re_id['chance']:.3f}); a ridge decoder from fingerprint to raw window reaches NMSE "
                      f"{dec['ecg']:.2f} (ECG) / {dec['ppg']:.2f} (PPG), where 1.0 is no better than the mean.")
+    stress = (ev.get("simulated_heldout") or {}).get("rhythm_without_p_waves") or {}
+    if "without_p_waves" in stress:
+        w, wo = stress["with_p_waves"], stress["without_p_waves"]
+
+        def pct(row, who):
+            v = (row or {}).get(who)
+            return "n/a" if v is None else f"{100 * v:.0f} %"
+
+        sentence += (f" Stress test ({stress['subjects']} simulated sinus-rhythm subjects drawn without P waves): "
+                     f"called AF in {pct(wo.get('ecg'), 'model')} of windows from ECG alone and "
+                     f"{pct(wo.get('both'), 'model')} from ECG+PPG by the model, "
+                     f"{pct(wo.get('ecg'), 'baseline_logistic_hrv_pat')} / "
+                     f"{pct(wo.get('both'), 'baseline_logistic_hrv_pat')} by the HRV baseline "
+                     f"(with P waves: {pct(w.get('ecg'), 'model')} / {pct(w.get('both'), 'model')} by the model).")
     return "\n".join(lines + ["", sentence])
 
 

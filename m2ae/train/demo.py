@@ -22,6 +22,12 @@ from .heads import fit_demo_heads
 from .splits import EVAL_SEED, HEADS_CAL_SEED, HEADS_TEST_SEED, HEADS_TRAIN_SEED, PRETRAIN_SEED, VAL_SEED
 
 
+P_WAVE_LIMITATION = ("The simulator draws every non-AF subject with clear P waves and every AF subject with none: "
+                     "a rhythm head can learn 'no P wave = AF' instead of beat irregularity (see the eval's "
+                     "rhythm_without_p_waves stress test); the app checks each rhythm call against the measured "
+                     "beat intervals.")
+
+
 def weak_head_notes(heads_card: dict) -> list[str]:
     """Say plainly which heads score near chance on their held-out simulated test split."""
     weak = [f"{k} (AUROC {v['metrics'].get('auroc_both', float('nan')):.2f})" for k, v in heads_card.items()
@@ -114,6 +120,7 @@ def main(argv=None) -> int:
     card["limitations"] = weak_head_notes(heads_card) + [
         "Pretrained on simulated signals only; real-record performance is whatever `m2ae eval` reports.",
         "Heads are fitted on simulator labels; " + RISK_DEFINITION + ".",
+        P_WAVE_LIMITATION,
         "10-s windows at 125 Hz, one ECG lead (II preferred) and one PPG channel, normalised per window.",
     ]
     final = out / "m2ae-demo.pt"
