@@ -153,3 +153,13 @@ def test_head_shape_is_selected_on_the_calibration_split():
     best = max(tried, key=lambda c: c["cal_score"])
     assert card["age"]["shape"] == best["shape"]
     assert (heads["age"].spec["hidden"] > 0) == best["shape"].startswith("MLP")
+
+
+def test_faint_p_wave_scales_share_and_independence():
+    from m2ae.train.heads import faint_p_wave_scales
+
+    s = faint_p_wave_scales(4000, 1_000_003, 0.25)
+    faint = s < 1.0
+    assert abs(faint.mean() - 0.25) < 0.03 and s[faint].max() <= 0.3 and s.min() >= 0.0
+    np.testing.assert_array_equal(s, faint_p_wave_scales(4000, 1_000_003, 0.25))   # seeded
+    assert (faint_p_wave_scales(50, 7, 0.0) == 1.0).all()

@@ -244,21 +244,23 @@ class StepBatches(torch.utils.data.Dataset):
 
 
 def simulated_windows(n_subjects: int, windows_per_subject: int, seed: int, max_shift_s: float = 0.0,
-                      noise: bool = True, rhythm: str | None = None, p_wave_scale: float = 1.0) -> dict:
+                      noise: bool = True, rhythm: str | None = None, p_wave_scale=1.0) -> dict:
     """Labelled simulated windows for head fitting / validation: several windows per subject.
 
     Returns ecg, ppg float32 [N, 1250], subject_id [N], and label arrays (rhythm, hypertension,
     age, sex, risk) [N], N = n_subjects * windows_per_subject, from ``default_rng(seed)``.
     rhythm : fix every subject's rhythm ("NSR", "AF", ...); p_wave_scale : multiplies each subject's
-    P-wave amplitude (0 = no P waves: a stress test of what a rhythm classifier relies on).
+    P-wave amplitude, one number or one per subject [n_subjects] (0 = no P waves: a stress test of
+    what a rhythm classifier relies on, or faint P waves as real monitor leads often show).
     """
     from ..simulate.core import synthesize
     from ..simulate.subject import sample_subject_table
 
     rng = np.random.default_rng(seed)
     table = sample_subject_table(rng, n_subjects, rhythm=rhythm, id_prefix=ID_PREFIX.get(seed, f"s{seed}-"))
-    if p_wave_scale != 1.0:
-        table = {**table, "p_mv": table["p_mv"] * float(p_wave_scale)}
+    scale = np.broadcast_to(np.asarray(p_wave_scale, dtype=np.float64), (n_subjects,))
+    if np.any(scale != 1.0):
+        table = {**table, "p_mv": table["p_mv"] * scale}
     rep = {k: np.repeat(v, windows_per_subject) for k, v in table.items()}
     src_margin = 2 * max_shift_s + 1.0
     sim = synthesize(rep, WINDOW_SAMPLES / FS_HZ + src_margin, FS_HZ, rng, noise=noise)

@@ -22,10 +22,11 @@ from .heads import fit_demo_heads
 from .splits import EVAL_SEED, HEADS_CAL_SEED, HEADS_TEST_SEED, HEADS_TRAIN_SEED, PRETRAIN_SEED, VAL_SEED
 
 
-P_WAVE_LIMITATION = ("The simulator draws every non-AF subject with clear P waves and every AF subject with none: "
-                     "a rhythm head can learn 'no P wave = AF' instead of beat irregularity (see the eval's "
-                     "rhythm_without_p_waves stress test); the app checks each rhythm call against the measured "
-                     "beat intervals.")
+P_WAVE_LIMITATION = ("The pretraining simulator draws every non-AF subject with clear P waves and every AF subject "
+                     "with none, so the fingerprint separates them by P waves as much as by beat irregularity. The "
+                     "demo heads are fitted with a quarter of subjects drawn with faint or no P waves to counter it; "
+                     "the eval's rhythm_without_p_waves stress test measures what remains, and the app checks each "
+                     "rhythm call against the measured beat intervals.")
 
 
 def weak_head_notes(heads_card: dict) -> list[str]:

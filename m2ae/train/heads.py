@@ -282,10 +282,24 @@ def fit_heads(model, specs: dict[str, dict], splits: dict[str, dict], epochs: in
     return heads, card
 
 
+FAINT_P_SHARE = 0.25  # demo heads: a quarter of subjects with faint/no P waves (see faint_p_wave_scales)
+
+
+def faint_p_wave_scales(n_subjects: int, seed: int, share: float) -> np.ndarray:
+    """Per-subject P-wave amplitude factors: ``share`` of subjects get U(0, 0.3) (faint or absent P
+    waves, as on many monitor leads), the rest 1. Its own random stream (``[seed, 7]``), so the
+    subjects themselves are the same with or without it."""
+    rng = np.random.default_rng([seed, 7])
+    return np.where(rng.random(n_subjects) < share, rng.uniform(0.0, 0.3, n_subjects), 1.0)
+
+
 def fit_demo_heads(model, n_subjects: int = 600, windows_per_subject: int = 4, epochs: int = 40,
-                   max_shift_s: float = 0.3, device=None) -> tuple[dict[str, Head], dict[str, dict]]:
+                   max_shift_s: float = 0.3, device=None, faint_p_share: float = FAINT_P_SHARE
+                   ) -> tuple[dict[str, Head], dict[str, dict]]:
     """Demo heads on simulated subjects: train/cal/test drawn from the seed roots in
-    ``m2ae.train.splits`` (disjoint from pretraining and from ``EVAL_SEED``)."""
+    ``m2ae.train.splits`` (disjoint from pretraining and from ``EVAL_SEED``). ``faint_p_share``:
+    share of subjects drawn with faint or no P waves (``faint_p_wave_scales``), so a rhythm head
+    cannot equate "no P wave" with atrial fibrillation."""
     from .data import RISK_DEFINITION, simulated_windows
     from .splits import HEADS_CAL_SEED, HEADS_TEST_SEED, HEADS_TRAIN_SEED
 
@@ -293,7 +307,8 @@ def fit_demo_heads(model, n_subjects: int = 600, windows_per_subject: int = 4, e
              "test": (HEADS_TEST_SEED, max(n_subjects // 4, 20))}
     splits = {}
     for k, (seed, n) in sizes.items():
-        d = simulated_windows(n, windows_per_subject, seed, max_shift_s=max_shift_s)
+        d = simulated_windows(n, windows_per_subject, seed, max_shift_s=max_shift_s,
+                              p_wave_scale=faint_p_wave_scales(n, seed, faint_p_share))
         splits[k] = {"ecg": d["ecg"], "ppg": d["ppg"],
                      "labels": {"rhythm": d["rhythm"], "hypertension": d["hypertension"], "sex": d["sex"],
                                 "risk": d["risk"], "age": d["age"]}}
@@ -301,7 +316,8 @@ def fit_demo_heads(model, n_subjects: int = 600, windows_per_subject: int = 4, e
     specs["risk"]["definition"] = RISK_DEFINITION
     desc = (f"m2ae.simulate subjects: {sizes['train'][1]} train (seed {HEADS_TRAIN_SEED}), {sizes['cal'][1]} "
             f"calibration (seed {HEADS_CAL_SEED}), {sizes['test'][1]} test (seed {HEADS_TEST_SEED}); "
-            f"{windows_per_subject} windows each")
+            f"{windows_per_subject} windows each"
+            + (f"; {faint_p_share:.0%} of subjects with faint or no P waves" if faint_p_share else ""))
     return fit_heads(model, specs, splits, epochs=epochs, training_data=desc, device=device)
 
 
@@ -396,7 +412,8 @@ def fit_heads_from_cli(args) -> int:
     return 0
 
 
-def refit_demo_heads(model_path, out, n_subjects: int = 1500, epochs: int = 40) -> dict:
+def refit_demo_heads(model_path, out, n_subjects: int = 1500, epochs: int = 40,
+                     faint_p_share: float = FAINT_P_SHARE) -> dict:
     """Refit the demo heads of checkpoint ``model_path`` (weights untouched, so indexes stay valid)
     and write checkpoint + card to ``out``; a card without a ``timing`` entry gets one measured on
     the validation windows, as ``m2ae train`` records it. Returns the new card."""
@@ -405,14 +422,15 @@ def refit_demo_heads(model_path, out, n_subjects: int = 1500, epochs: int = 40) 
     from ..model.checkpoint import load_checkpoint, save_checkpoint
     from . import pulse_arrival_card
     from .data import simulated_windows
-    from .demo import weak_head_notes
+    from .demo import P_WAVE_LIMITATION, weak_head_notes
     from .splits import VAL_SEED
 
     m = load_model(model_path)
-    heads, heads_card = fit_demo_heads(m, n_subjects=n_subjects, epochs=epochs)
+    heads, heads_card = fit_demo_heads(m, n_subjects=n_subjects, epochs=epochs, faint_p_share=faint_p_share)
     card = dict(load_checkpoint(m.path).get("card", {}))
-    old_notes = [n for n in card.get("limitations", []) if not n.startswith("Heads near chance")]
-    card.update(heads=heads_card, limitations=weak_head_notes(heads_card) + old_notes)
+    old_notes = [n for n in card.get("limitations", [])
+                 if not n.startswith("Heads near chance") and n != P_WAVE_LIMITATION]
+    card.update(heads=heads_card, limitations=weak_head_notes(heads_card) + [P_WAVE_LIMITATION] + old_notes)
     card.pop("eval", None)  # measured with the old heads: `m2ae eval --write-card` again
     card.pop("eval_date", None)
     if "timing" not in card:
