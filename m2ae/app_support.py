@@ -582,8 +582,8 @@ def is_numeric_label(values: Sequence[Any], max_categories: int = 6) -> bool:
 def timing_caption(target: str, source: str, pulse_arrival_s: float | None, moved_ms: float) -> str:
     """One line on where a rebuilt modality was placed in time (see ``M2AEModel.reconstruct``)."""
     if pulse_arrival_s is None:
-        return (f"Timing: the decoder's own phase (this checkpoint records no typical pulse arrival); compare "
-                f"shapes, or read r after the best lag.")
+        return ("Timing: the decoder's own phase (this checkpoint records no typical pulse arrival); compare "
+                "shapes, or read r after the best lag.")
     delay_ms = 1000.0 * pulse_arrival_s
     if not np.isfinite(moved_ms):
         return (f"Timing: the decoder's own phase — beats could not be found in this window to place the "

@@ -35,11 +35,14 @@ def _rows(out, win, i):
         orig = None if e["original"] is None else np.asarray(e["original"][0])
         present = orig is not None
         to_units = (lambda x: win.to_original_units(m, x[None], slice(i, i + 1))[0]) if present else (lambda x: x)
+        if present:
+            title = f"{mask.mean():.0%} hidden from the model"
+        else:
+            placed = np.isfinite(e["timing_shift_samples"][0])
+            title = "not recorded: rebuilt from the other modality" + (
+                ", placed at the typical pulse arrival" if placed else "")
         rows.append({
-            "title": f"{m.upper()} — " + (("not recorded: rebuilt from the other modality" +
-                                           (", placed at the typical pulse arrival"
-                                            if np.isfinite(e.get("timing_shift_samples", [np.nan])[0]) else ""))
-                                          if not present else f"{mask.mean():.0%} hidden from the model"),
+            "title": f"{m.upper()} — {title}",
             "original": None if orig is None else to_units(orig),
             "visible": ~mask,
             "reconstructed": np.where(mask, to_units(pred), np.nan),
@@ -64,7 +67,7 @@ def _cross_modal(key: str, version: str, i: int, target: str, source: str, _mode
            "reconstructed": pred, "spans": [], "units": "normalised",
            "original": None if orig is None else np.asarray(orig[0])}
     err = None if orig is None else sup.reconstruction_errors(np.asarray(orig[0]), pred, max_lag_samples=LAG_SAMPLES)
-    moved_ms = 1000.0 * float(xo[target].get("timing_shift_samples", [np.nan])[0]) / FS_HZ
+    moved_ms = 1000.0 * float(xo[target]["timing_shift_samples"][0]) / FS_HZ
     return figures.overlay_figure(t, [row], height_per_row=260), err, moved_ms
 
 

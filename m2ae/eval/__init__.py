@@ -333,10 +333,23 @@ def retrieval_section(s: EvalSet, fps: dict[str, np.ndarray], feats: dict[str, n
     return {"same_subject_top1": same, "ppg_to_paired_ecg_top1": paired}
 
 
-def heads_section(model, s: EvalSet, fps: dict[str, np.ndarray], feats: dict[str, np.ndarray], base: Baselines) -> dict:
-    """Each head's AUROC (macro one-vs-rest for >2 classes) or MAE with both / ECG only / PPG only."""
+def _head_outputs(model, head, fp: np.ndarray) -> np.ndarray:
+    """A head's calibrated outputs for fingerprints [N, D]: logits [N, C] or (mean, sd) [N, 2]."""
     import torch
 
+    with torch.inference_mode():
+        return head(torch.from_numpy(fp).to(model.device)).float().cpu().numpy()
+
+
+def _baseline_class_probabilities(lm, X: np.ndarray, n_classes: int) -> np.ndarray:
+    """A fitted baseline classifier's probabilities [N, n_classes] (zero for classes it never saw)."""
+    full = np.zeros((len(X), n_classes))
+    full[:, lm.classes_] = lm.predict_proba(X)
+    return full
+
+
+def heads_section(model, s: EvalSet, fps: dict[str, np.ndarray], feats: dict[str, np.ndarray], base: Baselines) -> dict:
+    """Each head's AUROC (macro one-vs-rest for >2 classes) or MAE with both / ECG only / PPG only."""
     out = {}
     for name, head in model.heads.items():
         if name not in s.labels:
@@ -345,8 +358,7 @@ def heads_section(model, s: EvalSet, fps: dict[str, np.ndarray], feats: dict[str
         y, classes = _label_targets(head, s.labels[name])
         entry: dict[str, Any] = {"metric": "auroc" if classes else "mae"}
         for inp, fp in fps.items():
-            with torch.inference_mode():
-                raw = head(torch.from_numpy(fp).to(model.device)).float().cpu().numpy()
+            raw = _head_outputs(model, head, fp)
             row: dict[str, float] = {}
             if classes:
                 ok = y >= 0
@@ -359,10 +371,8 @@ def heads_section(model, s: EvalSet, fps: dict[str, np.ndarray], feats: dict[str
             if lm is not None:
                 _, X = M.standardize(base.feature_train[inp], feats[inp])
                 if classes:
-                    p = lm.predict_proba(X[ok])
-                    full = np.zeros((ok.sum(), len(classes)))
-                    full[:, lm.classes_] = p
-                    row["baseline_logistic_hrv_pat"] = M.auroc(y[ok], full, classes=range(len(classes)))
+                    row["baseline_logistic_hrv_pat"] = M.auroc(
+                        y[ok], _baseline_class_probabilities(lm, X[ok], len(classes)), classes=range(len(classes)))
                 else:
                     row["baseline_linear_hrv_pat"] = M.mae(y, lm.predict(X))
                     row["train_mean"] = M.mae(y, np.full(len(y), base.head_models[name]["_y_mean"]))
@@ -381,14 +391,13 @@ def p_wave_stress_section(model, base: Baselines, n_subjects: int, seed: int) ->
     or absent P waves are common on real monitor leads): the share of windows called AF by the head
     and by the HRV baseline, per input. A head that reads beat irregularity stays near 0 without
     P waves; one that learned "no P wave = AF" from the simulator does not."""
-    import torch
-
     from ..train.data import simulated_windows
 
     head = model.heads.get("rhythm")
     if head is None or "AF" not in head.spec.get("classes", []):
         return {"status": "no rhythm head with an AF class"}
-    af = list(head.spec["classes"]).index("AF")
+    classes = list(head.spec["classes"])
+    af = classes.index("AF")
     out: dict[str, Any] = {"subjects": int(n_subjects), "seed": int(seed), "rhythm": "NSR",
                            "metric": "share of windows called AF (argmax); lower is better"}
     for variant, scale in (("with_p_waves", 1.0), ("without_p_waves", 0.0)):
@@ -398,14 +407,13 @@ def p_wave_stress_section(model, base: Baselines, n_subjects: int, seed: int) ->
         feats = _features(s)
         entry = {}
         for inp, (e, p) in _input_sets(s).items():
-            fp = model.fingerprint(ecg=e, ppg=p)
-            with torch.inference_mode():
-                logits = head(torch.from_numpy(fp).to(model.device)).float().cpu().numpy()
+            logits = _head_outputs(model, head, model.fingerprint(ecg=e, ppg=p))
             row = {"model": float(np.mean(logits.argmax(1) == af))}
             lm = base.head_models.get("rhythm", {}).get(inp)
             if lm is not None:
                 _, X = M.standardize(base.feature_train[inp], feats[inp])
-                row["baseline_logistic_hrv_pat"] = float(np.mean(lm.classes_[lm.predict_proba(X).argmax(1)] == af))
+                called = _baseline_class_probabilities(lm, X, len(classes)).argmax(1)
+                row["baseline_logistic_hrv_pat"] = float(np.mean(called == af))
             entry[inp] = row
         out[variant] = entry
     return out

@@ -18,7 +18,8 @@ from __future__ import annotations
 import numpy as np
 
 from ..contract import FS_HZ, PATCH_SAMPLES
-from ..signal.timing import arrival_delays_s  # noqa: F401  (re-exported: baselines' public helper)
+from ..signal.rhythm import rr_irregularity
+from ..signal.timing import arrival_delays_s
 
 SPECTRAL_BANDS_HZ: tuple[tuple[float, float], ...] = ((0.5, 1.0), (1.0, 2.0), (2.0, 3.0), (3.0, 5.0), (5.0, 8.0),
                                                       (8.0, 15.0), (15.0, 40.0))
@@ -54,7 +55,7 @@ def beat_features(peaks: list[np.ndarray], fs_hz: float = FS_HZ) -> np.ndarray:
         d = np.diff(ibi)
         m = ibi.mean()
         out[i, :6] = (60.0 / m, m, ibi.std(), np.sqrt(np.mean(d ** 2)) if len(d) else 0.0,
-                      np.median(np.abs(d)) / m if len(d) else 0.0, np.abs(d).max() / m if len(d) else 0.0)
+                      rr_irregularity(pk / fs_hz, min_beats=3), np.abs(d).max() / m if len(d) else 0.0)
     return out
 
 

@@ -24,12 +24,12 @@ IRREGULAR_CALLS = {"AF": "atrial fibrillation"}
 REGULAR_CALLS = {"NSR": "sinus rhythm", "SB": "sinus bradycardia", "ST": "sinus tachycardia"}
 
 
-def rr_irregularity(beat_times_s) -> float:
+def rr_irregularity(beat_times_s, min_beats: int = MIN_BEATS) -> float:
     """Median absolute change of successive beat intervals divided by the mean interval (unitless;
     0 for a metronome). ``beat_times_s``: sorted beat times in s (R peaks or pulse peaks). NaN with
-    fewer than ``MIN_BEATS`` beats."""
+    fewer than ``min_beats`` (at least 3) beats."""
     t = np.asarray(beat_times_s, dtype=np.float64)
-    if len(t) < MIN_BEATS:
+    if len(t) < max(3, min_beats):
         return float("nan")
     rr = np.diff(t)
     return float(np.median(np.abs(np.diff(rr))) / np.mean(rr))

@@ -205,14 +205,22 @@ def validate(net, batch: dict, device, seed: int = 0) -> dict:
     return res
 
 
-def pulse_arrival_card(ecg: np.ndarray, ppg: np.ndarray, seed: int) -> dict:
-    """The model card's ``timing`` entry: the typical R → pulse-peak delay of simulated paired
-    windows [N, 1250] drawn with ``seed`` (no device shift), which ``reconstruct`` uses to place a
-    modality rebuilt from the other."""
-    from ..signal.timing import typical_pulse_arrival_s
+def validation_windows(n_windows: int, noise: bool = True) -> dict:
+    """The fixed validation batch (``splits.VAL_SEED``, 2 windows per subject, no device shift)."""
+    from .data import simulated_windows
+    from .splits import VAL_SEED
 
-    return {"pulse_arrival_s": round(typical_pulse_arrival_s(ecg, ppg), 4),
-            "measured_on": f"{len(ecg)} simulated validation windows (seed {seed}, no device shift), "
+    return simulated_windows(max(1, n_windows // 2), 2, VAL_SEED, max_shift_s=0.0, noise=noise)
+
+
+def pulse_arrival_card(val: dict) -> dict:
+    """The model card's ``timing`` entry: the typical R → pulse-peak delay of the validation windows
+    (``validation_windows``), which ``reconstruct`` uses to place a modality rebuilt from the other."""
+    from ..signal.timing import typical_pulse_arrival_s
+    from .splits import VAL_SEED
+
+    return {"pulse_arrival_s": round(typical_pulse_arrival_s(val["ecg"], val["ppg"]), 4),
+            "measured_on": f"{len(val['ecg'])} simulated validation windows (seed {VAL_SEED}, no device shift), "
                            "median R-peak -> next pulse-peak delay"}
 
 
@@ -231,8 +239,7 @@ def train(cfg: TrainConfig, out: str | Path, resume: bool = False, card_extra: d
 
     from ..model import M2AE
     from ..model.checkpoint import load_checkpoint, save_checkpoint
-    from .data import StepBatches, simulated_windows
-    from .splits import VAL_SEED
+    from .data import StepBatches
 
     out = Path(out)
     ddp = int(os.environ.get("RANK", -1)) != -1
@@ -287,10 +294,10 @@ def train(cfg: TrainConfig, out: str | Path, resume: bool = False, card_extra: d
                                          persistent_workers=False, prefetch_factor=4 if cfg.num_workers else None)
     val = None
     if master and cfg.val_windows:
-        v = simulated_windows(max(1, cfg.val_windows // 2), 2, VAL_SEED, max_shift_s=0.0, noise=cfg.sim_noise)
+        v = validation_windows(cfg.val_windows, noise=cfg.sim_noise)
         val = {k: torch.from_numpy(v[k]) for k in ("ecg", "ppg")}
         val["subject"] = torch.from_numpy(np.unique(v["subject_id"], return_inverse=True)[1])
-        card_extra = {**(card_extra or {}), "timing": pulse_arrival_card(v["ecg"], v["ppg"], VAL_SEED)}
+        card_extra = {**(card_extra or {}), "timing": pulse_arrival_card(v)}
 
     log_path = Path(str(out.with_suffix("")) + ".metrics.jsonl")
     if master:

@@ -420,10 +420,8 @@ def refit_demo_heads(model_path, out, n_subjects: int = 1500, epochs: int = 40,
     from ..model import load_model
     from ..model.card import write_card
     from ..model.checkpoint import load_checkpoint, save_checkpoint
-    from . import pulse_arrival_card
-    from .data import simulated_windows
+    from . import pulse_arrival_card, validation_windows
     from .demo import P_WAVE_LIMITATION, weak_head_notes
-    from .splits import VAL_SEED
 
     m = load_model(model_path)
     heads, heads_card = fit_demo_heads(m, n_subjects=n_subjects, epochs=epochs, faint_p_share=faint_p_share)
@@ -434,9 +432,8 @@ def refit_demo_heads(model_path, out, n_subjects: int = 1500, epochs: int = 40,
     card.pop("eval", None)  # measured with the old heads: `m2ae eval --write-card` again
     card.pop("eval_date", None)
     if "timing" not in card:
-        val_windows = int(card.get("training", {}).get("config", {}).get("val_windows", 1024))
-        v = simulated_windows(max(1, val_windows // 2), 2, VAL_SEED, max_shift_s=0.0)
-        card["timing"] = pulse_arrival_card(v["ecg"], v["ppg"], VAL_SEED)
+        v = validation_windows(int(card.get("training", {}).get("config", {}).get("val_windows", 1024)))
+        card["timing"] = pulse_arrival_card(v)
     save_checkpoint(out, m.net.cpu(), heads, card)
     write_card(out, card)
     return card
