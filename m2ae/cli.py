@@ -197,6 +197,8 @@ def build_parser() -> argparse.ArgumentParser:
     s.add_argument("--data", nargs="*", default=None, help="real paired records (default: ../shared/data/real)")
     s.add_argument("--sim-subjects", type=int, default=60, help="held-out simulated subjects")
     s.add_argument("--candidates", type=int, default=1000, help="candidates for PPG->ECG pair retrieval")
+    s.add_argument("--heads-subjects", type=int, default=600,
+                   help="held-out simulated subjects the heads are scored on (default 600, 2 windows each)")
     s.add_argument("--seed", type=int, default=None, help="held-out simulator seed (default: m2ae.train.splits.EVAL_SEED)")
     s.add_argument("--write-card", action="store_true", help="write the results into the model card")
     s.add_argument("--json", action="store_true")

@@ -366,13 +366,20 @@ def test_model_card_shows_eval_results_from_the_card(app_env):
     saved = model.card.get("eval")
     model.card["eval"] = {
         "headline": [{"data": "real", "task": "PPG→ECG", "metric": "r (lagged)", "higher_is_better": True,
-                      "model": 0.71, "baseline": "mean_beat_template", "baseline_value": 0.62, "model_better": True}],
-        "summary": {"real": {"comparisons": 1, "model_better": 1}},
+                      "model": 0.71, "baseline": "mean_beat_template", "baseline_value": 0.62, "model_better": True,
+                      "ci95": [0.04, 0.13], "verdict": "better"},
+                     {"data": "real", "task": "ECG→PPG", "metric": "r", "higher_is_better": True,
+                      "model": 0.50, "baseline": "ridge", "baseline_value": 0.49, "model_better": True,
+                      "ci95": [-0.05, 0.07], "verdict": "tie"}],
+        "summary": {"real": {"comparisons": 2, "model_better": 2, "better": 1, "tie": 1, "worse": 0},
+                    "simulated_heldout": {"comparisons": 1, "model_better": 1}},  # a card from before verdicts
         "simulated_heldout": {"privacy": {"reidentification_top1": 0.213}},
     }
     try:
         goto(at, "views/model_card.py")
-        assert any("1 of 1 comparisons" in m.value for m in at.markdown)
+        texts = [m.value for m in at.markdown]
+        assert any("better in 1, tied in 1 and worse in 0" in t for t in texts)
+        assert any("1 of 1 comparisons" in t for t in texts)
         tables = [d.value for d in at.dataframe]
         assert any("baseline_value" in t.columns and t["model"].iloc[0] == 0.71 for t in tables)
         assert any((t.astype(str) == "0.213").any().any() for t in tables)  # the privacy figure, as stored

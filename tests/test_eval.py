@@ -42,13 +42,14 @@ def _finite_or_none(x):
 
 def test_run_eval_smoke(tiny_model):
     res = run_eval(tiny_model, data=[], sim_subjects=6, n_candidates=30, train_subjects=10,
-                   train_windows_per_subject=2)
+                   train_windows_per_subject=2, heads_subjects=12)
     assert res["real"] == {"status": "absent"} and res["data"]["real"]["status"] == "absent"
     held = res["simulated_heldout"]
     assert res["data"]["simulated_heldout"]["windows"] == 30 == held["windows"]
     for task in ("ppg_to_ecg", "ecg_to_ppg"):
-        assert set(held["cross_modal"][task]) == {"model", "ridge", "mean_beat_template"}
-        for scores in held["cross_modal"][task].values():
+        assert set(held["cross_modal"][task]) == {"model", "ridge", "mean_beat_template", "ci95_model_minus"}
+        for who in ("model", "ridge", "mean_beat_template"):
+            scores = held["cross_modal"][task][who]
             assert -1 <= scores["median_r"] <= 1 and scores["median_nmse"] >= 0
             assert abs(scores["median_lag_ms"]) <= 1000  # searched within ±1 s
     for m in ("ecg", "ppg"):
@@ -57,6 +58,10 @@ def test_run_eval_smoke(tiny_model):
     assert pair["candidates"] == 30 and pair["chance"] == pytest.approx(1 / 30)
     assert 0 <= pair["model"] <= 1 and 0 <= pair["features"] <= 1
     assert held["heads"]["rhythm"]["metric"] == "auroc" and held["heads"]["age"]["metric"] == "mae"
+    heads_data = res["data"]["simulated_heads_heldout"]  # the heads' own, larger held-out subjects
+    assert heads_data["subjects"] == 12 and heads_data["seed"] not in (
+        res["data"]["simulated_heldout"]["seed"], res["data"]["simulated_train"]["seed"])
+    assert held["heads"]["data"].startswith("simulated: 12 subjects")
     for inp in ("both", "ecg", "ppg"):
         row = held["heads"]["rhythm"][inp]
         assert 0 <= row["model"] <= 1 and "baseline_logistic_hrv_pat" in row
@@ -72,6 +77,15 @@ def test_run_eval_smoke(tiny_model):
         if r["model_better"] is not None:
             assert r["model_better"] == (r["model"] > r["baseline_value"] if r["higher_is_better"]
                                          else r["model"] < r["baseline_value"])
+            # every comparison carries its uncertainty; a verdict follows the CI of model - baseline
+            lo, hi = r["ci95"]
+            if r["verdict"] is not None:
+                assert lo <= hi
+                signed = (lo, hi) if r["higher_is_better"] else (-hi, -lo)
+                assert r["verdict"] == ("better" if signed[0] > 0 else "worse" if signed[1] < 0 else "tie")
+    summary = res["summary"]["simulated_heldout"]
+    assert summary["better"] + summary["tie"] + summary["worse"] <= summary["comparisons"] == len(
+        [r for r in rows if r["model_better"] is not None])
     stress = held["rhythm_without_p_waves"]
     assert stress["seed"] != res["data"]["simulated_heldout"]["seed"] and stress["rhythm"] == "NSR"
     for variant in ("with_p_waves", "without_p_waves"):
@@ -88,7 +102,7 @@ def test_cli_eval_json_and_card(tmp_path):
     ckpt = tmp_path / "tiny.pt"
     save_checkpoint(ckpt, net, heads, card={"name": "tiny"})
     rc = main(["eval", "--model", str(ckpt), "--data", str(tmp_path / "missing"), "--sim-subjects", "4",
-               "--candidates", "12", "--write-card", "--json"])
+               "--candidates", "12", "--heads-subjects", "8", "--write-card", "--json"])
     assert rc == 0
     card = read_card(ckpt)
     assert card["eval"]["real"]["status"] == "absent"
@@ -99,7 +113,8 @@ def test_cli_eval_prints_json(tmp_path, capsys):
     net, heads = _tiny_parts()
     ckpt = tmp_path / "tiny.pt"
     save_checkpoint(ckpt, net, heads)
-    assert main(["eval", "--model", str(ckpt), "--data", "--sim-subjects", "3", "--candidates", "9", "--json"]) == 0
+    assert main(["eval", "--model", str(ckpt), "--data", "--sim-subjects", "3", "--candidates", "9",
+                 "--heads-subjects", "6", "--json"]) == 0
     res = json.loads(capsys.readouterr().out)
     assert res["simulated_heldout"]["windows"] == 9 and res["real"]["status"] == "absent"
 
@@ -107,6 +122,8 @@ def test_cli_eval_prints_json(tmp_path, capsys):
 def test_bad_inputs(tiny_model, tmp_path, capsys):
     with pytest.raises(InputError, match="sim-subjects"):
         run_eval(tiny_model, data=[], sim_subjects=1)
+    with pytest.raises(InputError, match="heads-subjects"):
+        run_eval(tiny_model, data=[], sim_subjects=3, heads_subjects=1)
     with pytest.raises(InputError, match="head fitting split"):
         run_eval(tiny_model, data=[], sim_subjects=3, seed=1_000_003)
     assert main(["eval", "--model", str(tmp_path / "nope.pt"), "--json"]) == 2
@@ -126,7 +143,7 @@ def test_real_records_windows_and_peaks(bidmc_csv):
 
 def test_run_eval_on_real_records(tiny_model, real_dir):
     res = run_eval(tiny_model, data=[real_dir], sim_subjects=3, n_candidates=9, train_subjects=10,
-                   train_windows_per_subject=2)
+                   train_windows_per_subject=2, heads_subjects=6)
     real = res["real"]
     assert res["data"]["real"]["status"] == "ok"
     assert real["windows"] == sum(r["windows"] for r in res["data"]["real"]["records"]) >= 48
@@ -156,6 +173,7 @@ def test_shipped_card_matches_a_fresh_eval(real_dir):
         assert h["model"] == pytest.approx(want[key]["model"], abs=0.01), key
         assert h["baseline_value"] == pytest.approx(want[key]["baseline_value"], abs=0.01), key
         assert h["model_better"] == want[key]["model_better"], key
+        assert h["verdict"] == want[key]["verdict"], key
 
 
 def test_readme_eval_table_is_the_cards():
@@ -167,4 +185,4 @@ def test_readme_eval_table_is_the_cards():
     readme = (Path(__file__).resolve().parents[1] / "README.md").read_text()
     block = readme.split(README_TABLE_START, 1)[1].split(README_TABLE_END, 1)[0].strip()
     assert block == render_headline_table(read_card()).strip()
-    assert "| simulated |" in block and "Model better in" in block
+    assert "| simulated |" in block and "comparisons the model is better in" in block

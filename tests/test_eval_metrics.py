@@ -95,6 +95,49 @@ def test_auroc_and_mae():
     assert M.mae([1.0, 2.0, np.nan], [2.0, 2.0, 7.0]) == 0.5
 
 
+def test_auroc_matches_sklearn_with_ties():
+    from sklearn.metrics import roc_auc_score
+
+    rng = np.random.default_rng(0)
+    y = rng.integers(0, 2, 300)
+    score = np.round(rng.normal(y * 0.7, 1.0), 1)  # rounded: many ties
+    assert M.auroc(y, score) == pytest.approx(roc_auc_score(y, score), abs=1e-12)
+    y3 = rng.integers(0, 3, 300)
+    s3 = rng.random((300, 3))
+    want = np.mean([roc_auc_score(y3 == c, s3[:, c]) for c in range(3)])
+    assert M.auroc(y3, s3, classes=range(3)) == pytest.approx(want, abs=1e-12)
+
+
+def test_group_bootstrap_resamples_whole_groups():
+    """Windows of one subject move together: 40 subjects whose 10 windows all share one value give
+    the interval of 40 values, not of 400 independent ones."""
+    rng = np.random.default_rng(1)
+    subject_value = rng.normal(0.0, 1.0, 40)
+    x = np.repeat(subject_value, 10)
+    groups = np.repeat(np.arange(40), 10)
+    lo, hi = M.group_bootstrap_ci(lambda rows: x[rows].mean(), groups, seed=3)
+    se_subjects = subject_value.std(ddof=1) / np.sqrt(40)
+    assert lo < x.mean() < hi
+    assert (hi - lo) == pytest.approx(2 * 1.96 * se_subjects, rel=0.25)      # not ~sqrt(10) narrower
+    assert M.group_bootstrap_ci(lambda rows: x[rows].mean(), groups, seed=3) == [lo, hi]  # seeded
+    # a statistic undefined on most resamples gives no interval
+    assert all(np.isnan(M.group_bootstrap_ci(lambda rows: float("nan"), groups)))
+
+
+def test_difference_ci_and_verdict():
+    rng = np.random.default_rng(2)
+    groups = np.repeat(np.arange(30), 5)
+    base = rng.normal(0.5, 0.1, 150)
+    clearly_better = base + 0.2 + rng.normal(0, 0.02, 150)
+    same = base + rng.normal(0, 0.02, 150)
+    ci = M.difference_ci(clearly_better, base, groups, reduce=np.mean)
+    assert 0.15 < ci[0] < 0.2 < ci[1] < 0.25
+    assert M.verdict(ci, higher_is_better=True) == "better"
+    assert M.verdict(ci, higher_is_better=False) == "worse"      # e.g. an error 0.2 larger
+    assert M.verdict(M.difference_ci(same, base, groups, reduce=np.mean), True) == "tie"
+    assert M.verdict(None, True) is None and M.verdict([np.nan, 1.0], True) is None
+
+
 def test_interpolation_baseline():
     x = np.tile(np.linspace(0, 1, T), (2, 1))
     mask = M.patch_mask_to_samples(np.arange(50) % 2 == 1, 25)[None].repeat(2, 0)

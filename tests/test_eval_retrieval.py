@@ -158,6 +158,31 @@ def test_ecg_estimate_replaces_the_reconstruction(paired_windows):
     assert paired_retrieval(model, ppg, ecg, shortlist=8, ecg_estimate=wrong).top1_accuracy() < 0.5
 
 
+def test_qrs_band_ignores_slow_waves_that_do_not_identify_a_window(paired_windows):
+    """Stage 2 compares in the QRS band. Every candidate carries a broad wave of its own (as P/T waves
+    are) and the estimate a wrong one: compared raw, slow waves lined up at some lag decide; in the
+    QRS band the beat timing does."""
+    ecg, ppg, subject = paired_windows
+    rng = np.random.default_rng(3)
+    t = np.arange(T) / FS_HZ
+
+    def slow_waves(amplitude):
+        phase = rng.uniform(0, 2 * np.pi, (len(ecg), 1))
+        return (amplitude * np.sin(2 * np.pi * 0.5 * t[None, :] + phase)).astype(np.float32)
+
+    candidates = ecg + slow_waves(2.0)
+    estimate = ecg + slow_waves(2.0)
+    model = SubjectLevelModel(ecg, ppg, subject)
+    fc = model.fingerprint(ecg=ecg)  # the stand-in knows windows by their bytes: candidates' own
+    in_band = paired_retrieval(model, ppg, candidates, shortlist=8, ecg_estimate=estimate, candidate_fingerprints=fc)
+    raw = paired_retrieval(model, ppg, candidates, shortlist=8, ecg_estimate=estimate, candidate_fingerprints=fc,
+                           compare_band_hz=None)
+    assert in_band.top1_accuracy() == 1.0
+    assert raw.top1_accuracy() < 0.5
+    with pytest.raises(InputError, match="band"):
+        paired_retrieval(model, ppg, ecg, ecg_estimate=estimate, compare_band_hz=(30.0, 80.0))
+
+
 def test_eval_section_and_headline_row():
     """retrieval_section with a real (tiny, untrained) M2AE adds model_two_stage; headline gets its row."""
     torch.manual_seed(0)

@@ -61,8 +61,13 @@ with page_guard("Model card"):
                        "Each figure names the data it was measured on.")
             ev = card["eval"]
             for data, s in (ev.get("summary") or {}).items():
-                st.markdown(f"**{data}**: the model beats the baseline in {s.get('model_better')} of "
-                            f"{s.get('comparisons')} comparisons.")
+                if "better" in s:
+                    st.markdown(f"**{data}**: of {s.get('comparisons')} comparisons with a baseline, the model is "
+                                f"better in {s['better']}, tied in {s.get('tie')} and worse in {s.get('worse')} "
+                                "(95 % CI of the difference, resampling subjects or records).")
+                else:  # cards written before the eval reported uncertainty
+                    st.markdown(f"**{data}**: the model beats the baseline in {s.get('model_better')} of "
+                                f"{s.get('comparisons')} comparisons.")
             if isinstance(ev.get("headline"), list) and ev["headline"]:
                 st.markdown("**Headline: model beside each baseline, measured in the same run**")
                 st.dataframe(pd.DataFrame(ev["headline"]), hide_index=True)

@@ -166,25 +166,38 @@ def nearest_neighbours(queries, candidates, metric: str = "cosine", exclude_self
     return np.argmax(score, axis=1)
 
 
+def same_subject_hits(embeddings, subject_ids, metric: str = "cosine") -> np.ndarray:
+    """Per window: 1.0 when its nearest *other* window belongs to the same subject, 0.0 when not,
+    NaN when its subject has no other window (not scored) → float [N]."""
+    ids = np.asarray(subject_ids)
+    _, inverse, counts = np.unique(ids, return_inverse=True, return_counts=True)
+    scored = counts[inverse] > 1
+    hits = np.full(len(ids), np.nan)
+    if scored.any():
+        nn = nearest_neighbours(embeddings, embeddings, metric=metric, exclude_self=True)
+        hits[scored] = (ids[nn] == ids)[scored]
+    return hits
+
+
 def same_subject_top1(embeddings, subject_ids, metric: str = "cosine") -> float:
     """Fraction of windows whose nearest *other* window belongs to the same subject.
 
     Only windows whose subject has at least one other window are scored. This is also the
     re-identification rate: chance is about 1 / number of subjects.
     """
-    ids = np.asarray(subject_ids)
-    _, inverse, counts = np.unique(ids, return_inverse=True, return_counts=True)
-    scored = counts[inverse] > 1
-    if scored.sum() == 0:
-        return float("nan")
-    nn = nearest_neighbours(embeddings, embeddings, metric=metric, exclude_self=True)
-    return float(np.mean(ids[nn][scored] == ids[scored]))
+    hits = same_subject_hits(embeddings, subject_ids, metric)
+    return float(np.nanmean(hits)) if np.isfinite(hits).any() else float("nan")
+
+
+def paired_hits(queries, candidates, metric: str = "cosine") -> np.ndarray:
+    """Per query i: 1.0 when its nearest candidate is candidate i (its own pair), else 0.0 → [N]."""
+    nn = nearest_neighbours(queries, candidates, metric=metric)
+    return (nn == np.arange(len(nn))).astype(np.float64)
 
 
 def paired_top1(queries, candidates, metric: str = "cosine") -> float:
     """Fraction of queries i whose nearest candidate is candidate i (its own pair)."""
-    nn = nearest_neighbours(queries, candidates, metric=metric)
-    return float(np.mean(nn == np.arange(len(nn))))
+    return float(np.mean(paired_hits(queries, candidates, metric)))
 
 
 def standardize(train, *others) -> list[np.ndarray]:
@@ -197,14 +210,29 @@ def standardize(train, *others) -> list[np.ndarray]:
     return [np.nan_to_num((np.asarray(x, np.float64) - mu) / sd) for x in (train, *others)]
 
 
+def _binary_auroc(positive: np.ndarray, score: np.ndarray) -> float:
+    """AUROC of a bool label vector as the Mann-Whitney U statistic / (n_pos * n_neg), ties counted
+    half (average ranks); the same number as ``sklearn.metrics.roc_auc_score``, without its overhead
+    (the bootstrap below calls this thousands of times)."""
+    from scipy.stats import rankdata
+
+    n_pos = int(positive.sum())
+    n_neg = len(positive) - n_pos
+    if n_pos == 0 or n_neg == 0:
+        return float("nan")
+    ranks = rankdata(score)
+    return float((ranks[positive].sum() - n_pos * (n_pos + 1) / 2) / (n_pos * n_neg))
+
+
 def auroc(y_true, scores, classes: Sequence | None = None) -> float:
     """ROC AUC: binary when ``scores`` is [N] or [N, 2]; macro one-vs-rest over the classes present otherwise.
 
     y_true : labels; for multi-class, values from ``classes`` (the column order of ``scores``).
     Returns NaN when fewer than two classes are present (AUROC is undefined).
-    """
-    from sklearn.metrics import roc_auc_score
 
+    >>> auroc(np.array([0, 0, 1, 1]), np.array([0.1, 0.4, 0.35, 0.8]))
+    0.75
+    """
     y = np.asarray(y_true)
     s = np.asarray(scores, np.float64)
     if s.ndim == 2 and s.shape[1] == 2:
@@ -214,13 +242,13 @@ def auroc(y_true, scores, classes: Sequence | None = None) -> float:
         ok = np.isfinite(y) & np.isfinite(s)
         if len(np.unique(y[ok])) < 2:
             return float("nan")
-        return float(roc_auc_score(y[ok], s[ok]))
+        return _binary_auroc(y[ok] == np.max(y[ok]), s[ok])
     classes = list(classes) if classes is not None else list(range(s.shape[1]))
     aucs = []
     for j, c in enumerate(classes):
         pos = y == c
         if 0 < pos.sum() < len(y):
-            aucs.append(roc_auc_score(pos.astype(int), s[:, j]))
+            aucs.append(_binary_auroc(pos, s[:, j]))
     return float(np.mean(aucs)) if len(aucs) >= 1 and len(np.unique(y)) >= 2 else float("nan")
 
 
@@ -229,3 +257,61 @@ def mae(y_true, y_pred) -> float:
     y, p = np.asarray(y_true, np.float64), np.asarray(y_pred, np.float64)
     ok = np.isfinite(y) & np.isfinite(p)
     return float(np.mean(np.abs(y[ok] - p[ok]))) if ok.any() else float("nan")
+
+
+# --- uncertainty of a comparison ----------------------------------------------------------------
+
+BOOTSTRAP_RESAMPLES = 1000
+CI_LEVEL = 0.95
+
+
+def group_bootstrap_ci(statistic, groups: Sequence[Hashable], n_boot: int = BOOTSTRAP_RESAMPLES,
+                       level: float = CI_LEVEL, seed: int = 0) -> list[float]:
+    """Percentile confidence interval of ``statistic(rows)`` when whole groups (subjects, records)
+    are resampled with replacement: windows of one subject are not independent evidence, so they are
+    drawn together. ``statistic`` takes an int index array into the rows and returns a float (NaN
+    resamples, e.g. AUROC with one class, are dropped). Returns [low, high]; [NaN, NaN] when more
+    than half the resamples are undefined. With only a few groups the interval is honest but crude
+    (two records: it spans the two records' own values).
+
+    >>> x = np.r_[np.full(20, 1.0), np.full(20, 3.0)]
+    >>> lo, hi = group_bootstrap_ci(lambda rows: x[rows].mean(), np.repeat(np.arange(4), 10))
+    >>> 1.0 <= lo < 2.0 < hi <= 3.0
+    True
+    """
+    groups = np.asarray(groups)
+    _, inverse = np.unique(groups, return_inverse=True)
+    members = [np.flatnonzero(inverse == g) for g in range(inverse.max() + 1)] if len(groups) else []
+    if not members:
+        return [float("nan"), float("nan")]
+    rng = np.random.default_rng(seed)
+    values = np.array([statistic(np.concatenate([members[g] for g in rng.integers(0, len(members), len(members))]))
+                       for _ in range(int(n_boot))], np.float64)
+    values = values[np.isfinite(values)]
+    if len(values) < n_boot / 2:
+        return [float("nan"), float("nan")]
+    tail = (1.0 - level) / 2.0
+    low, high = np.quantile(values, [tail, 1.0 - tail])
+    return [round(float(low), 4), round(float(high), 4)]  # 4 decimals: far finer than any interval here
+
+
+def difference_ci(model_values, baseline_values, groups: Sequence[Hashable], reduce=np.nanmedian,
+                  seed: int = 0) -> list[float]:
+    """CI of reduce(model) − reduce(baseline) over per-window (or per-query) values [N] measured on
+    the same rows (a paired comparison), resampling ``groups``; ``reduce`` is the figure reported
+    (median for reconstruction scores, mean for top-1 hits and absolute errors)."""
+    m, b = np.asarray(model_values, np.float64), np.asarray(baseline_values, np.float64)
+    return group_bootstrap_ci(lambda rows: float(reduce(m[rows]) - reduce(b[rows])), groups, seed=seed)
+
+
+def verdict(ci: Sequence[float] | None, higher_is_better: bool) -> str | None:
+    """"better" / "worse" when the CI of model − baseline excludes 0 in that direction, "tie" when it
+    holds 0, None without a CI.
+
+    >>> verdict([0.01, 0.05], True), verdict([0.01, 0.05], False), verdict([-0.02, 0.03], True)
+    ('better', 'worse', 'tie')
+    """
+    if ci is None or len(ci) != 2 or not all(np.isfinite(ci)):
+        return None
+    low, high = (ci[0], ci[1]) if higher_is_better else (-ci[1], -ci[0])
+    return "better" if low > 0 else "worse" if high < 0 else "tie"

@@ -23,7 +23,9 @@ from scipy import fft as sp_fft
 
 from ..contract import FS_HZ
 from ..errors import InputError
+from ..signal.filters import bandpass
 
+QRS_BAND_HZ = (8.0, 25.0)  # stage-2 comparison band (Hz): where QRS energy is, P/T waves are not
 QUERY_CHUNK = 64  # queries per FFT block: [64, shortlist, ~700] complex64 stays ~20 MB at shortlist 50
 
 
@@ -81,6 +83,25 @@ def _unit_length_rows(x) -> np.ndarray:
     return np.divide(x, norm, out=np.zeros_like(x), where=norm > 0)
 
 
+def band_passed(x: np.ndarray, band_hz: tuple[float, float] | None, fs_hz: float = FS_HZ) -> np.ndarray:
+    """Rows of ``x`` [N, T] filtered to ``band_hz`` (low, high) Hz, zero phase (2nd-order
+    Butterworth, ``m2ae.signal.filters.bandpass``), so lags found afterwards are the waveforms' own;
+    None = as is.
+
+    >>> t = np.arange(1250) / 125.0
+    >>> slow, sharp = np.sin(2 * np.pi * 0.3 * t), np.sin(2 * np.pi * 15.0 * t)
+    >>> y = band_passed(np.stack([slow, sharp]), QRS_BAND_HZ)
+    >>> bool(np.std(y[0]) < 0.01 < 0.9 < np.std(y[1]) / np.std(sharp))
+    True
+    """
+    if band_hz is None:
+        return np.asarray(x, np.float64)
+    low, high = (float(f) for f in band_hz)
+    if not 0 < low < high < fs_hz / 2:
+        raise InputError(f"band_passed: band must satisfy 0 < low < high < {fs_hz / 2:g} Hz, got {band_hz}")
+    return bandpass(x, fs_hz, low, high, order=2)
+
+
 def max_lagged_correlation(queries: np.ndarray, candidates: np.ndarray, pairs: np.ndarray,
                            max_lag_samples: int) -> tuple[np.ndarray, np.ndarray]:
     """Max normalised cross-correlation of ``queries[q]`` with ``candidates[pairs[q, k]]``.
@@ -114,7 +135,8 @@ def max_lagged_correlation(queries: np.ndarray, candidates: np.ndarray, pairs: n
 
 def paired_retrieval(model, query_ppg, candidate_ecg, shortlist: int = 50, max_lag_s: float = 1.0,
                      stage1_weight: float = 0.0, query_fingerprints=None,
-                     candidate_fingerprints=None, ecg_estimate=None) -> PairedRetrieval:
+                     candidate_fingerprints=None, ecg_estimate=None,
+                     compare_band_hz: tuple[float, float] | None = QRS_BAND_HZ) -> PairedRetrieval:
     """Two-stage PPG→ECG retrieval: fingerprint shortlist, then beat-timing re-ranking.
 
     model : an ``M2AEModel`` (anything with ``fingerprint(ecg=, ppg=)`` → L2-normalised [N, D] and
@@ -130,6 +152,8 @@ def paired_retrieval(model, query_ppg, candidate_ecg, shortlist: int = 50, max_l
         (skip recomputing them when the caller already has them).
     ecg_estimate : [Q, 1250] ECG estimated from the query PPG by something else (e.g. a baseline's
         template), used in stage 2 instead of the model's reconstruction.
+    compare_band_hz : (low, high) Hz band both stage-2 waveforms are filtered to before they are
+        correlated (default ``QRS_BAND_HZ``; None = compare the raw windows).
 
     Returns ``PairedRetrieval`` (ranking [Q, K] best first, top1 [Q], stage-1 ranking/scores,
     stage-2 correlations and lags).
@@ -167,7 +191,8 @@ def paired_retrieval(model, query_ppg, candidate_ecg, shortlist: int = 50, max_l
     if ecg_estimate.shape != query_ppg.shape:
         raise InputError(f"paired_retrieval: ecg_estimate must have the queries' shape {query_ppg.shape}, "
                          f"got {ecg_estimate.shape}")
-    corr, lag = max_lagged_correlation(ecg_estimate, candidate_ecg, stage1,
+    corr, lag = max_lagged_correlation(band_passed(ecg_estimate, compare_band_hz),
+                                       band_passed(candidate_ecg, compare_band_hz), stage1,
                                        int(round(max_lag_s * FS_HZ)))
     score = corr + float(stage1_weight) * stage1_score
     rerank = np.argsort(-score, axis=1, kind="stable")
@@ -177,4 +202,4 @@ def paired_retrieval(model, query_ppg, candidate_ecg, shortlist: int = 50, max_l
                            lag_samples=np.take_along_axis(lag, rerank, axis=1))
 
 
-__all__ = ["paired_retrieval", "PairedRetrieval", "max_lagged_correlation"]
+__all__ = ["paired_retrieval", "PairedRetrieval", "max_lagged_correlation", "band_passed", "QRS_BAND_HZ"]

@@ -96,7 +96,7 @@ def _table(d: dict, prefix: str = "") -> list[str]:
 _TASK_NAMES = {"ppg_to_ecg": "PPG→ECG from PPG alone", "ecg_to_ppg": "ECG→PPG from ECG alone",
                "same_subject_top1": "same-subject retrieval",
                "ppg_to_paired_ecg_top1": "PPG→paired ECG, fingerprint only",
-               "ppg_to_paired_ecg_top1_two_stage": "PPG→paired ECG, two-stage (fingerprint shortlist 50 + lagged correlation)"}
+               "ppg_to_paired_ecg_top1_two_stage": "PPG→paired ECG, two-stage (fingerprint shortlist 50 + lagged QRS-band correlation)"}
 _METRIC_NAMES = {"median_r_lagged": "median r, lagged", "median_nmse_lagged": "median NMSE, lagged",
                  "median_r": "median r, plain (timing from the typical pulse arrival)",
                  "median_nmse_hidden": "NMSE on hidden patches", "top1": "top-1", "auroc": "AUROC", "mae": "MAE (years)"}
@@ -121,23 +121,37 @@ def _value(v) -> str:
     return "n/a" if v is None or not np.isfinite(v) else (f"{v:.3f}" if abs(v) < 10 else f"{v:.1f}")
 
 
+_VERDICT_CELLS = {"better": "better", "tie": "tie", "worse": "**worse**"}
+
+
+def _interval(ci) -> str:
+    if not ci or len(ci) != 2 or not all(isinstance(v, (int, float)) and np.isfinite(v) for v in ci):
+        return "n/a"
+    width = max(abs(ci[0]), abs(ci[1]))
+    digits = 3 if width < 10 else 1
+    return f"[{ci[0]:+.{digits}f}, {ci[1]:+.{digits}f}]"
+
+
 def render_headline_table(card: dict) -> str:
     """The eval headline of a card (``m2ae eval --write-card``) as a Markdown table: each model figure
     beside the baseline measured in the same run, plus one summary sentence. Empty without eval."""
     ev = card.get("eval") or {}
     if not ev.get("headline"):
         return ""
-    lines = ["| data | task | metric | model | baseline | baseline value | model better |",
-             "| --- | --- | --- | --- | --- | --- | --- |"]
+    lines = ["| data | task | metric | model | baseline | baseline value | model − baseline, 95 % CI | verdict |",
+             "| --- | --- | --- | --- | --- | --- | --- | --- |"]
     for h in ev["headline"]:
         lines.append(f"| {_DATA_NAMES.get(h['data'], h['data'])} | {_task_name(h['task'])} | "
                      f"{_METRIC_NAMES.get(h['metric'], h['metric'])} | {_value(h['model'])} | "
                      f"{h['baseline'].replace('_', ' ')} | {_value(h['baseline_value'])} | "
-                     f"{'yes' if h['model_better'] else '**no**'} |")
-    counts = [f"{v['model_better']} of {v['comparisons']} {_DATA_NAMES.get(k, k)}"
+                     f"{_interval(h.get('ci95'))} | {_VERDICT_CELLS.get(h.get('verdict'), 'n/a')} |")
+    counts = [f"of {v['comparisons']} {_DATA_NAMES.get(k, k)} comparisons the model is better in {v.get('better', '?')}, "
+              f"tied in {v.get('tie', '?')} and worse in {v.get('worse', '?')}"
               for k, v in (ev.get("summary") or {}).items()]
-    sentence = f"Model better in {' and '.join(counts)} comparisons (eval date {card.get('eval_date', '?')}, " \
-               f"{ev.get('wall_time_s', float('nan')):.0f} s)."
+    joined = "; ".join(counts)
+    sentence = (f"{joined[:1].upper() + joined[1:]} (better / worse: the 95 % CI of model − baseline, from "
+                f"resampling whole subjects or records, excludes 0; eval date {card.get('eval_date', '?')}, "
+                f"{ev.get('wall_time_s', float('nan')):.0f} s).")
     priv = (ev.get("simulated_heldout") or {}).get("privacy") or {}
     if priv:
         re_id, dec = priv["reidentification_top1"], priv["fingerprint_decoder_nmse"]
