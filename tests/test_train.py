@@ -245,3 +245,44 @@ def test_sources_group_windows_and_mix_registry_recordings():
     single = mixed["present_ecg"] != mixed["present_ppg"]
     assert 5 <= single.sum() <= 40                                          # real single-modality rows
     assert len(np.unique(mixed["group"])) == len(mixed["group"])            # groups never collide
+
+
+def _p_wave_prominence(batch) -> float:
+    """Median over sinus-rhythm windows of the ECG's peak 80-250 ms before each R peak, relative to
+    the window's median (normalised units): how visible the P waves are."""
+    from m2ae.signal.peaks import detect_r_peaks
+
+    values = []
+    for ecg, rhythm in zip(batch["ecg"], batch["labels"]["rhythm"]):
+        if rhythm == "AF":
+            continue
+        r = detect_r_peaks(ecg, 125)
+        r = r[r > 32]
+        if len(r):
+            values.append(np.median([ecg[p - 31:p - 10].max() for p in r]) - np.median(ecg))
+    return float(np.median(values))
+
+
+def test_simulator_source_draws_faint_p_waves_when_asked():
+    """sim_faint_p_share: a share of simulated subjects loses its P waves, so pretraining no longer
+    teaches "no P wave = AF"; at 0 the batches are exactly the ones the shipped demo trained on."""
+    default = SimulatorSource().batch(np.random.default_rng(5), 16)
+    zero = SimulatorSource(faint_p_share=0.0).batch(np.random.default_rng(5), 16)
+    assert all(np.array_equal(default[k], zero[k]) for k in ("ecg", "ppg", "group"))
+    clear = _p_wave_prominence(SimulatorSource(noise=False).batch(np.random.default_rng(6), 96))
+    faint = _p_wave_prominence(SimulatorSource(noise=False, faint_p_share=1.0).batch(np.random.default_rng(6), 96))
+    assert faint < 0.5 * clear
+    from m2ae.train import build_source
+
+    assert build_source(tiny_cfg(sim_faint_p_share=0.25), Path("unused.pt")).faint_p_share == 0.25  # simulator only
+    with pytest.raises(InputError, match="sim_faint_p_share"):
+        tiny_cfg(sim_faint_p_share=1.5)
+
+
+def test_card_p_wave_note_follows_the_pretraining_config():
+    from m2ae.train.demo import P_WAVE_LIMITATION, is_p_wave_note, p_wave_limitation
+
+    assert p_wave_limitation(0.0) == P_WAVE_LIMITATION  # the shipped demo: every non-AF subject had P waves
+    note = p_wave_limitation(0.25)
+    assert note.startswith("Pretraining drew 25% of simulated subjects with faint or no P waves")
+    assert is_p_wave_note(note) and is_p_wave_note(P_WAVE_LIMITATION) and not is_p_wave_note("10-s windows")

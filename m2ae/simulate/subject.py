@@ -285,6 +285,23 @@ def sample_subject_table(
     return table
 
 
+FAINT_P_RANGE: tuple[float, float] = (0.0, 0.3)  # P-wave amplitude factor of a "faint P" subject
+
+
+def faint_p_wave_factors(rng: np.random.Generator, n: int, share: float) -> np.ndarray:
+    """Per-subject P-wave amplitude factors [n]: ``share`` of subjects get U(0, 0.3) (faint or absent
+    P waves, as many monitor leads show them in sinus rhythm), the rest 1. Multiply a subject table's
+    ``p_mv`` by them so "no visible P wave" stops meaning "atrial fibrillation".
+
+    >>> f = faint_p_wave_factors(np.random.default_rng(0), 1000, 0.25)
+    >>> bool(0.2 < np.mean(f < 1) < 0.3 and f.max() == 1.0 and f.min() >= 0.0)
+    True
+    """
+    if not 0.0 <= share <= 1.0:
+        raise InputError(f"simulate: faint-P-wave share must be within 0-1, got {share}")
+    return np.where(rng.random(n) < share, rng.uniform(*FAINT_P_RANGE, n), 1.0)
+
+
 def table_row(table: dict[str, np.ndarray], i: int) -> SubjectParams:
     """Row ``i`` of a subject table as a :class:`SubjectParams`."""
     kw = {}

@@ -45,6 +45,8 @@ class TrainConfig:
                                                # (m2ae.simulate.registry): masked reconstruction of that modality
     max_shift_s: float = 0.3                   # random ECG/PPG lag augmentation (device delays differ)
     sim_noise: bool = True
+    sim_faint_p_share: float = 0.0             # share of simulated subjects with faint/no P waves (0.25
+                                               # breaks the simulator's "no P wave = AF" shortcut)
     cache_dir: str = ""                        # where corpus segments are cached (default: <out>.cache)
     # optimisation
     batch_size: int = 64                       # per process
@@ -125,6 +127,8 @@ def load_config(path: str | None = None, overrides: list[str] | None = None, bas
             setattr(cfg, f.name, type(default)(v) if isinstance(default, float) else v)
     if cfg.subject_views not in ("all", "both"):
         raise InputError(f"config subject_views: expected 'all' or 'both', got {cfg.subject_views!r}")
+    if not 0.0 <= cfg.sim_faint_p_share <= 1.0:
+        raise InputError(f"config sim_faint_p_share: expected a share within 0-1, got {cfg.sim_faint_p_share}")
     if cfg.batch_size < 2 or cfg.max_steps < 1:
         raise InputError("config: batch_size must be >= 2 and max_steps >= 1")
     return cfg
@@ -146,7 +150,8 @@ def build_source(cfg: TrainConfig, out: Path, rank: int = 0):
     sources, weights = [], []
     if not cfg.data or cfg.sim_fraction > 0:
         sources.append(SimulatorSource(max_shift_s=cfg.max_shift_s, noise=cfg.sim_noise,
-                                       windows_per_subject=cfg.windows_per_subject))
+                                       windows_per_subject=cfg.windows_per_subject,
+                                       faint_p_share=cfg.sim_faint_p_share))
         weights.append(cfg.sim_fraction if cfg.data else 1.0)
     if cfg.data:
         cache = Path(cfg.cache_dir) if cfg.cache_dir else Path(str(out) + ".cache")
@@ -403,7 +408,9 @@ def training_card(cfg: TrainConfig, step: int, wall_s: float, world: int, device
     if device.type == "cuda":
         hw["gpu"] = torch.cuda.get_device_name(device)
     hw["cpu_count"] = os.cpu_count()
-    data = {"simulator": "m2ae.simulate (fresh subjects every batch, seed root splits.PRETRAIN_SEED)"
+    faint_p = (f"; {cfg.sim_faint_p_share:.0%} of subjects with faint or no P waves"
+               if cfg.sim_faint_p_share else "")
+    data = {"simulator": f"m2ae.simulate (fresh subjects every batch, seed root splits.PRETRAIN_SEED{faint_p})"
                          if (not cfg.data or cfg.sim_fraction > 0) else "not used",
             "corpora": list(cfg.data), "sim_fraction": cfg.sim_fraction if cfg.data else 1.0,
             "registry_fraction": cfg.registry_fraction,

@@ -87,14 +87,18 @@ class SimulatorSource:
     id_prefix: str = "sim"
     margin_s: float = 1.0
     windows_per_subject: int = 1   # > 1: each subject rendered that often (own drift, breathing, noise)
+    faint_p_share: float = 0.0     # share of subjects drawn with faint or no P waves (0: none, as the
+                                   # shipped demo was trained; > 0 draws extra numbers, so other batches)
 
     def batch(self, rng: np.random.Generator, n: int) -> dict:
         from ..simulate.core import synthesize
-        from ..simulate.subject import sample_subject_table
+        from ..simulate.subject import faint_p_wave_factors, sample_subject_table
 
         k = max(1, int(self.windows_per_subject))
         n_subjects = -(-n // k)
         table = sample_subject_table(rng, n_subjects, id_prefix=self.id_prefix)
+        if self.faint_p_share > 0:
+            table["p_mv"] = table["p_mv"] * faint_p_wave_factors(rng, n_subjects, self.faint_p_share)
         group = np.repeat(np.arange(n_subjects), k)[:n]
         table = {key: v[group] for key, v in table.items()}
         duration = WINDOW_SAMPLES / FS_HZ + 2 * self.max_shift_s + self.margin_s

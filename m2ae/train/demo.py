@@ -27,6 +27,21 @@ P_WAVE_LIMITATION = ("The pretraining simulator draws every non-AF subject with 
                      "demo heads are fitted with a quarter of subjects drawn with faint or no P waves to counter it; "
                      "the eval's rhythm_without_p_waves stress test measures what remains, and the app checks each "
                      "rhythm call against the measured beat intervals.")
+FAINT_P_PRETRAINING_NOTE = "Pretraining drew "
+
+
+def p_wave_limitation(pretrain_faint_p_share: float) -> str:
+    """The card's note on P waves, as the pretraining config (``sim_faint_p_share``) made it true."""
+    if not pretrain_faint_p_share:
+        return P_WAVE_LIMITATION
+    return (f"{FAINT_P_PRETRAINING_NOTE}{pretrain_faint_p_share:.0%} of simulated subjects with faint or no P waves "
+            "(sim_faint_p_share), so a missing P wave alone no longer marks atrial fibrillation; the eval's "
+            "rhythm_without_p_waves stress test measures how often sinus rhythm without P waves is still called "
+            "AF, and the app checks each rhythm call against the measured beat intervals.")
+
+
+def is_p_wave_note(note: str) -> bool:
+    return note == P_WAVE_LIMITATION or note.startswith(FAINT_P_PRETRAINING_NOTE)
 
 
 def weak_head_notes(heads_card: dict) -> list[str]:
@@ -121,7 +136,7 @@ def main(argv=None) -> int:
     card["limitations"] = weak_head_notes(heads_card) + [
         "Pretrained on simulated signals only; real-record performance is whatever `m2ae eval` reports.",
         "Heads are fitted on simulator labels; " + RISK_DEFINITION + ".",
-        P_WAVE_LIMITATION,
+        p_wave_limitation(cfg.sim_faint_p_share),
         "10-s windows at 125 Hz, one ECG lead (II preferred) and one PPG channel, normalised per window.",
     ]
     final = out / "m2ae-demo.pt"

@@ -289,8 +289,9 @@ def faint_p_wave_scales(n_subjects: int, seed: int, share: float) -> np.ndarray:
     """Per-subject P-wave amplitude factors: ``share`` of subjects get U(0, 0.3) (faint or absent P
     waves, as on many monitor leads), the rest 1. Its own random stream (``[seed, 7]``), so the
     subjects themselves are the same with or without it."""
-    rng = np.random.default_rng([seed, 7])
-    return np.where(rng.random(n_subjects) < share, rng.uniform(0.0, 0.3, n_subjects), 1.0)
+    from ..simulate.subject import faint_p_wave_factors
+
+    return faint_p_wave_factors(np.random.default_rng([seed, 7]), n_subjects, share)
 
 
 def fit_demo_heads(model, n_subjects: int = 600, windows_per_subject: int = 4, epochs: int = 40,
@@ -421,14 +422,16 @@ def refit_demo_heads(model_path, out, n_subjects: int = 1500, epochs: int = 40,
     from ..model.card import write_card
     from ..model.checkpoint import load_checkpoint, save_checkpoint
     from . import pulse_arrival_card, validation_windows
-    from .demo import P_WAVE_LIMITATION, weak_head_notes
+    from .demo import is_p_wave_note, p_wave_limitation, weak_head_notes
 
     m = load_model(model_path)
     heads, heads_card = fit_demo_heads(m, n_subjects=n_subjects, epochs=epochs, faint_p_share=faint_p_share)
     card = dict(load_checkpoint(m.path).get("card", {}))
     old_notes = [n for n in card.get("limitations", [])
-                 if not n.startswith("Heads near chance") and n != P_WAVE_LIMITATION]
-    card.update(heads=heads_card, limitations=weak_head_notes(heads_card) + [P_WAVE_LIMITATION] + old_notes)
+                 if not n.startswith("Heads near chance") and not is_p_wave_note(n)]
+    pretrain_share = float(card.get("training", {}).get("config", {}).get("sim_faint_p_share", 0.0))
+    card.update(heads=heads_card,
+                limitations=weak_head_notes(heads_card) + [p_wave_limitation(pretrain_share)] + old_notes)
     card.pop("eval", None)  # measured with the old heads: `m2ae eval --write-card` again
     card.pop("eval_date", None)
     if "timing" not in card:
