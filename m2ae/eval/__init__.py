@@ -761,7 +761,7 @@ def format_table(res: dict) -> str:
                 two = e["model_two_stage"]
                 lines.append(f"  {key + ' two-stage':32s} model {f(two['top1'])}   (fingerprint shortlist of "
                              f"{two['shortlist']}, recall {f(two['shortlist_recall']).strip()}; re-ranked by "
-                             "correlation with the ECG rebuilt from PPG)")
+                             "QRS-band correlation with the ECG rebuilt from PPG)")
             if "mean_beat_template_two_stage" in e:
                 lines.append(f"  {key + ' two-stage template':32s} base  "
                              f"{f(e['mean_beat_template_two_stage']['top1'])}   (same stages, mean-beat template "
@@ -788,6 +788,14 @@ def format_table(res: dict) -> str:
                 w, wo = stress["with_p_waves"].get(inp, {}), stress["without_p_waves"].get(inp, {})
                 lines.append(f"  {inp:5s} {f(w.get('model'))} vs {f(w.get('baseline_logistic_hrv_pat'))} | "
                              f"{f(wo.get('model'))} vs {f(wo.get('baseline_logistic_hrv_pat'))}")
+    rows = [r for r in res.get("headline", []) if r["model_better"] is not None]
+    if rows:
+        lines += ["", "headline: model vs baseline, 95 % CI of model - baseline, verdict"]
+        for r in rows:
+            ci = r.get("ci95")
+            ci_text = f"[{ci[0]:+.3f}, {ci[1]:+.3f}]" if ci and all(math.isfinite(v) for v in ci) else "n/a"
+            lines.append(f"  {r['data'][:9]:9s} {r['task'] + ' ' + r['metric']:52s} {f(r['model'])} vs "
+                         f"{f(r['baseline_value'])} {r['baseline'][:28]:28s} {ci_text:18s} {r.get('verdict') or 'n/a'}")
     for data, c in summarize_headline(res.get("headline", [])).items():
         lines.append(f"\n{data}: of {c['comparisons']} comparisons with a baseline, the model is better in "
                      f"{c['better']}, tied in {c['tie']} and worse in {c['worse']} (95 % CI of the difference, "
