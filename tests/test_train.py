@@ -224,10 +224,17 @@ def test_init_from_checkpoint_starts_from_its_weights(tmp_path):
 
     torch.manual_seed(123)
     base = M2AE(tiny_cfg().model_config())
-    save_checkpoint(tmp_path / "base.pt", base)
+    save_checkpoint(tmp_path / "base.pt", base, card={"name": "base", "training": {"steps": 77, "wall_time_s": 9.5},
+                                                     "hardware": {"device": "cuda", "gpu": "NVIDIA H100"}})
     res = train(tiny_cfg(max_steps=1, lr=0.0, min_lr=0.0, val_windows=0, device="cpu",
                          init_from=str(tmp_path / "base.pt")), tmp_path / "ft.pt")
     assert res["weights_version"] == weights_version(base.state_dict())
+    # the card keeps the lineage: a fine-tune never hides the compute behind its starting weights
+    from m2ae.model.checkpoint import load_checkpoint
+
+    parent = load_checkpoint(tmp_path / "ft.pt")["card"]["training"]["initialised_from"]
+    assert parent["weights_version"] == weights_version(base.state_dict()) and parent["name"] == "base"
+    assert parent["steps"] == 77 and parent["hardware"]["gpu"] == "NVIDIA H100"
     with pytest.raises(InputError, match="subject_views"):
         tiny_cfg(subject_views="some")
 

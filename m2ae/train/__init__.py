@@ -428,8 +428,30 @@ def training_card(cfg: TrainConfig, step: int, wall_s: float, world: int, device
                          "final_metrics": {k: (round(v, 5) if isinstance(v, float) else v) for k, v in metrics.items()},
                          "config": asdict(cfg)},
             "hardware": hw}
+    if cfg.init_from:
+        card["training"]["initialised_from"] = parent_lineage(cfg.init_from)
     card.update(extra or {})
     return card
+
+
+def parent_lineage(path: str) -> dict:
+    """What a fine-tuning run started from: the checkpoint's weights version and how it was trained
+    (steps, wall time, windows, hardware), so a card never hides the compute behind its weights."""
+    from ..model.checkpoint import load_checkpoint, weights_version
+
+    try:
+        ck = load_checkpoint(path)
+    except (InputError, OSError) as e:
+        return {"path": str(path), "note": f"could not be read when the card was written: {str(e)[:160]}"}
+    parent = ck.get("card") or {}
+    training = parent.get("training") or {}
+    out = {"path": str(path), "weights_version": weights_version(ck["model"]), "name": parent.get("name"),
+           "steps": training.get("steps"), "wall_time_s": training.get("wall_time_s"),
+           "windows_seen": (parent.get("data") or {}).get("windows_seen"),
+           "hardware": {k: v for k, v in (parent.get("hardware") or {}).items() if k in ("device", "gpu", "processes")}}
+    if training.get("initialised_from"):
+        out["initialised_from"] = training["initialised_from"]
+    return out
 
 
 def train_from_cli(args) -> int:
