@@ -381,7 +381,10 @@ def test_model_card_shows_eval_results_from_the_card(app_env):
         assert any("better in 1, tied in 1 and worse in 0" in t for t in texts)
         assert any("1 of 1 comparisons" in t for t in texts)
         tables = [d.value for d in at.dataframe]
-        assert any("baseline_value" in t.columns and t["model"].iloc[0] == 0.71 for t in tables)
+        headline = next(t for t in tables if "verdict" in t.columns)
+        assert headline["model"].iloc[0] == 0.71 and headline["baseline value"].iloc[0] == 0.62
+        assert headline["model − baseline, 95 % CI"].tolist() == ["[+0.040, +0.130]", "[-0.050, +0.070]"]
+        assert headline["verdict"].tolist() == ["better", "tie"]
         assert any((t.astype(str) == "0.213").any().any() for t in tables)  # the privacy figure, as stored
         assert not any("not been evaluated" in w.value or "No privacy" in w.value for w in at.warning)
     finally:

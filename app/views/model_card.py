@@ -9,6 +9,7 @@ import pandas as pd
 import streamlit as st
 
 from m2ae import app_support as sup
+from m2ae.model.card import headline_rows
 from m2ae_ui import state
 from m2ae_ui.guard import page_guard
 
@@ -70,7 +71,7 @@ with page_guard("Model card"):
                                 f"{s.get('comparisons')} comparisons.")
             if isinstance(ev.get("headline"), list) and ev["headline"]:
                 st.markdown("**Headline: model beside each baseline, measured in the same run**")
-                st.dataframe(pd.DataFrame(ev["headline"]), hide_index=True)
+                st.dataframe(pd.DataFrame(headline_rows(ev["headline"])), hide_index=True)
             for section, body in ev.items():
                 if section in ("headline", "summary"):
                     continue

@@ -105,7 +105,8 @@ _DATA_NAMES = {"simulated_heldout": "simulated", "real": "real"}
 README_TABLE_START, README_TABLE_END = "<!-- eval-table:start -->", "<!-- eval-table:end -->"
 
 
-def _task_name(task: str) -> str:
+def task_label(task: str) -> str:
+    """Readable name of a headline task key (``head_rhythm_ecg`` → "rhythm head (ECG only)")."""
     if task in _TASK_NAMES:
         return _TASK_NAMES[task]
     if task.startswith("masked_"):  # masked_50_complementary_ecg
@@ -124,12 +125,22 @@ def _value(v) -> str:
 _VERDICT_CELLS = {"better": "better", "tie": "tie", "worse": "**worse**"}
 
 
-def _interval(ci) -> str:
+def format_interval(ci) -> str:
+    """``[low, high]`` with signs, or n/a."""
     if not ci or len(ci) != 2 or not all(isinstance(v, (int, float)) and np.isfinite(v) for v in ci):
         return "n/a"
     width = max(abs(ci[0]), abs(ci[1]))
     digits = 3 if width < 10 else 1
     return f"[{ci[0]:+.{digits}f}, {ci[1]:+.{digits}f}]"
+
+
+def headline_rows(headline: list[dict]) -> list[dict]:
+    """Eval headline rows with readable names (the README table, the app's Model card page)."""
+    return [{"data": _DATA_NAMES.get(h["data"], h["data"]), "task": task_label(h["task"]),
+             "metric": _METRIC_NAMES.get(h["metric"], h["metric"]), "model": h["model"],
+             "baseline": h["baseline"].replace("_", " "), "baseline value": h["baseline_value"],
+             "model − baseline, 95 % CI": format_interval(h.get("ci95")),
+             "verdict": h.get("verdict") or "n/a"} for h in headline]
 
 
 def render_headline_table(card: dict) -> str:
@@ -140,11 +151,10 @@ def render_headline_table(card: dict) -> str:
         return ""
     lines = ["| data | task | metric | model | baseline | baseline value | model − baseline, 95 % CI | verdict |",
              "| --- | --- | --- | --- | --- | --- | --- | --- |"]
-    for h in ev["headline"]:
-        lines.append(f"| {_DATA_NAMES.get(h['data'], h['data'])} | {_task_name(h['task'])} | "
-                     f"{_METRIC_NAMES.get(h['metric'], h['metric'])} | {_value(h['model'])} | "
-                     f"{h['baseline'].replace('_', ' ')} | {_value(h['baseline_value'])} | "
-                     f"{_interval(h.get('ci95'))} | {_VERDICT_CELLS.get(h.get('verdict'), 'n/a')} |")
+    for r in headline_rows(ev["headline"]):
+        lines.append(f"| {r['data']} | {r['task']} | {r['metric']} | {_value(r['model'])} | {r['baseline']} | "
+                     f"{_value(r['baseline value'])} | {r['model − baseline, 95 % CI']} | "
+                     f"{_VERDICT_CELLS.get(r['verdict'], 'n/a')} |")
     counts = [f"of {v['comparisons']} {_DATA_NAMES.get(k, k)} comparisons the model is better in {v.get('better', '?')}, "
               f"tied in {v.get('tie', '?')} and worse in {v.get('worse', '?')}"
               for k, v in (ev.get("summary") or {}).items()]
