@@ -387,6 +387,12 @@ def heads_section(model, s: EvalSet, fps: dict[str, np.ndarray], feats: dict[str
         entry: dict[str, Any] = {"metric": "auroc" if classes else "mae"}
         ok = (y >= 0) if classes else np.isfinite(y)
         y_ok, group_ok = y[ok], s.group[ok]
+        everything = np.arange(len(y_ok))
+
+        def score(rows, output, y_ok=y_ok, classes=classes):  # AUROC or MAE on a subset of rows
+            return (M.auroc(y_ok[rows], output[rows], classes=range(len(classes))) if classes
+                    else M.mae(y_ok[rows], output[rows]))
+
         for inp, fp in fps.items():
             raw = _head_outputs(model, head, fp)[ok]
             row: dict[str, float] = {}
@@ -401,13 +407,6 @@ def heads_section(model, s: EvalSet, fps: dict[str, np.ndarray], feats: dict[str
                 _, X = M.standardize(base.feature_train[inp], feats[inp])
                 base_out = (_baseline_class_probabilities(lm, X[ok], len(classes)) if classes
                             else lm.predict(X[ok]))
-            if classes:
-                def score(rows, out_, y_=y_ok, k=len(classes)):
-                    return M.auroc(y_[rows], out_[rows], classes=range(k))
-            else:
-                def score(rows, out_, y_=y_ok):
-                    return M.mae(y_[rows], out_[rows])
-            everything = np.arange(len(y_ok))
             row["model"] = score(everything, model_out)
             if base_out is not None:
                 base_name = "baseline_logistic_hrv_pat" if classes else "baseline_linear_hrv_pat"
@@ -426,10 +425,10 @@ def heads_section(model, s: EvalSet, fps: dict[str, np.ndarray], feats: dict[str
 P_WAVE_STRESS_SEED_OFFSET = 1  # EVAL_SEED + 1: its own held-out stream of sinus-rhythm subjects
 HEADS_SEED_OFFSET = 2          # EVAL_SEED + 2: the heads' held-out subjects
 HEADS_SUBJECTS = 600
+HEADS_WINDOWS_PER_SUBJECT = 2
 # The baselines are fitted on as many subjects as the demo heads (m2ae.train.heads.refit_demo_heads):
 # with 80 they were weaker than they can be (ridge plain r 0.07 → 0.15, rhythm AUROC 0.96 → 0.99).
 BASELINE_TRAIN_SUBJECTS = 1500
-HEADS_WINDOWS_PER_SUBJECT = 2
 
 
 def p_wave_stress_section(model, base: Baselines, n_subjects: int, seed: int) -> dict:
