@@ -94,9 +94,7 @@ def main(argv=None) -> int:
     # 2. index build per 100 k -------------------------------------------------------------------
     n_map = args.map_points
     sim = simulate_windows(n_map + args.held_out, seed=11)
-    t = time.perf_counter()
     fps = model.fingerprint(ecg=sim["ecg"], ppg=sim["ppg"], batch_size=args.batch_size)
-    fp_s = time.perf_counter() - t
     from m2ae.contract import RHYTHM_CODES
 
     labels = np.asarray(RHYTHM_CODES)[np.asarray(sim["rhythm"])]

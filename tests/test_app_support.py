@@ -8,7 +8,7 @@ import numpy as np
 import pandas as pd
 import pytest
 
-from m2ae import InputError, Record, Windows
+from m2ae import InputError, Windows
 from m2ae import app_support as sup
 
 

@@ -15,7 +15,6 @@ from m2ae.index import build_index, embed, load_embeddings, open_index, query_re
 from m2ae.index.embed import find_record_files
 from m2ae.index.mapping import MapConfig
 from m2ae.io import write_record
-from m2ae.record import Record
 from m2ae.simulate import simulate_record, write_cohort
 
 ROOT = Path(__file__).resolve().parents[1]

@@ -4,7 +4,6 @@ test_index_map.py)."""
 from __future__ import annotations
 
 import json
-from pathlib import Path
 
 import numpy as np
 import pandas as pd

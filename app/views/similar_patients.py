@@ -1,7 +1,6 @@
 """Similar patients: FAISS top-k neighbours of the current window, their waveforms, the label make-up."""
 from __future__ import annotations
 
-import numpy as np
 import pandas as pd
 import streamlit as st
 

@@ -29,7 +29,7 @@ import torch
 import torch.nn as nn
 import torch.nn.functional as F
 
-from ..contract import MODALITIES, N_PATCHES, PATCH_SAMPLES, WINDOW_SAMPLES
+from ..contract import MODALITIES, N_PATCHES, PATCH_SAMPLES
 
 
 @dataclass
