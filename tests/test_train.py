@@ -291,5 +291,5 @@ def test_card_p_wave_note_follows_the_pretraining_config():
 
     assert p_wave_limitation(0.0) == P_WAVE_LIMITATION  # the shipped demo: every non-AF subject had P waves
     note = p_wave_limitation(0.25)
-    assert note.startswith("Pretraining drew 25% of simulated subjects with faint or no P waves")
+    assert note.startswith("Training drew 25% of simulated subjects with faint or no P waves")
     assert is_p_wave_note(note) and is_p_wave_note(P_WAVE_LIMITATION) and not is_p_wave_note("10-s windows")

@@ -27,7 +27,7 @@ P_WAVE_LIMITATION = ("The pretraining simulator draws every non-AF subject with 
                      "demo heads are fitted with a quarter of subjects drawn with faint or no P waves to counter it; "
                      "the eval's rhythm_without_p_waves stress test measures what remains, and the app checks each "
                      "rhythm call against the measured beat intervals.")
-FAINT_P_PRETRAINING_NOTE = "Pretraining drew "
+FAINT_P_PRETRAINING_NOTE = "Training drew "
 
 
 def p_wave_limitation(pretrain_faint_p_share: float) -> str:
@@ -35,7 +35,8 @@ def p_wave_limitation(pretrain_faint_p_share: float) -> str:
     if not pretrain_faint_p_share:
         return P_WAVE_LIMITATION
     return (f"{FAINT_P_PRETRAINING_NOTE}{pretrain_faint_p_share:.0%} of simulated subjects with faint or no P waves "
-            "(sim_faint_p_share), so a missing P wave alone no longer marks atrial fibrillation; the eval's "
+            "(sim_faint_p_share; in a fine-tune, its steps only: see training.initialised_from), so a missing P "
+            "wave alone no longer marks atrial fibrillation; the eval's "
             "rhythm_without_p_waves stress test measures how often sinus rhythm without P waves is still called "
             "AF, and the app checks each rhythm call against the measured beat intervals.")
 
