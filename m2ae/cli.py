@@ -12,7 +12,6 @@ import sys
 from pathlib import Path
 from typing import Any, Callable
 
-
 from .errors import InputError
 from .jsonable import to_jsonable
 

@@ -332,7 +332,7 @@ def retrieval_section(s: EvalSet, fps: dict[str, np.ndarray], feats: dict[str, n
     if model is not None:
         two = paired_retrieval(model, s.ppg[idx], s.ecg[idx], shortlist=SHORTLIST, max_lag_s=MAX_LAG_S,
                                query_fingerprints=fps["ppg"][idx], candidate_fingerprints=fps["ecg"][idx])
-        hits_two = (two.top1 == np.arange(k)).astype(np.float64)
+        hits_two = two.hits()
         paired["model_two_stage"] = {
             "top1": two.top1_accuracy(), "shortlist": two.shortlist,
             "ci95_model_minus_features": M.difference_ci(hits_two, hits_features, query_group, np.mean, seed),
@@ -352,7 +352,7 @@ def retrieval_section(s: EvalSet, fps: dict[str, np.ndarray], feats: dict[str, n
             paired["mean_beat_template_two_stage"] = {
                 "top1": two_tpl.top1_accuracy(), "shortlist": two_tpl.shortlist,
                 "ci95_model_two_stage_minus_this": M.difference_ci(
-                    hits_two, (two_tpl.top1 == np.arange(k)).astype(np.float64), query_group, np.mean, seed),
+                    hits_two, two_tpl.hits(), query_group, np.mean, seed),
                 "how": "baseline for model_two_stage: the same fingerprint shortlist and the same lag-tolerant "
                        "QRS-band correlation, but against the mean-beat template ECG placed at the query's detected "
                        "pulse peaks (fitted on simulated_train) instead of the model's reconstruction"}

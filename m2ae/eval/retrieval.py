@@ -52,10 +52,15 @@ class PairedRetrieval:
     def shortlist(self) -> int:
         return int(self.ranking.shape[1])
 
+    def hits(self, truth=None) -> np.ndarray:
+        """Per query: 1.0 when its retrieved candidate is ``truth[i]`` (default: candidate i), else 0.0."""
+        truth = np.arange(len(self.top1)) if truth is None else np.asarray(truth)
+        return (self.top1 == truth).astype(np.float64)
+
     def top1_accuracy(self, truth=None) -> float:
         """Fraction of queries whose retrieved candidate is ``truth[i]`` (default: candidate i)."""
-        truth = np.arange(len(self.top1)) if truth is None else np.asarray(truth)
-        return float(np.mean(self.top1 == truth)) if len(truth) else float("nan")
+        hits = self.hits(truth)
+        return float(np.mean(hits)) if len(hits) else float("nan")
 
     def stage1_top1_accuracy(self, truth=None) -> float:
         """Top-1 of the fingerprint cosine alone (the shortlist's first entry)."""

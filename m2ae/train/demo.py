@@ -27,14 +27,14 @@ P_WAVE_LIMITATION = ("The pretraining simulator draws every non-AF subject with 
                      "demo heads are fitted with a quarter of subjects drawn with faint or no P waves to counter it; "
                      "the eval's rhythm_without_p_waves stress test measures what remains, and the app checks each "
                      "rhythm call against the measured beat intervals.")
-FAINT_P_PRETRAINING_NOTE = "Training drew "
+FAINT_P_NOTE_PREFIX = "Training drew "
 
 
 def p_wave_limitation(pretrain_faint_p_share: float) -> str:
     """The card's note on P waves, as the pretraining config (``sim_faint_p_share``) made it true."""
     if not pretrain_faint_p_share:
         return P_WAVE_LIMITATION
-    return (f"{FAINT_P_PRETRAINING_NOTE}{pretrain_faint_p_share:.0%} of simulated subjects with faint or no P waves "
+    return (f"{FAINT_P_NOTE_PREFIX}{pretrain_faint_p_share:.0%} of simulated subjects with faint or no P waves "
             "(sim_faint_p_share; in a fine-tune, its steps only: see training.initialised_from), so a missing P "
             "wave alone no longer marks atrial fibrillation; the eval's "
             "rhythm_without_p_waves stress test measures how often sinus rhythm without P waves is still called "
@@ -42,7 +42,7 @@ def p_wave_limitation(pretrain_faint_p_share: float) -> str:
 
 
 def is_p_wave_note(note: str) -> bool:
-    return note == P_WAVE_LIMITATION or note.startswith(FAINT_P_PRETRAINING_NOTE)
+    return note == P_WAVE_LIMITATION or note.startswith(FAINT_P_NOTE_PREFIX)
 
 
 def weak_head_notes(heads_card: dict) -> list[str]:

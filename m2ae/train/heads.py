@@ -120,8 +120,8 @@ def describe_head_shape(spec: dict) -> str:
 def _selection_score(head: Head, X: dict[str, np.ndarray], y: np.ndarray, device) -> float:
     """Mean over input modes of AUROC (classifiers) or minus MAE (regressors): higher is better."""
     scores = []
+    ok = (y >= 0) if head.is_classifier else np.isfinite(y)
     for Xm in X.values():
-        ok = (y >= 0) if head.is_classifier else np.isfinite(y)
         if ok.sum() >= 2:
             m = score_head(head, Xm[ok], y[ok], device)
             scores.append(m.get("auroc", np.nan) if head.is_classifier else -m["mae"])
@@ -429,13 +429,14 @@ def refit_demo_heads(model_path, out, n_subjects: int = 1500, epochs: int = 40,
     card = dict(load_checkpoint(m.path).get("card", {}))
     old_notes = [n for n in card.get("limitations", [])
                  if not n.startswith("Heads near chance") and not is_p_wave_note(n)]
-    pretrain_share = float(card.get("training", {}).get("config", {}).get("sim_faint_p_share", 0.0))
+    train_config = card.get("training", {}).get("config", {})
+    pretrain_share = float(train_config.get("sim_faint_p_share", 0.0))
     card.update(heads=heads_card,
                 limitations=weak_head_notes(heads_card) + [p_wave_limitation(pretrain_share)] + old_notes)
     card.pop("eval", None)  # measured with the old heads: `m2ae eval --write-card` again
     card.pop("eval_date", None)
     if "timing" not in card:
-        v = validation_windows(int(card.get("training", {}).get("config", {}).get("val_windows", 1024)))
+        v = validation_windows(int(train_config.get("val_windows", 1024)))
         card["timing"] = pulse_arrival_card(v)
     save_checkpoint(out, m.net.cpu(), heads, card)
     write_card(out, card)
