@@ -103,7 +103,7 @@ def shipped():
 def test_unseen_simulated_is_familiar_and_foreign_signals_are_not(shipped):
     from m2ae.signal.filters import robust_normalise
     from m2ae.simulate import simulate_windows
-    from m2ae.train.splits import EVAL_SEED
+    from m2ae.simulate.splits import EVAL_SEED
 
     model, idx = shipped
     sim = simulate_windows(8, seed=EVAL_SEED)  # subjects in neither the index nor the reference

@@ -27,9 +27,9 @@ def test_rhythm_interval_check_flags_only_contradictions():
 def test_thresholds_separate_the_simulators_sinus_and_af_windows():
     """The documented thresholds hold on fresh simulated subjects (not those they were read from)."""
     from m2ae.eval.baselines import window_peaks
-    from m2ae.train.data import simulated_windows
+    from m2ae.simulate.labelled import subject_windows
 
-    d = simulated_windows(120, 1, 424242)
+    d = subject_windows(120, 1, 424242)
     irr = np.array([rr_irregularity(p / 125.0) for p in window_peaks(d["ecg"], "ecg")])
     sinus, af = irr[d["rhythm"] == "NSR"], irr[d["rhythm"] == "AF"]
     assert len(sinus) >= 10 and len(af) >= 10

@@ -42,10 +42,10 @@ def test_pulse_arrival_shift_moves_to_the_target_and_wraps_only_past_one_beat():
 @pytest.fixture(scope="module")
 def pairs():
     """Held-out-style simulated paired windows (regular rhythms, 4 subjects)."""
-    from m2ae.train.data import simulated_windows
-    from m2ae.train.splits import EVAL_SEED
+    from m2ae.simulate.labelled import subject_windows
+    from m2ae.simulate.splits import EVAL_SEED
 
-    d = simulated_windows(24, 1, EVAL_SEED + 17)
+    d = subject_windows(24, 1, EVAL_SEED + 17)
     keep = np.isin(np.asarray(d["rhythm"]), ["NSR", "SB"])  # regular rhythms: the delay is well defined
     return d["ecg"][keep][:4].astype(np.float64), d["ppg"][keep][:4].astype(np.float64)
 

@@ -379,10 +379,10 @@ def test_cohort_ids_differ_across_seeds_and_match_the_index_builder(tmp_path):
 
 def test_p_wave_scale_removes_p_waves_and_nothing_else():
     """The stress-test knob: the same sinus subjects without P waves differ only before each R peak."""
-    from m2ae.train.data import simulated_windows
+    from m2ae.simulate.labelled import subject_windows
 
-    with_p = simulated_windows(6, 1, 31337, rhythm="NSR", noise=False)
-    without = simulated_windows(6, 1, 31337, rhythm="NSR", noise=False, p_wave_scale=0.0)
+    with_p = subject_windows(6, 1, 31337, rhythm="NSR", noise=False)
+    without = subject_windows(6, 1, 31337, rhythm="NSR", noise=False, p_wave_scale=0.0)
     assert list(with_p["rhythm"]) == ["NSR"] * 6
     np.testing.assert_array_equal(with_p["subject_id"], without["subject_id"])
     diff = np.abs(with_p["ecg"] - without["ecg"])

@@ -13,7 +13,8 @@ import torch
 from m2ae.errors import InputError
 from m2ae.record import Record
 from m2ae.train import TrainConfig, load_config, lr_at, train
-from m2ae.train.data import SegmentSource, SegmentStore, SimulatorSource, StepBatches, crop_pairs
+from m2ae.signal.crop import crop_pairs
+from m2ae.train.data import SegmentSource, SegmentStore, SimulatorSource, StepBatches
 
 ROOT = Path(__file__).resolve().parents[1]
 TINY_TOML = ROOT / "configs" / "tiny.toml"

@@ -2,7 +2,7 @@
 
 Data (the JSON names which one each number came from):
 - ``simulated_heldout``: fresh simulated subjects from seeds disjoint from training
-  (``m2ae.train.splits``), several windows each;
+  (``m2ae.simulate.splits``), several windows each;
 - ``real``: real paired ECG+PPG records (default ``<repo>/../shared/data/real``; ``--data`` to
   choose), cut with ``m2ae.preprocess``; reported as ``{"status": "absent"}`` when missing;
 - ``simulated_train``: a small set of training-seed subjects on which the baselines (ridge,
@@ -96,11 +96,11 @@ def _log(msg: str, quiet: bool) -> None:
 def simulated_set(name: str, n_subjects: int, windows_per_subject: int, seed: int) -> EvalSet:
     """Simulated paired windows: ``n_subjects`` subjects drawn from ``seed``, ``windows_per_subject``
     independent 10-s windows each, with the labels the heads are defined on (rhythm, hypertension,
-    age, sex, risk). Uses the same generator as head fitting (``m2ae.train.data.simulated_windows``,
+    age, sex, risk). Uses the same generator as head fitting (``m2ae.simulate.labelled.subject_windows``,
     the simulator under the signal contract) so labels mean exactly what the heads were trained on."""
-    from ..train.data import simulated_windows
+    from ..simulate.labelled import subject_windows
 
-    sim = simulated_windows(int(n_subjects), int(windows_per_subject), seed=seed)
+    sim = subject_windows(int(n_subjects), int(windows_per_subject), seed=seed)
     labels = {k: np.asarray(sim[k]) for k in ("rhythm", "hypertension", "age", "sex", "risk") if k in sim}
     group = np.asarray(sim["subject_id"]).astype(str)
     n_windows = len(group)
@@ -436,7 +436,7 @@ def p_wave_stress_section(model, base: Baselines, n_subjects: int, seed: int) ->
     or absent P waves are common on real monitor leads): the share of windows called AF by the head
     and by the HRV baseline, per input. A head that reads beat irregularity stays near 0 without
     P waves; one that learned "no P wave = AF" from the simulator does not."""
-    from ..train.data import simulated_windows
+    from ..simulate.labelled import subject_windows
 
     head = model.heads.get("rhythm")
     if head is None or "AF" not in head.spec.get("classes", []):
@@ -446,7 +446,7 @@ def p_wave_stress_section(model, base: Baselines, n_subjects: int, seed: int) ->
     out: dict[str, Any] = {"subjects": int(n_subjects), "seed": int(seed), "rhythm": "NSR",
                            "metric": "share of windows called AF (argmax); lower is better"}
     for variant, scale in (("with_p_waves", 1.0), ("without_p_waves", 0.0)):
-        d = simulated_windows(int(n_subjects), 2, seed, rhythm="NSR", p_wave_scale=scale)
+        d = subject_windows(int(n_subjects), 2, seed, rhythm="NSR", p_wave_scale=scale)
         s = EvalSet(variant, "", np.asarray(d["ecg"], np.float32), np.asarray(d["ppg"], np.float32),
                     np.asarray(d["subject_id"]).astype(str), {})
         feats = _features(s)
@@ -503,7 +503,7 @@ def familiarity_section(index, model, s: EvalSet, fps: dict[str, np.ndarray]) ->
 def evaluate_set(model, s: EvalSet, base: Baselines, n_candidates: int, seed: int, quiet: bool,
                  recon_idx: np.ndarray | None = None, index=None, heads_set: EvalSet | None = None) -> dict:
     """Every section on ``s``; the heads on ``heads_set`` instead when given (a larger labelled set)."""
-    from ..train.heads import fingerprints_by_mode
+    from ..model.inference import fingerprints_by_mode
 
     _log(f"{s.name}: fingerprints of {len(s)} windows (ECG+PPG, ECG only, PPG only)", quiet)
     fps = fingerprints_by_mode(model, s.ecg, s.ppg)
@@ -545,12 +545,12 @@ def run_eval(model=None, data=None, sim_subjects: int = 60, seed: int | None = N
     data : paths of real paired records/folders; None = ``<repo>/../shared/data/real``; [] = none.
     sim_subjects : held-out simulated subjects; each gets enough windows that PPG→ECG retrieval has
         up to ``n_candidates`` candidates.
-    seed : first held-out simulator seed (default: ``m2ae.train.splits`` evaluation seed).
+    seed : first held-out simulator seed (default: ``m2ae.simulate.splits`` evaluation seed).
     heads_subjects : held-out simulated subjects the heads are scored on (2 windows each, seed + 2).
     Returns a JSON-able dict (see module docstring); NaN where a metric is undefined.
     """
     from ..model import load_model
-    from ..train import splits
+    from ..simulate import splits
 
     t0 = time.time()
     if model is None or isinstance(model, (str, Path)):
@@ -710,21 +710,6 @@ def _first_per_group(group: np.ndarray, k: int) -> np.ndarray:
     return np.asarray(keep)
 
 
-def eval_from_cli(args) -> int:
-    from ..cli import emit
-
-    res = run_eval(model=args.model, data=args.data, sim_subjects=args.sim_subjects, seed=getattr(args, "seed", None),
-                   n_candidates=getattr(args, "candidates", N_CANDIDATES),
-                   heads_subjects=getattr(args, "heads_subjects", HEADS_SUBJECTS), quiet=args.json)
-    if args.write_card:
-        from ..model.card import update_card
-        from ..model.checkpoint import DEFAULT_CHECKPOINT
-
-        update_card(args.model or DEFAULT_CHECKPOINT, res)
-    emit(res, args.json, format_table)
-    return 0
-
-
 def format_table(res: dict) -> str:
     """Readable text table of ``run_eval``'s result."""
     lines = [f"m2ae eval — model {res['model'].get('name')} ({res['model'].get('version')}), {res['wall_time_s']} s"]
@@ -803,5 +788,5 @@ def format_table(res: dict) -> str:
     return "\n".join(lines)
 
 
-__all__ = ["run_eval", "eval_from_cli", "format_table", "headline", "summarize_headline", "EvalSet", "fit_baselines", "real_set", "simulated_set",
+__all__ = ["run_eval", "format_table", "headline", "summarize_headline", "EvalSet", "fit_baselines", "real_set", "simulated_set",
            "paired_retrieval", "PairedRetrieval"]

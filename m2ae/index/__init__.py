@@ -9,7 +9,7 @@
 
 Nothing here imports umap at import time: the map is fitted in ``build_index`` only.
 """
-from .build import (build_from_cli, build_index, embed_from_cli, place_record, query_from_cli, query_record,
+from .build import (build_index, place_record, query_record,
                     record_fingerprint)
 from .familiarity import calibrate_familiarity
 from .embed import EmbedResult, embed, load_embeddings, simulated_items, window_metadata
@@ -21,5 +21,5 @@ __all__ = [
     "FingerprintIndex", "IndexConfig", "MapConfig", "open_index", "embed", "EmbedResult", "load_embeddings",
     "simulated_items", "window_metadata", "build_index", "query_record", "place_record", "record_fingerprint",
     "place_from_neighbours", "CompactWaveforms", "WAVEFORM_FS_HZ",
-    "embed_from_cli", "build_from_cli", "query_from_cli", "calibrate_familiarity",
+    "calibrate_familiarity",
 ]

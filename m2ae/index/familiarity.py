@@ -3,8 +3,8 @@
 The demo model is trained on simulated signals only; on a real record its heads can be confidently
 wrong. The fingerprint says so before the heads do: a window unlike anything in the index has a low
 top-1 cosine similarity to it. ``calibrate_familiarity`` measures what top-1 similarity looks like
-for windows of simulated subjects that are NOT in the index (``m2ae.train.splits.VAL_SEED``
-subjects, drawn with ``m2ae.train.data.simulated_windows`` like ``m2ae eval`` draws its held-out
+for windows of simulated subjects that are NOT in the index (``m2ae.simulate.splits.VAL_SEED``
+subjects, drawn with ``m2ae.simulate.labelled.subject_windows`` like ``m2ae eval`` draws its held-out
 windows), per input mode (both / ecg / ppg), and saves it as ``familiarity.json`` in the index
 folder. ``familiarity`` then places a query's top-1 similarities in that reference:
 
@@ -67,19 +67,19 @@ def calibrate_familiarity(index, model=None, n_windows: int = 600, seed: int | N
     ``<index>/familiarity.json`` (temp file + rename) when the index has a folder and ``save``.
 
     n_windows : reference windows (``n_windows // WINDOWS_PER_SUBJECT`` subjects, at least 2).
-    seed : simulator seed (default ``m2ae.train.splits.VAL_SEED``: subjects disjoint from the
+    seed : simulator seed (default ``m2ae.simulate.splits.VAL_SEED``: subjects disjoint from the
         index's ``m2ae simulate`` cohorts and from the heads' training data).
     Returns the reference dict (also set as ``index.familiarity_reference``).
     """
-    from ..train import splits
-    from ..train.data import simulated_windows
+    from ..simulate import splits
+    from ..simulate.labelled import subject_windows
     from .embed import fingerprint_windows, resolve_model
 
     model = resolve_model(model)
     index.check_model(model)
     seed = splits.VAL_SEED if seed is None else int(seed)
     n_subjects = max(2, int(n_windows) // WINDOWS_PER_SUBJECT)
-    sim = simulated_windows(n_subjects, WINDOWS_PER_SUBJECT, seed=seed)
+    sim = subject_windows(n_subjects, WINDOWS_PER_SUBJECT, seed=seed)
     subjects = np.asarray(sim["subject_id"]).astype(str)
     in_index = set(index.metadata["subject_id"].astype(str)) & set(subjects)
     if in_index:
@@ -103,7 +103,7 @@ def calibrate_familiarity(index, model=None, n_windows: int = 600, seed: int | N
         "subjects": int(n_subjects),
         "windows_per_subject": WINDOWS_PER_SUBJECT,
         "seed": seed,
-        "data": f"m2ae.train.data.simulated_windows({n_subjects}, {WINDOWS_PER_SUBJECT}, seed={seed}): "
+        "data": f"m2ae.simulate.labelled.subject_windows({n_subjects}, {WINDOWS_PER_SUBJECT}, seed={seed}): "
                 f"simulated subjects not in the index",
         "flag_quantile_pct": FLAG_QUANTILE_PCT,
         "date": _utc_now(),
@@ -216,23 +216,3 @@ def warning_text(fam: dict[str, Any], window: int | None = None) -> str | None:
                 f"{fam['record_threshold']:.2f})")
     return (f"Unfamiliar signal: {what}; {fam['share_unfamiliar']:.0%} of the record's windows are flagged. "
             "The demo model was trained on simulated data; treat these predictions as unreliable.")
-
-
-def calibrate_from_cli(args) -> int:
-    from ..cli import emit
-    from .embed import resolve_model
-    from .store import open_index
-
-    model = resolve_model(getattr(args, "model", None))
-    idx = open_index(getattr(args, "index", None), model=model)
-    ref = calibrate_familiarity(idx, model, n_windows=getattr(args, "windows", 600))
-    summary = {"index": str(idx.path), "file": str(Path(idx.path) / FAMILIARITY_FILE), "model_version": ref["model_version"],
-               "n": ref["n"], "seed": ref["seed"],
-               "window_quantiles": {m: v["window_quantiles"] for m, v in ref["modes"].items()},
-               "subject_median_quantiles": {m: v["subject_median_quantiles"] for m, v in ref["modes"].items()}}
-    emit(summary, getattr(args, "json", False), lambda s: "\n".join(
-        [f"familiarity reference -> {s['file']} ({s['n']} unseen simulated windows, seed {s['seed']}, model {s['model_version']})",
-         "top-1 similarity quantiles (1/5/10/50 %), windows | subject medians:"]
-        + [f"  {m:<4} " + " ".join(f"{v:.3f}" for v in s["window_quantiles"][m].values()) + "  |  "
-           + " ".join(f"{v:.3f}" for v in s["subject_median_quantiles"][m].values()) for m in s["window_quantiles"]]))
-    return 0

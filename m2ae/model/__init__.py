@@ -10,8 +10,8 @@ from __future__ import annotations
 
 from .checkpoint import DEFAULT_CHECKPOINT, load_checkpoint, save_checkpoint, weights_version
 from .heads import Head
-from .inference import RECONSTRUCT_MODES, M2AEModel, load_model
+from .inference import RECONSTRUCT_MODES, M2AEModel, fingerprints_by_mode, load_model
 from .m2ae import M2AE, M2AEConfig
 
 __all__ = ["M2AE", "M2AEConfig", "M2AEModel", "Head", "load_model", "save_checkpoint", "load_checkpoint",
-           "weights_version", "DEFAULT_CHECKPOINT", "RECONSTRUCT_MODES"]
+           "weights_version", "DEFAULT_CHECKPOINT", "RECONSTRUCT_MODES", "fingerprints_by_mode"]

@@ -244,6 +244,21 @@ def model_from_checkpoint(ckpt: dict, device=None, path=None) -> M2AEModel:
                      version=weights_version(ckpt["model"]))
 
 
+def fingerprints_by_mode(model: "M2AEModel", ecg: np.ndarray | None, ppg: np.ndarray | None,
+                         batch_size: int = 512) -> dict[str, np.ndarray]:
+    """{mode: [N, D] fingerprints} for every input mode the data allow: "both" (needs both
+    modalities), "ecg" (ECG alone), "ppg" (PPG alone). ``model`` is anything with
+    ``fingerprint(ecg=, ppg=, batch_size=)``."""
+    out = {}
+    if ecg is not None and ppg is not None:
+        out["both"] = model.fingerprint(ecg=ecg, ppg=ppg, batch_size=batch_size)
+    if ecg is not None:
+        out["ecg"] = model.fingerprint(ecg=ecg, batch_size=batch_size)
+    if ppg is not None:
+        out["ppg"] = model.fingerprint(ppg=ppg, batch_size=batch_size)
+    return out
+
+
 def load_model(path=None, device=None) -> M2AEModel:
     """Load a checkpoint (default: the shipped demo ``m2ae/model/m2ae-demo.pt``) on ``device``
     (default: CUDA if available, else CPU). Raises InputError for a missing or foreign file.

@@ -212,17 +212,17 @@ def validate(net, batch: dict, device, seed: int = 0) -> dict:
 
 def validation_windows(n_windows: int, noise: bool = True) -> dict:
     """The fixed validation batch (``splits.VAL_SEED``, 2 windows per subject, no device shift)."""
-    from .data import simulated_windows
-    from .splits import VAL_SEED
+    from ..simulate.labelled import subject_windows
+    from ..simulate.splits import VAL_SEED
 
-    return simulated_windows(max(1, n_windows // 2), 2, VAL_SEED, max_shift_s=0.0, noise=noise)
+    return subject_windows(max(1, n_windows // 2), 2, VAL_SEED, max_shift_s=0.0, noise=noise)
 
 
 def pulse_arrival_card(val: dict) -> dict:
     """The model card's ``timing`` entry: the typical R → pulse-peak delay of the validation windows
     (``validation_windows``), which ``reconstruct`` uses to place a modality rebuilt from the other."""
     from ..signal.timing import typical_pulse_arrival_s
-    from .splits import VAL_SEED
+    from ..simulate.splits import VAL_SEED
 
     return {"pulse_arrival_s": round(typical_pulse_arrival_s(val["ecg"], val["ppg"]), 4),
             "measured_on": f"{len(val['ecg'])} simulated validation windows (seed {VAL_SEED}, no device shift), "
@@ -454,24 +454,4 @@ def parent_lineage(path: str) -> dict:
     return out
 
 
-def train_from_cli(args) -> int:
-    """``m2ae train [--config FILE] [--data DIR…] --out CKPT [--resume] [--set k=v]``."""
-    base = {"data": list(args.data)} if args.data else {}
-    if args.data:
-        base["sim_fraction"] = 0.5
-    cfg = load_config(args.config, args.set, base=base)
-    if args.data:
-        cfg.data = list(args.data)
-        for p in cfg.data:
-            if not Path(p).exists():
-                raise InputError(f"{p}: training data not found")
-    metrics = train(cfg, args.out, resume=args.resume)
-    if int(os.environ.get("RANK", 0)) == 0:
-        from ..cli import emit
-
-        emit({"checkpoint": str(args.out), **metrics}, args.json,
-             lambda m: f"wrote {args.out} (step {m.get('step')}, loss {m.get('loss', float('nan')):.4f})")
-    return 0
-
-
-__all__ = ["TrainConfig", "load_config", "train", "train_from_cli", "lr_at", "validate"]
+__all__ = ["TrainConfig", "load_config", "train", "lr_at", "validate"]

@@ -20,59 +20,10 @@ import torch
 
 from ..contract import FS_HZ, WINDOW_SAMPLES
 from ..errors import InputError
-from ..signal.filters import ecg_bandpass, fill_gaps, ppg_bandpass, ppg_fix_polarity, resample_to, robust_normalise
-from .splits import ID_PREFIX, PRETRAIN_SEED
-
-LABEL_KEYS = ("rhythm", "hypertension", "age", "sex")
-
-
-def crop_pairs(ecg: np.ndarray | None, ppg: np.ndarray | None, rng: np.random.Generator, max_shift_s: float,
-               filtered: bool = False) -> dict[str, np.ndarray]:
-    """Contract windows cropped from longer 125-Hz segments with a random ECG/PPG lag.
-
-    ecg, ppg : [n, T] at 125 Hz, T >= 1250 + 2 * max_shift samples (None = absent).
-    filtered : segments are already band-passed (and PPG polarity fixed); else done here.
-    Returns {"ecg", "ppg"}: float32 [n, 1250] robust-normalised (zeros when absent) and
-    "shift_samples" int [n] (PPG crop start minus ECG crop start).
-    """
-    ref = ecg if ecg is not None else ppg
-    n, T = ref.shape
-    S = int(round(max_shift_s * FS_HZ))
-    if T < WINDOW_SAMPLES + 2 * S:
-        raise ValueError(f"segments of {T} samples are too short for 1250-sample crops with ±{S} shift")
-    if not filtered:
-        ecg = None if ecg is None else ecg_bandpass(ecg, FS_HZ)
-        ppg = None if ppg is None else ppg_fix_polarity(ppg_bandpass(ppg, FS_HZ), FS_HZ)[0]
-    shift = rng.integers(-S, S + 1, n) if S > 0 else np.zeros(n, dtype=np.int64)
-    # ECG start so that both crops fit: start in [max(0,-d), T-1250-max(0,d)]
-    lo = np.maximum(0, -shift)
-    hi = T - WINDOW_SAMPLES - np.maximum(0, shift)
-    start = lo + (rng.random(n) * (hi - lo + 1)).astype(np.int64)
-    idx = start[:, None] + np.arange(WINDOW_SAMPLES)[None, :]
-    rows = np.arange(n)[:, None]
-    out = {"shift_samples": shift}
-    for name, x, s in (("ecg", ecg, 0), ("ppg", ppg, 1)):
-        if x is None:
-            out[name] = np.zeros((n, WINDOW_SAMPLES), np.float32)
-            continue
-        w = np.asarray(x)[rows, idx + (shift[:, None] if s else 0)].astype(np.float64)
-        out[name] = robust_normalise(w, axis=-1)[0].astype(np.float32)
-    return out
-
-
-def risk_label(rhythm, hypertension, age) -> np.ndarray:
-    """Composite 'higher cardiovascular risk' label defined on the simulator's ground truth:
-    at least two of {age >= 65 y, hypertension, atrial fibrillation, ventricular ectopy (PVCs)}.
-    A transparent teaching label for the demo, not a validated clinical score."""
-    rhythm = np.asarray(rhythm)
-    points = ((np.asarray(age, dtype=float) >= 65).astype(int) + np.asarray(hypertension, dtype=bool).astype(int)
-              + (rhythm == "AF").astype(int) + (rhythm == "PVC").astype(int))
-    return points >= 2
-
-
-RISK_DEFINITION = ("higher cardiovascular risk = at least two of {age >= 65 y, hypertension, atrial "
-                   "fibrillation, ventricular ectopy}; simulator ground truth, not a clinical score")
-
+from ..signal.crop import crop_pairs
+from ..signal.filters import ecg_bandpass, fill_gaps, ppg_bandpass, ppg_fix_polarity, resample_to
+from ..simulate.labelled import HEAD_LABEL_KEYS
+from ..simulate.splits import PRETRAIN_SEED
 
 @dataclass
 class SimulatorSource:
@@ -107,7 +58,7 @@ class SimulatorSource:
         out["present_ecg"] = np.ones(n, bool)
         out["present_ppg"] = np.ones(n, bool)
         out["group"] = group.astype(np.int64)
-        out["labels"] = {key: table[key] for key in LABEL_KEYS}
+        out["labels"] = {key: table[key] for key in HEAD_LABEL_KEYS}
         return out
 
 
@@ -245,32 +196,3 @@ class StepBatches(torch.utils.data.Dataset):
         b.setdefault("group", np.arange(self.batch_size, dtype=np.int64))
         return {k: torch.from_numpy(np.ascontiguousarray(b[k]))
                 for k in ("ecg", "ppg", "present_ecg", "present_ppg", "group")}
-
-
-def simulated_windows(n_subjects: int, windows_per_subject: int, seed: int, max_shift_s: float = 0.0,
-                      noise: bool = True, rhythm: str | None = None, p_wave_scale=1.0) -> dict:
-    """Labelled simulated windows for head fitting / validation: several windows per subject.
-
-    Returns ecg, ppg float32 [N, 1250], subject_id [N], and label arrays (rhythm, hypertension,
-    age, sex, risk) [N], N = n_subjects * windows_per_subject, from ``default_rng(seed)``.
-    rhythm : fix every subject's rhythm ("NSR", "AF", ...); p_wave_scale : multiplies each subject's
-    P-wave amplitude, one number or one per subject [n_subjects] (0 = no P waves: a stress test of
-    what a rhythm classifier relies on, or faint P waves as real monitor leads often show).
-    """
-    from ..simulate.core import synthesize
-    from ..simulate.subject import sample_subject_table
-
-    rng = np.random.default_rng(seed)
-    table = sample_subject_table(rng, n_subjects, rhythm=rhythm, id_prefix=ID_PREFIX.get(seed, f"s{seed}-"))
-    scale = np.broadcast_to(np.asarray(p_wave_scale, dtype=np.float64), (n_subjects,))
-    if np.any(scale != 1.0):
-        table = {**table, "p_mv": table["p_mv"] * scale}
-    rep = {k: np.repeat(v, windows_per_subject) for k, v in table.items()}
-    src_margin = 2 * max_shift_s + 1.0
-    sim = synthesize(rep, WINDOW_SAMPLES / FS_HZ + src_margin, FS_HZ, rng, noise=noise)
-    out = crop_pairs(sim["ecg"], sim["ppg"], rng, max_shift_s)
-    out["subject_id"] = rep["subject_id"]
-    for k in LABEL_KEYS:
-        out[k] = rep[k]
-    out["risk"] = risk_label(rep["rhythm"], rep["hypertension"], rep["age"])
-    return out

@@ -17,9 +17,9 @@ import numpy as np
 import torch
 
 from . import load_config, train
-from .data import RISK_DEFINITION, simulated_windows
+from ..simulate.labelled import RISK_DEFINITION, subject_windows
 from .heads import fit_demo_heads
-from .splits import EVAL_SEED, HEADS_CAL_SEED, HEADS_TEST_SEED, HEADS_TRAIN_SEED, PRETRAIN_SEED, VAL_SEED
+from ..simulate.splits import EVAL_SEED, HEADS_CAL_SEED, HEADS_TEST_SEED, HEADS_TRAIN_SEED, PRETRAIN_SEED, VAL_SEED
 
 
 P_WAVE_LIMITATION = ("The pretraining simulator draws every non-AF subject with clear P waves and every AF subject "
@@ -64,7 +64,7 @@ def equivalence_check(path: Path, n: int = 256) -> dict:
         return {}
     torch.backends.cuda.matmul.allow_tf32 = False
     torch.backends.cudnn.allow_tf32 = False
-    v = simulated_windows(n, 1, VAL_SEED + 1, max_shift_s=0.0)
+    v = subject_windows(n, 1, VAL_SEED + 1, max_shift_s=0.0)
     res = {"windows": n, "data": f"simulated validation subjects (seed {VAL_SEED + 1})"}
     outs = {}
     for dev in ("cuda", "cpu"):
@@ -127,7 +127,7 @@ def main(argv=None) -> int:
     card["data"]["splits"] = {"pretrain_seed_root": PRETRAIN_SEED, "heads_train_seed": HEADS_TRAIN_SEED,
                               "heads_cal_seed": HEADS_CAL_SEED, "heads_test_seed": HEADS_TEST_SEED,
                               "validation_seed": VAL_SEED, "eval_seed (held out)": EVAL_SEED,
-                              "module": "m2ae.train.splits"}
+                              "module": "m2ae.simulate.splits"}
     card["data"]["real_records_used"] = "none"
     card["heads"] = heads_card
     card["training"]["heads_fit_s"] = round(t_heads, 1)

@@ -23,22 +23,11 @@ import torch.nn.functional as F
 
 from ..errors import InputError
 from ..model.heads import Head, default_head_specs, gaussian_nll
+from ..model.inference import fingerprints_by_mode
 
 MODES = ("both", "ecg", "ppg")
 BINARY_TRUE = {"1", "true", "yes", "y", "t", "m", "male", "high", "hypertensive"}
 BINARY_FALSE = {"0", "false", "no", "n", "f", "female", "low", "normotensive"}
-
-
-def fingerprints_by_mode(model, ecg: np.ndarray | None, ppg: np.ndarray | None, batch_size: int = 512) -> dict[str, np.ndarray]:
-    """{mode: [N, D]} for the input modes the data allow (both needs both modalities)."""
-    out = {}
-    if ecg is not None and ppg is not None:
-        out["both"] = model.fingerprint(ecg=ecg, ppg=ppg, batch_size=batch_size)
-    if ecg is not None:
-        out["ecg"] = model.fingerprint(ecg=ecg, batch_size=batch_size)
-    if ppg is not None:
-        out["ppg"] = model.fingerprint(ppg=ppg, batch_size=batch_size)
-    return out
 
 
 def encode_labels(spec: dict, values) -> np.ndarray:
@@ -298,17 +287,17 @@ def fit_demo_heads(model, n_subjects: int = 600, windows_per_subject: int = 4, e
                    max_shift_s: float = 0.3, device=None, faint_p_share: float = FAINT_P_SHARE
                    ) -> tuple[dict[str, Head], dict[str, dict]]:
     """Demo heads on simulated subjects: train/cal/test drawn from the seed roots in
-    ``m2ae.train.splits`` (disjoint from pretraining and from ``EVAL_SEED``). ``faint_p_share``:
+    ``m2ae.simulate.splits`` (disjoint from pretraining and from ``EVAL_SEED``). ``faint_p_share``:
     share of subjects drawn with faint or no P waves (``faint_p_wave_scales``), so a rhythm head
     cannot equate "no P wave" with atrial fibrillation."""
-    from .data import RISK_DEFINITION, simulated_windows
-    from .splits import HEADS_CAL_SEED, HEADS_TEST_SEED, HEADS_TRAIN_SEED
+    from ..simulate.labelled import RISK_DEFINITION, subject_windows
+    from ..simulate.splits import HEADS_CAL_SEED, HEADS_TEST_SEED, HEADS_TRAIN_SEED
 
     sizes = {"train": (HEADS_TRAIN_SEED, n_subjects), "cal": (HEADS_CAL_SEED, max(n_subjects // 4, 20)),
              "test": (HEADS_TEST_SEED, max(n_subjects // 4, 20))}
     splits = {}
     for k, (seed, n) in sizes.items():
-        d = simulated_windows(n, windows_per_subject, seed, max_shift_s=max_shift_s,
+        d = subject_windows(n, windows_per_subject, seed, max_shift_s=max_shift_s,
                               p_wave_scale=faint_p_wave_scales(n, seed, faint_p_share))
         splits[k] = {"ecg": d["ecg"], "ppg": d["ppg"],
                      "labels": {"rhythm": d["rhythm"], "hypertension": d["hypertension"], "sex": d["sex"],

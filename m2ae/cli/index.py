@@ -1,0 +1,155 @@
+"""`m2ae embed` and `m2ae index build|query|calibrate`: fingerprints at scale and the FAISS index."""
+from __future__ import annotations
+
+import argparse
+import shlex
+import sys
+from pathlib import Path
+
+from .output import emit
+
+
+def cmd_embed(args: argparse.Namespace) -> int:
+    from ..index import embed
+
+    res = embed(args.paths, args.model, args.out, batch_size=args.batch_size,
+                num_workers=getattr(args, "workers", None), progress=True)
+    summary = {"out": str(args.out), **res.manifest, "windows_per_s": round(res.windows_per_s, 1)}
+    emit(summary, args.json, lambda s: (
+        f"embedded {s['count']} windows from {s['records']} records ({s['low_quality_windows']} low-quality, kept) "
+        f"-> {s['out']}  [{s['windows_per_s']} windows/s, model {s['model_version']}]"
+        + (f"\nskipped {len(s['skipped'])} input(s): " + "; ".join(x["error"] for x in s["skipped"][:5]) if s["skipped"] else "")))
+    return 0
+
+
+def build_command_of(args: argparse.Namespace) -> str:
+    """The `m2ae index build` command line that rebuilds this index (kept in its manifest)."""
+    parts = ["m2ae", "index", "build", *map(str, args.paths), "--out", str(args.out)]
+    if args.model:
+        parts += ["--model", str(args.model)]
+    if args.simulate:
+        parts += ["--simulate", str(args.simulate), "--seed", str(args.seed)]
+        if getattr(args, "duration", 60.0) != 60.0:
+            parts += ["--duration", f"{args.duration:g}"]
+    if getattr(args, "map", "umap") != "umap":
+        parts += ["--map", args.map]
+    return shlex.join(parts)
+
+
+def cmd_index_build(args: argparse.Namespace) -> int:
+    from ..index import MapConfig, build_index
+
+    idx = build_index(args.paths, args.out, model=args.model, simulate=args.simulate, seed=args.seed,
+                      duration_s=getattr(args, "duration", 60.0), batch_size=getattr(args, "batch_size", 256),
+                      num_workers=getattr(args, "workers", None),
+                      map_config=MapConfig(method=getattr(args, "map", "umap")),
+                      build_command=build_command_of(args))
+    m = idx.manifest
+    summary = {"out": str(args.out), "count": m["count"], "records": m["records"], "subjects": m["subjects"],
+               "index_type": m["index_type"], "map": m["map"]["method"], "model_version": m["model_version"],
+               "skipped_inputs": m["skipped_inputs"], "timings_s": m["timings_s"], "embedding": m["embedding"]}
+    emit(summary, args.json, lambda s: (
+        f"index {s['out']}: {s['count']} windows, {s['records']} records, {s['subjects']} subjects, "
+        f"{s['index_type']} + {s['map']} map, model {s['model_version']}"
+        + (f"\nskipped {len(s['skipped_inputs'])} input(s): " + "; ".join(x["error"] for x in s["skipped_inputs"][:5])
+           if s["skipped_inputs"] else "")))
+    return 0
+
+
+def cmd_index_query(args: argparse.Namespace) -> int:
+    from ..index import query_record
+
+    read_kwargs = {k: getattr(args, k) for k in ("fs", "ecg", "ppg") if getattr(args, k, None) is not None}
+    res = query_record(args.path, index=args.index, model=getattr(args, "model", None), k=args.k,
+                       exclude_subject=args.exclude_subject, read_kwargs=read_kwargs,
+                       mode=getattr(args, "mode", "windows"))
+    for note in res["notes"]:
+        print(f"note: {note}", file=sys.stderr)
+    emit(res, args.json, _human_query)
+    return 0
+
+
+def _human_query(res: dict) -> str:
+    q = res["query"]
+    lines = [f"query {q['path']}: record {q['record']}, subject {q['subject_id']}, {q['n_windows']} windows"
+             + (f", labels {q['labels'].get('rhythm')}" if q["labels"].get("rhythm") else "")]
+    lines.append(f"{'rank':>4} {'score':>6}  {'record':<28} {'subject':<14} {'start_s':>7}  rhythm")
+    for n in res["neighbours"]:
+        lines.append(f"{n['rank']:>4} {n['score']:6.3f}  {str(n['record'])[:28]:<28} {str(n['subject_id'])[:14]:<14} "
+                     f"{n['start_s']:7.1f}  {n.get('label_rhythm') or '-'}")
+    for key, a in res["label_agreement"].items():
+        lines.append(f"{key}={a['query']}: {a['neighbours_same']:.0%} of neighbours vs {a['index_base_rate']:.0%} of the index")
+    fam = res.get("familiarity") or {}
+    if fam.get("calibrated"):
+        lines.append(f"familiarity ({fam['mode']}): median top-1 similarity {fam['median_top1']:.3f} "
+                     f"(unseen simulated subjects: 1 % below {fam['record_threshold']:.3f}); "
+                     f"{fam['share_unfamiliar']:.0%} of windows below {fam['threshold']:.3f}"
+                     + (" -> UNFAMILIAR record, predictions unreliable" if fam["record_unfamiliar"] else ""))
+    elif fam:
+        lines.append(f"familiarity: not calibrated ({fam.get('note')})")
+    return "\n".join(lines)
+
+
+def cmd_index_calibrate(args: argparse.Namespace) -> int:
+    from ..index import calibrate_familiarity, open_index
+    from ..index.embed import resolve_model
+    from ..index.familiarity import FAMILIARITY_FILE
+
+    model = resolve_model(getattr(args, "model", None))
+    idx = open_index(getattr(args, "index", None), model=model)
+    ref = calibrate_familiarity(idx, model, n_windows=getattr(args, "windows", 600))
+    summary = {"index": str(idx.path), "file": str(Path(idx.path) / FAMILIARITY_FILE), "model_version": ref["model_version"],
+               "n": ref["n"], "seed": ref["seed"],
+               "window_quantiles": {m: v["window_quantiles"] for m, v in ref["modes"].items()},
+               "subject_median_quantiles": {m: v["subject_median_quantiles"] for m, v in ref["modes"].items()}}
+    emit(summary, getattr(args, "json", False), lambda s: "\n".join(
+        [f"familiarity reference -> {s['file']} ({s['n']} unseen simulated windows, seed {s['seed']}, model {s['model_version']})",
+         "top-1 similarity quantiles (1/5/10/50 %), windows | subject medians:"]
+        + [f"  {m:<4} " + " ".join(f"{v:.3f}" for v in s["window_quantiles"][m].values()) + "  |  "
+           + " ".join(f"{v:.3f}" for v in s["subject_median_quantiles"][m].values()) for m in s["window_quantiles"]]))
+    return 0
+
+
+def add_commands(sub: argparse._SubParsersAction) -> None:
+    s = sub.add_parser("embed", help="fingerprint every window of files/folders/corpora")
+    s.add_argument("paths", nargs="+")
+    s.add_argument("--out", required=True, help="output folder (fingerprints.npy + metadata.parquet/csv)")
+    s.add_argument("--model", help="checkpoint (default: shipped)")
+    s.add_argument("--batch-size", type=int, default=256, help="windows per model call (default 256)")
+    s.add_argument("--workers", type=int, help="DataLoader workers reading records (default: 0 on <= 2 cores)")
+    s.add_argument("--json", action="store_true")
+    s.set_defaults(func=cmd_embed)
+
+    s = sub.add_parser("index", help="build and query fingerprint indexes")
+    xs = s.add_subparsers(dest="index_command", metavar="ACTION")
+    b = xs.add_parser("build", help="embed records and build a FAISS index with a 2-D map")
+    b.add_argument("paths", nargs="*", help="record files/folders (optional with --simulate)")
+    b.add_argument("--out", required=True, help="index folder to write (replaced atomically)")
+    b.add_argument("--model", help="checkpoint (default: shipped)")
+    b.add_argument("--simulate", type=int, default=0, metavar="N", help="also add N simulated subjects")
+    b.add_argument("--seed", type=int, default=0, help="simulator seed (default 0)")
+    b.add_argument("--duration", type=float, default=60.0, help="seconds per simulated subject (default 60)")
+    b.add_argument("--map", choices=["umap", "pca"], default="umap", help="2-D map method (default umap)")
+    b.add_argument("--batch-size", type=int, default=256, help="windows per model call (default 256)")
+    b.add_argument("--workers", type=int, help="DataLoader workers reading records (default: 0 on <= 2 cores)")
+    b.add_argument("--json", action="store_true")
+    b.set_defaults(func=cmd_index_build)
+    q = xs.add_parser("query", help="find the records most similar to one record")
+    q.add_argument("path")
+    q.add_argument("--k", type=int, default=10)
+    q.add_argument("--index", help="index folder (default: shipped)")
+    q.add_argument("--model", help="checkpoint (default: shipped); must be the index's model version")
+    q.add_argument("--exclude-subject", action="store_true", help="drop neighbours of the same subject")
+    q.add_argument("--mode", choices=["windows", "mean"], default="windows",
+                   help="search with every window, best hits merged (default), or the record's mean fingerprint")
+    q.add_argument("--fs", type=float)
+    q.add_argument("--ecg")
+    q.add_argument("--ppg")
+    q.add_argument("--json", action="store_true")
+    q.set_defaults(func=cmd_index_query)
+    c = xs.add_parser("calibrate", help="write familiarity.json: top-1 similarity of unseen simulated windows (OOD reference)")
+    c.add_argument("--index", help="index folder (default: shipped)")
+    c.add_argument("--model", help="checkpoint (default: shipped); must be the index's model version")
+    c.add_argument("--windows", type=int, default=600, help="reference windows (default 600)")
+    c.add_argument("--json", action="store_true")
+    c.set_defaults(func=cmd_index_calibrate)
