@@ -25,6 +25,7 @@ head with one output (regression such as age, or a one-logit binary head) that v
 """
 from __future__ import annotations
 
+import sys
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -241,6 +242,4 @@ class _CallableModule(type(np)):
         return explain(*args, **kwargs)
 
 
-import sys as _sys  # noqa: E402
-
-_sys.modules[__name__].__class__ = _CallableModule
+sys.modules[__name__].__class__ = _CallableModule

@@ -235,10 +235,3 @@ def render_markdown(card: dict) -> str:
         lines += ["## Limitations", "", *[f"- {x}" for x in card["limitations"]], ""]
     return "\n".join(lines)
 
-
-if __name__ == "__main__":  # python -m m2ae.model.card README.md: refresh the README's eval table
-    import sys
-
-    target = sys.argv[1] if len(sys.argv) > 1 else "README.md"
-    changed = update_readme_table(target, read_card())
-    print(f"{target}: eval table {'updated' if changed else 'already current'}")

@@ -1,0 +1,27 @@
+"""`m2ae card`: show a checkpoint's model card, or write its eval headline table into a README."""
+from __future__ import annotations
+
+import argparse
+
+from .output import emit
+
+
+def cmd_card(args: argparse.Namespace) -> int:
+    from ..model.card import read_card, render_markdown, update_readme_table
+
+    card = read_card(args.model)
+    if args.readme:
+        changed = update_readme_table(args.readme, card)
+        print(f"{args.readme}: eval table {'updated' if changed else 'already current'}")
+        return 0
+    emit(card, args.json, render_markdown)
+    return 0
+
+
+def add_commands(sub: argparse._SubParsersAction) -> None:
+    s = sub.add_parser("card", help="print a checkpoint's model card (Markdown), or refresh a README's eval table")
+    s.add_argument("--model", help="checkpoint (default: shipped)")
+    s.add_argument("--readme", metavar="FILE",
+                   help="rewrite the eval headline table between the card markers in FILE (e.g. README.md)")
+    s.add_argument("--json", action="store_true", help="print the card as JSON")
+    s.set_defaults(func=cmd_card)
