@@ -49,7 +49,7 @@ def test_uploads_stay_in_memory(tmp_path, monkeypatch):
     files = {"w.hea": hea.read_bytes(), "w.dat": (tmp_path / "w.dat").read_bytes()}
     # wfdb needs files: they must go to RAM (/dev/shm), never to the normal temp dir.
     seen = []
-    import m2ae.io._common as common
+    import m2ae.io.sources as common
     real = common.ram_tempdir
 
     def spy():
@@ -195,7 +195,7 @@ def test_list_of_uploads_like_streamlit_multiple_files(tmp_path):
 
 
 def test_channel_names_ranked():
-    from m2ae.io._common import choose_channels, ecg_rank, ppg_rank
+    from m2ae.io.channels import choose_channels, ecg_rank, ppg_rank
 
     for name in ("II", "Lead II", "ECG_II", "ECG II", " ecg ii ", "MLII", "ECG lead II", "Lead 2", "II,"):
         assert ecg_rank(name) == 0, name

@@ -7,13 +7,18 @@
 >>> for rec in iter_corpus("/data/mimic3wdb-matched/p00"):  # layout detected: mimic3wdb
 ...     rec.meta["subject_id"], rec.meta["labels"]
 
+Modules: ``load`` (format sniffing and dispatch) calls one reader module per format (``wfdb``,
+``delimited`` for CSV/TSV, ``npz`` for NPZ/NPY, ``edf``, ``vital``), which share ``sources`` (path or
+in-memory upload, size limit), ``channels`` (which column is ECG/PPG) and ``assemble`` (checks and
+``Record``); ``corpus`` walks corpus layouts, ``writers`` writes records, ``uploads`` serves the app.
+
 Heavy format libraries (wfdb, pyEDFlib, h5py, vitaldb, pandas) are imported inside the functions
 that need them, so ``import m2ae.io`` works on a training box that lacks some of them.
 """
 from __future__ import annotations
 
 from .corpus import LAYOUTS, detect_layout, iter_corpus
-from .readers import SUPPORTED, load_record, sniff_format
+from .load import SUPPORTED, load_record, sniff_format
 from .writers import FORMATS, write_record
 
 __all__ = ["load_record", "iter_corpus", "detect_layout", "write_record", "sniff_format", "SUPPORTED", "FORMATS",

@@ -1,6 +1,8 @@
 """Corpus layouts -> streams of ``Record`` with the labels each corpus carries.
 
-Layouts (``detect_layout`` tells them apart from the folder's contents):
+One concept (how a corpus folder maps to records, subjects and labels), one short section per
+layout, hence its length; the files themselves are read by the format modules. Layouts
+(``detect_layout`` tells them apart from the folder's contents):
 
 - ``bidmc``: BIDMC PPG and Respiration Dataset, ``bidmc_NN_Signals.csv`` (+ ``_Numerics.csv``,
   ``_Fix.txt``) and/or WFDB ``bidmcNN.hea``; one record per subject, labels age/sex when given.
@@ -23,15 +25,20 @@ from __future__ import annotations
 import ast
 import logging
 import re
+from collections.abc import Callable, Iterable, Iterator
 from pathlib import Path
-from typing import Any, Iterator
+from typing import Any
 
 import numpy as np
 
 from ..errors import InputError
 from ..record import Record
-from ._common import ecg_rank, make_record, open_source, ppg_rank
-from .readers import _EXT, load_record, read_vital_path, read_wfdb_path
+from .assemble import make_record
+from .channels import ecg_rank, ppg_rank
+from .load import EXTENSIONS, load_record
+from .sources import open_source, wfdb_segments
+from .vital import read_vital_path
+from .wfdb import read_wfdb_path
 
 log = logging.getLogger("m2ae.io")
 
@@ -41,24 +48,25 @@ PULSEDB_FS_HZ = 125.0  # PulseDB segments: 10 s at 125 Hz
 # (stage-2 / JNC 7 threshold, the usual cut in cuff-less BP papers built on PulseDB).
 HTN_SBP_MMHG, HTN_DBP_MMHG = 140.0, 90.0
 
+# Tables that describe a corpus rather than hold a record; a folder walk leaves them out.
+_CORPUS_TABLES = ("clinical_data.csv", "ptbxl_database.csv", "scp_statements.csv", "manifest.csv")
 _MIMIC_MASTER = re.compile(r"^p\d{6}-\d{4}-\d{2}-\d{2}-\d{2}-\d{2}\.hea$")
 _BIDMC_CSV = re.compile(r"^bidmc_(\d+)_Signals\.csv$", re.I)
 _BIDMC_WFDB = re.compile(r"^bidmc(\d+)\.hea$", re.I)
 
 
-def wfdb_segment_headers(headers) -> set[Path]:
+def wfdb_segment_headers(headers: Iterable[str | Path]) -> set[Path]:
     """Headers that are segments of a multi-segment WFDB record among ``headers`` (.hea paths).
 
     Segments are read through their master header, so folder walkers skip them."""
     segments: set[Path] = set()
     for h in headers:
         try:
-            lines = [ln.split() for ln in Path(h).read_text(errors="replace").splitlines()
-                     if ln.strip() and not ln.lstrip().startswith("#")]
+            names = wfdb_segments(Path(h).read_text(errors="replace"))
         except OSError:
             continue
-        if lines and "/" in lines[0][0]:  # a master header: "name/n_segments ..."
-            segments.update(Path(h).parent / f"{ln[0]}.hea" for ln in lines[1:] if ln and ln[0] != "~")
+        if names is not None:
+            segments.update(Path(h).parent / f"{n}.hea" for n in names if n != "~")
     return segments
 
 
@@ -82,7 +90,7 @@ def detect_layout(path: str | Path) -> str | None:
             return "vitaldb"
         if p.suffix.lower() == ".mat" and not p.with_suffix(".hea").exists() and _is_hdf5(p):
             return "pulsedb"
-        return "folder" if p.suffix.lower() in _EXT else None
+        return "folder" if p.suffix.lower() in EXTENSIONS else None
     if not p.is_dir():
         return None
     if (p / "ptbxl_database.csv").exists():
@@ -97,7 +105,7 @@ def detect_layout(path: str | Path) -> str | None:
     mats = [f for f in p.rglob("*.mat") if not f.with_suffix(".hea").exists()]
     if mats and any(_is_hdf5(f) for f in mats[:5]):
         return "pulsedb"
-    if any(f.is_file() and f.suffix.lower() in _EXT for f in p.rglob("*")):
+    if any(f.is_file() and f.suffix.lower() in EXTENSIONS for f in p.rglob("*")):
         return "folder"
     return None
 
@@ -141,6 +149,12 @@ def iter_corpus(path: str | Path | list, layout: str | None = None, *, on_error:
             continue
         item.meta.setdefault("corpus", layout)
         yield item
+
+
+def _read_opened(reader: Callable[..., Record], path: Path, file: Path, **kwargs: Any) -> Record:
+    """``reader(path, open_source(file), **kwargs)``: opened inside ``_guard``, so a file that cannot be
+    opened (too large, empty) is skipped like one that cannot be read."""
+    return reader(path, open_source(file), **kwargs)
 
 
 def _guard(where: Any, fn, *args, **kwargs):
@@ -192,10 +206,11 @@ def _iter_bidmc(folder: Path):
         elif m := _BIDMC_WFDB.match(f.name):
             by_nn.setdefault(f"{int(m.group(1)):02d}", {})["wfdb"] = f
     for nn, files in sorted(by_nn.items()):
-        extra = {"subject_id": f"bidmc_{nn}", "record_id": f"bidmc_{nn}", "labels": _bidmc_labels(folder, nn)}
+        extra: dict[str, Any] = {"subject_id": f"bidmc_{nn}", "record_id": f"bidmc_{nn}",
+                                 "labels": _bidmc_labels(folder, nn)}
         if "wfdb" in files:  # exact rate and units in the header; the CSV rounds its time stamps
             src = files["wfdb"]
-            rec = _guard(src, lambda: read_wfdb_path(src.with_suffix(""), open_source(src), extra_meta=extra))
+            rec = _guard(src, _read_opened, read_wfdb_path, src.with_suffix(""), src, extra_meta=extra)
         else:
             rec = _guard(files["csv"], load_record, files["csv"])
             if isinstance(rec, Record):
@@ -249,8 +264,8 @@ def _iter_mimic(folder: Path):
                 import datetime as dt
 
                 extra["start_time"] = (h.base_datetime + dt.timedelta(seconds=start_s)).isoformat()
-            yield _guard(seg_path, lambda: read_wfdb_path(seg_path, open_source(seg_path.with_suffix(".hea")),
-                                                          extra_meta=extra))
+            yield _guard(seg_path, _read_opened, read_wfdb_path, seg_path, seg_path.with_suffix(".hea"),
+                         extra_meta=extra)
 
 
 # --- VitalDB --------------------------------------------------------------------------------------
@@ -297,7 +312,7 @@ def _iter_vitaldb(folder: Path):
         extra = {"case_id": caseid, "subject_id": f"vitaldb-case{caseid}" if caseid is not None else f.stem}
         if caseid in clinical:
             extra.update(clinical[caseid])
-        yield _guard(f, lambda: read_vital_path(f, open_source(f), extra_meta=extra))
+        yield _guard(f, _read_opened, read_vital_path, f, f, extra_meta=extra)
 
 
 # --- PulseDB (MATLAB v7.3 / HDF5) ---------------------------------------------------------------------
@@ -368,9 +383,10 @@ def _iter_pulsedb_file(f: Path):
                 vals = {k: _mat_value(h5, refs[k][j]) for k in want if k in refs}
                 sig = {m: np.asarray(_mat_value(h5, refs[k][j]), dtype=np.float64).ravel() if k else None
                        for m, k in (("ecg", ecg_key), ("ppg", ppg_key))}
-                meta = {"source": f"{f.name}#{j + 1}", "format": "pulsedb", "subject_id": f.stem,
-                        "record_id": f"{f.stem}/{j + 1}", "origin": origin, "labels": _pulsedb_labels(vals),
-                        "lead": "II", "ecg_column": ecg_key, "ppg_column": ppg_key, "notes": []}
+                meta: dict[str, Any] = {
+                    "source": f"{f.name}#{j + 1}", "format": "pulsedb", "subject_id": f.stem,
+                    "record_id": f"{f.stem}/{j + 1}", "origin": origin, "labels": _pulsedb_labels(vals),
+                    "lead": "II", "ecg_column": ecg_key, "ppg_column": ppg_key, "notes": []}
                 if vals.get("CaseID") is not None:
                     meta["case_id"] = vals["CaseID"]
                 yield _guard(f, make_record, f"{f.name}#{j + 1}", PULSEDB_FS_HZ, sig["ecg"], sig["ppg"], meta)
@@ -401,14 +417,18 @@ def _iter_pulsedb_subset(h5, f: Path):
         vals = {"Age": at("Age", j), "Gender": at("Gender", j), "SegSBP": at("SBP", j), "SegDBP": at("DBP", j),
                 "Height": at("Height", j), "Weight": at("Weight", j), "BMI": at("BMI", j)}
         vals = {k: v for k, v in vals.items() if v is not None}
-        meta = {"source": f"{f.name}#{j + 1}", "format": "pulsedb-subset", "record_id": f"{f.stem}/{j + 1}",
+        meta: dict[str, Any] = {"source": f"{f.name}#{j + 1}", "format": "pulsedb-subset",
+                                "record_id": f"{f.stem}/{j + 1}",
                 "subject_id": str(subj) if subj is not None else None, "labels": _pulsedb_labels(vals),
                 "lead": "II", "ecg_column": "ECG_F", "ppg_column": "PPG_F", "notes": []}
         yield _guard(f, make_record, f"{f.name}#{j + 1}", PULSEDB_FS_HZ, sig[:, 0, j], sig[:, 1, j], meta)
 
 
 def _iter_pulsedb(folder: Path):
-    files = [folder] if folder.is_file() else sorted(f for f in folder.rglob("*.mat") if not f.with_suffix(".hea").exists())
+    if folder.is_file():
+        files = [folder]
+    else:
+        files = sorted(f for f in folder.rglob("*.mat") if not f.with_suffix(".hea").exists())
     for f in files:
         yield from _iter_pulsedb_file(f)
 
@@ -457,8 +477,8 @@ def _iter_ptbxl(folder: Path):
         extra = {"subject_id": f"ptbxl-{int(pid)}" if pd.notna(pid) else None,
                  "record_id": f"ptbxl-{int(row['ecg_id'])}", "labels": labels}
         rec_path = folder / rel
-        yield _guard(rec_path, lambda: read_wfdb_path(rec_path, open_source(rec_path.with_suffix(".hea")), ppg="none",
-                                                      extra_meta=extra))
+        yield _guard(rec_path, _read_opened, read_wfdb_path, rec_path, rec_path.with_suffix(".hea"), ppg="none",
+                     extra_meta=extra)
 
 
 # --- any folder -----------------------------------------------------------------------------------
@@ -472,9 +492,9 @@ def _iter_folder(folder: Path):
     segments = wfdb_segment_headers(heads)
     for f in files:
         ext = f.suffix.lower()
-        if ext not in _EXT or ext == ".dat" or f in segments or f.name.startswith("."):
+        if ext not in EXTENSIONS or ext == ".dat" or f in segments or f.name.startswith("."):
             continue
-        if ext == ".csv" and f.name in ("clinical_data.csv", "ptbxl_database.csv", "scp_statements.csv", "manifest.csv"):
+        if ext == ".csv" and f.name in _CORPUS_TABLES:
             continue
         yield _guard(f, load_record, f)
 

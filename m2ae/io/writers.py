@@ -23,6 +23,7 @@ from ..record import Record
 FORMATS = ("npz", "csv", "wfdb", "edf")
 _SUFFIX = {"npz": ".npz", "csv": ".csv", "wfdb": ".hea", "edf": ".edf"}
 META_COMMENT = "m2ae-meta:"  # WFDB header comment carrying the record's labels/ids as JSON
+NPZ_META_KEY = "meta_json"  # NPZ key of the same JSON (a unicode array)
 EDF_UNKNOWN_START = dt.datetime(1985, 1, 1)  # EDF+ convention for an unknown start date
 
 
@@ -75,13 +76,13 @@ def write_record(rec: Record, path: str | Path, fmt: str | None = None) -> Path:
 
 
 def _write_npz(rec: Record, path: Path) -> Path:
-    arrays: dict[str, np.ndarray] = {"fs": np.asarray(rec.fs, dtype=np.float64)}
+    arrays: dict[str, Any] = {"fs": np.asarray(rec.fs, dtype=np.float64)}
     if rec.ecg is not None:
         arrays["ecg"] = np.asarray(rec.ecg, dtype=np.float32)
     if rec.ppg is not None:
         arrays["ppg"] = np.asarray(rec.ppg, dtype=np.float32)
     # A unicode string array, not an object array, so it loads with allow_pickle=False.
-    arrays["meta_json"] = np.asarray(json.dumps(_json_meta(rec)))
+    arrays[NPZ_META_KEY] = np.asarray(json.dumps(_json_meta(rec)))
     np.savez_compressed(path, **arrays)
     return path
 
