@@ -5,6 +5,7 @@ from dataclasses import dataclass, field
 from typing import Any
 
 import numpy as np
+import numpy.typing as npt
 
 from .contract import FS_HZ, WINDOW_SAMPLES
 from .errors import InputError
@@ -53,14 +54,19 @@ class Record:
 
     @property
     def modalities(self) -> tuple[str, ...]:
+        """The channels present, in contract order: ("ecg", "ppg"), ("ecg",) or ("ppg",)."""
         return tuple(m for m in ("ecg", "ppg") if getattr(self, m) is not None)
 
     @property
     def n_samples(self) -> int:
-        return len(self.ecg if self.ecg is not None else self.ppg)
+        """Length of the record in samples (both channels share it)."""
+        x = self.ecg if self.ecg is not None else self.ppg
+        assert x is not None, "__post_init__ refuses a record without ECG and PPG"
+        return len(x)
 
     @property
     def duration_s(self) -> float:
+        """Length of the record in s (``n_samples / fs``)."""
         return self.n_samples / self.fs
 
 
@@ -105,10 +111,13 @@ class Windows:
 
     @property
     def modalities(self) -> tuple[str, ...]:
+        """The channels present, in contract order: ("ecg", "ppg"), ("ecg",) or ("ppg",)."""
         return tuple(m for m in ("ecg", "ppg") if getattr(self, m) is not None)
 
-    def to_original_units(self, modality: str, x_norm: np.ndarray, window: np.ndarray | slice = slice(None)) -> np.ndarray:
-        """Map normalised windows [n, 1250] (e.g. a reconstruction) back to the record's units."""
+    def to_original_units(self, modality: str, x_norm: np.ndarray,
+                          window: np.ndarray | slice = slice(None)) -> np.ndarray:
+        """Map normalised windows [n, 1250] (e.g. a reconstruction) back to the record's units (mV for
+        ECG when known, au for PPG); ``window`` picks the rows of ``center``/``scale`` they belong to."""
         center = getattr(self, f"{modality}_center")
         scale = getattr(self, f"{modality}_scale")
         if center is None or scale is None:
@@ -117,8 +126,12 @@ class Windows:
         return np.asarray(x_norm) * scale[window, None] + center[window, None]
 
 
-def check_window_batch(x, name: str) -> np.ndarray | None:
-    """Validate a user-supplied batch of contract windows: [N, 1250] or [1250], finite, real."""
+def check_window_batch(x: npt.ArrayLike | None, name: str) -> np.ndarray | None:
+    """Validate a user-supplied batch of contract windows: [N, 1250] or [1250], finite, real.
+
+    ``x``: numpy array, torch tensor (detached, moved to the CPU) or nested lists; None passes through.
+    Returns float32 [N, 1250]; anything else raises InputError naming ``name``.
+    """
     if x is None:
         return None
     if hasattr(x, "detach"):

@@ -19,6 +19,7 @@ __all__ = ["main", "build_parser", "emit", "EXIT_BAD_INPUT"]
 
 
 def build_parser() -> argparse.ArgumentParser:
+    """The ``m2ae`` parser with every command group's subcommands."""
     p = argparse.ArgumentParser(prog="m2ae", description="Cross-modal ECG/PPG foundation model tools.")
     p.add_argument("--version", action="store_true", help="print the version and exit")
     sub = p.add_subparsers(dest="command", metavar="COMMAND")
@@ -28,6 +29,7 @@ def build_parser() -> argparse.ArgumentParser:
 
 
 def main(argv: list[str] | None = None) -> int:
+    """Run one command (``argv``: arguments after ``m2ae``; default ``sys.argv[1:]``); returns the exit code."""
     parser = build_parser()
     argv = list(sys.argv[1:] if argv is None else argv)
     if len(argv) > 1 and argv[0] == "app" and argv[1] not in ("-h", "--help"):
@@ -38,7 +40,7 @@ def main(argv: list[str] | None = None) -> int:
     else:
         args = parser.parse_args(argv)
     if args.version:
-        from . import __version__
+        from .. import __version__
 
         print(__version__)
         return 0

@@ -15,6 +15,7 @@ def app_dir() -> Path:
 
 
 def cmd_app(args: argparse.Namespace) -> int:
+    """`m2ae app`: run the checkout's Streamlit app (blocks); returns Streamlit's exit code."""
     folder = app_dir()
     if not (folder / "streamlit_app.py").exists():
         raise InputError(f"app not found in {folder}: install m2ae from a source checkout (pip install -e .)")
@@ -25,6 +26,8 @@ def cmd_app(args: argparse.Namespace) -> int:
 
 
 def add_commands(sub: argparse._SubParsersAction) -> None:
-    s = sub.add_parser("app", help="start the web app (further arguments go to `streamlit run`, e.g. --server.port 8502)")
+    """Register `app` on the top-level subparsers."""
+    s = sub.add_parser("app",
+                       help="start the web app (further arguments go to `streamlit run`, e.g. --server.port 8502)")
     s.add_argument("streamlit_args", nargs=argparse.REMAINDER)
     s.set_defaults(func=cmd_app)

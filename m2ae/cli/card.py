@@ -7,6 +7,7 @@ from .output import emit
 
 
 def cmd_card(args: argparse.Namespace) -> int:
+    """`m2ae card`: print the card (Markdown or ``--json``), or refresh ``--readme``'s eval table."""
     from ..model.card import read_card, render_markdown, update_readme_table
 
     card = read_card(args.model)
@@ -19,6 +20,7 @@ def cmd_card(args: argparse.Namespace) -> int:
 
 
 def add_commands(sub: argparse._SubParsersAction) -> None:
+    """Register `card` on the top-level subparsers."""
     s = sub.add_parser("card", help="print a checkpoint's model card (Markdown), or refresh a README's eval table")
     s.add_argument("--model", help="checkpoint (default: shipped)")
     s.add_argument("--readme", metavar="FILE",

@@ -7,6 +7,7 @@ from .output import emit
 
 
 def cmd_read(args: argparse.Namespace) -> int:
+    """`m2ae read`: load a file, cut it to the contract (stride ``--stride`` s) and print the summary."""
     from ..io import load_record
     from ..signal import format_summary, preprocess, summarize
 
@@ -17,6 +18,7 @@ def cmd_read(args: argparse.Namespace) -> int:
 
 
 def cmd_simulate(args: argparse.Namespace) -> int:
+    """`m2ae simulate`: write ``--subjects`` records of ``--duration`` s at ``--fs`` Hz with labels."""
     from ..simulate import write_cohort
 
     manifest = write_cohort(args.subjects, args.out, seed=args.seed, duration_s=args.duration,
@@ -26,6 +28,7 @@ def cmd_simulate(args: argparse.Namespace) -> int:
 
 
 def add_commands(sub: argparse._SubParsersAction) -> None:
+    """Register `read` and `simulate` on the top-level subparsers."""
     s = sub.add_parser("read", help="read an ECG/PPG file and summarise it under the signal contract")
     s.add_argument("path", help="WFDB .hea, CSV/TSV, NPZ/NPY, EDF, or .vital file")
     s.add_argument("--fs", type=float, help="sampling rate in Hz when the file does not say")

@@ -26,16 +26,30 @@ head with one output (regression such as age, or a one-logit binary head) that v
 from __future__ import annotations
 
 import sys
+import types
 from dataclasses import dataclass, field
-from typing import Any
+from typing import TYPE_CHECKING, Any, Protocol
 
 import numpy as np
+import numpy.typing as npt
 
 from ..contract import PATCH_SAMPLES
 from ..errors import InputError
 from ..record import check_window_batch
 
+if TYPE_CHECKING:  # torch is imported when ``explain`` runs, not with this module
+    import torch
+
 METHODS = ("integrated_gradients", "occlusion")
+
+
+class ExplainableModel(Protocol):
+    """What ``explain`` needs of a model (``M2AEModel`` has it): a differentiable head output."""
+
+    def head_logits(self, head: str, ecg: torch.Tensor | None = None,
+                    ppg: torch.Tensor | None = None) -> torch.Tensor:
+        """Head ``head``'s logits [N, C] or value [N, 1] from windows [N, 1250] (either may be None)."""
+        ...
 
 
 @dataclass
@@ -68,7 +82,7 @@ class Attribution:
     meta: dict[str, Any] = field(default_factory=dict)
 
 
-def _head_names(model) -> list[str]:
+def _head_names(model: object) -> list[str]:
     names = getattr(model, "head_names", None)
     if callable(names):
         names = names()
@@ -78,18 +92,19 @@ def _head_names(model) -> list[str]:
     return list(names)
 
 
-def _head_classes(model, head: str) -> list[str] | None:
+def _head_classes(model: object, head: str) -> list[str] | None:
     getter = getattr(model, "head_classes", None)
     if callable(getter):
         classes = getter(head)
         return list(classes) if classes is not None else None
-    spec = getattr(getattr(model, "heads", {}).get(head), "spec", None) if isinstance(getattr(model, "heads", None), dict) else None
+    heads = getattr(model, "heads", None)
+    spec = getattr(heads.get(head), "spec", None) if isinstance(heads, dict) else None
     if spec and spec.get("classes") is not None:
         return list(spec["classes"])
     return None
 
 
-def _model_device(model):
+def _model_device(model: object) -> torch.device:
     import torch
 
     device = getattr(model, "device", None)
@@ -102,7 +117,7 @@ def _model_device(model):
     return torch.device("cpu")
 
 
-def _resolve_target(target, classes: list[str] | None, n: int) -> np.ndarray:
+def _resolve_target(target: str | npt.ArrayLike, classes: list[str] | None, n: int) -> np.ndarray:
     if isinstance(target, str):
         if not classes or target not in classes:
             raise InputError(f"target: unknown class {target!r} (classes: {', '.join(classes or [])})")
@@ -115,7 +130,8 @@ def _resolve_target(target, classes: list[str] | None, n: int) -> np.ndarray:
     return t
 
 
-def explain(model, head: str, ecg=None, ppg=None, target=None, method: str = "integrated_gradients",
+def explain(model: ExplainableModel, head: str, ecg: npt.ArrayLike | None = None, ppg: npt.ArrayLike | None = None,
+            target: str | npt.ArrayLike | None = None, method: str = "integrated_gradients",
             n_steps: int = 32, batch_size: int = 16) -> Attribution:
     """Attribute head ``head``'s output to every input sample of ECG and/or PPG.
 
@@ -146,7 +162,8 @@ def explain(model, head: str, ecg=None, ppg=None, target=None, method: str = "in
     if int(n_steps) < 2:
         raise InputError(f"n_steps: need at least 2 integration steps, got {n_steps}")
 
-    present = [m for m, x in (("ecg", ecg), ("ppg", ppg)) if x is not None]
+    given = {m: x for m, x in (("ecg", ecg), ("ppg", ppg)) if x is not None}
+    present = list(given)
     device = _model_device(model)
     classes = _head_classes(model, head)
 
@@ -161,14 +178,14 @@ def explain(model, head: str, ecg=None, ppg=None, target=None, method: str = "in
     was_training = getattr(model, "training", False)
     if hasattr(model, "eval"):
         model.eval()
-    n = len(ecg if ecg is not None else ppg)
-    attrs = {m: np.zeros((n, ecg.shape[1] if m == "ecg" else ppg.shape[1]), np.float32) for m in present}
+    n = len(next(iter(given.values())))
+    attrs = {m: np.zeros((n, x.shape[1]), np.float32) for m, x in given.items()}
     out_all, base_all, delta_all = np.zeros(n), np.zeros(n), np.zeros(n)
     target_all: np.ndarray | None = None
     try:
         for lo in range(0, n, batch_size):
             hi = min(n, lo + batch_size)
-            inputs = tuple(torch.as_tensor({"ecg": ecg, "ppg": ppg}[m][lo:hi], device=device) for m in present)
+            inputs = tuple(torch.as_tensor(given[m][lo:hi], device=device) for m in present)
             baselines = tuple(torch.zeros_like(x) for x in inputs)
             with torch.no_grad():
                 out = forward(*inputs)
@@ -231,14 +248,15 @@ def explain(model, head: str, ecg=None, ppg=None, target=None, method: str = "in
 __all__ = ["explain", "Attribution", "METHODS"]
 
 
-class _CallableModule(type(np)):
+class _CallableModule(types.ModuleType):
     """``m2ae.explain`` is both this subpackage and the API function ``m2ae.explain(model, …)``.
 
     Importing a subpackage rebinds the parent's attribute to the module, which would shadow the lazy
     function depending on import order; making the module callable keeps the contract either way.
     """
 
-    def __call__(self, *args, **kwargs):
+    def __call__(self, *args: Any, **kwargs: Any) -> Attribution:
+        """``m2ae.explain(model, head, ...)``: see :func:`explain`."""
         return explain(*args, **kwargs)
 
 

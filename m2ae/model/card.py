@@ -13,6 +13,7 @@ from __future__ import annotations
 
 import datetime as _dt
 import json
+from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
 
@@ -25,7 +26,7 @@ NOT_FOR_CLINICAL_USE = ("Research demo, not for clinical use: trained on simulat
                         "probabilities are not diagnoses.")
 
 
-def card_paths(checkpoint_path=None) -> tuple[Path, Path]:
+def card_paths(checkpoint_path: str | Path | None = None) -> tuple[Path, Path]:
     """(json_path, markdown_path) of the card beside a checkpoint (default: the shipped one)."""
     ckpt = Path(checkpoint_path) if checkpoint_path is not None else DEFAULT_CHECKPOINT
     if ckpt.suffix == ".json":
@@ -35,7 +36,7 @@ def card_paths(checkpoint_path=None) -> tuple[Path, Path]:
     return ckpt.with_suffix(".card.json"), ckpt.with_suffix(".card.md")
 
 
-def read_card(checkpoint_path=None) -> dict:
+def read_card(checkpoint_path: str | Path | None = None) -> dict[str, Any]:
     """The JSON card beside a checkpoint, or {} when there is none."""
     json_path, _ = card_paths(checkpoint_path)
     if not json_path.exists():
@@ -43,7 +44,7 @@ def read_card(checkpoint_path=None) -> dict:
     return json.loads(json_path.read_text())
 
 
-def write_card(checkpoint_path, card: dict) -> tuple[Path, Path]:
+def write_card(checkpoint_path: str | Path | None, card: dict[str, Any]) -> tuple[Path, Path]:
     """Write the JSON and Markdown card beside a checkpoint. Returns both paths."""
     json_path, md_path = card_paths(checkpoint_path)
     card = to_jsonable(card)
@@ -52,7 +53,7 @@ def write_card(checkpoint_path, card: dict) -> tuple[Path, Path]:
     return json_path, md_path
 
 
-def update_card(path, eval_results: dict) -> dict:
+def update_card(path: str | Path, eval_results: dict[str, Any]) -> dict[str, Any]:
     """Store ``m2ae eval`` results in the card beside checkpoint ``path`` (or at card JSON ``path``).
 
     The checkpoint itself is not rewritten; ``load_model`` merges this card. Returns the new card.
@@ -80,7 +81,7 @@ def _fmt(v: Any) -> str:
     return str(v)
 
 
-def _table(d: dict, prefix: str = "") -> list[str]:
+def _table(d: dict[str, Any], prefix: str = "") -> list[str]:
     rows = []
     for k, v in d.items():
         key = f"{prefix}{k}"
@@ -96,10 +97,12 @@ def _table(d: dict, prefix: str = "") -> list[str]:
 _TASK_NAMES = {"ppg_to_ecg": "PPG→ECG from PPG alone", "ecg_to_ppg": "ECG→PPG from ECG alone",
                "same_subject_top1": "same-subject retrieval",
                "ppg_to_paired_ecg_top1": "PPG→paired ECG, fingerprint only",
-               "ppg_to_paired_ecg_top1_two_stage": "PPG→paired ECG, two-stage (fingerprint shortlist 50 + lagged QRS-band correlation)"}
+               "ppg_to_paired_ecg_top1_two_stage":
+                   "PPG→paired ECG, two-stage (fingerprint shortlist 50 + lagged QRS-band correlation)"}
 _METRIC_NAMES = {"median_r_lagged": "median r, lagged", "median_nmse_lagged": "median NMSE, lagged",
                  "median_r": "median r, plain (timing from the typical pulse arrival)",
-                 "median_nmse_hidden": "NMSE on hidden patches", "top1": "top-1", "auroc": "AUROC", "mae": "MAE (years)"}
+                 "median_nmse_hidden": "NMSE on hidden patches", "top1": "top-1", "auroc": "AUROC",
+                 "mae": "MAE (years)"}
 _MODE_NAMES = {"both": "ECG+PPG", "ecg": "ECG only", "ppg": "PPG only"}
 _DATA_NAMES = {"simulated_heldout": "simulated", "real": "real"}
 README_TABLE_START, README_TABLE_END = "<!-- eval-table:start -->", "<!-- eval-table:end -->"
@@ -118,15 +121,15 @@ def task_label(task: str) -> str:
     return task
 
 
-def _value(v) -> str:
+def _value(v: float | None) -> str:
     return "n/a" if v is None or not np.isfinite(v) else (f"{v:.3f}" if abs(v) < 10 else f"{v:.1f}")
 
 
 _VERDICT_CELLS = {"better": "better", "tie": "tie", "worse": "**worse**"}
 
 
-def format_interval(ci) -> str:
-    """``[low, high]`` with signs, or n/a."""
+def format_interval(ci: Sequence[float] | None) -> str:
+    """A 95 % CI ``[low, high]`` (in the metric's own units) with signs, or n/a."""
     if not ci or len(ci) != 2 or not all(isinstance(v, (int, float)) and np.isfinite(v) for v in ci):
         return "n/a"
     width = max(abs(ci[0]), abs(ci[1]))
@@ -134,7 +137,7 @@ def format_interval(ci) -> str:
     return f"[{ci[0]:+.{digits}f}, {ci[1]:+.{digits}f}]"
 
 
-def headline_rows(headline: list[dict]) -> list[dict]:
+def headline_rows(headline: list[dict[str, Any]]) -> list[dict[str, Any]]:
     """Eval headline rows with readable names (the README table, the app's Model card page)."""
     return [{"data": _DATA_NAMES.get(h["data"], h["data"]), "task": task_label(h["task"]),
              "metric": _METRIC_NAMES.get(h["metric"], h["metric"]), "model": h["model"],
@@ -143,7 +146,7 @@ def headline_rows(headline: list[dict]) -> list[dict]:
              "verdict": h.get("verdict") or "n/a"} for h in headline]
 
 
-def render_headline_table(card: dict) -> str:
+def render_headline_table(card: dict[str, Any]) -> str:
     """The eval headline of a card (``m2ae eval --write-card``) as a Markdown table: each model figure
     beside the baseline measured in the same run, plus one summary sentence. Empty without eval."""
     ev = card.get("eval") or {}
@@ -155,7 +158,8 @@ def render_headline_table(card: dict) -> str:
         lines.append(f"| {r['data']} | {r['task']} | {r['metric']} | {_value(r['model'])} | {r['baseline']} | "
                      f"{_value(r['baseline value'])} | {r['model − baseline, 95 % CI']} | "
                      f"{_VERDICT_CELLS.get(r['verdict'], 'n/a')} |")
-    counts = [f"of {v['comparisons']} {_DATA_NAMES.get(k, k)} comparisons the model is better in {v.get('better', '?')}, "
+    counts = [f"of {v['comparisons']} {_DATA_NAMES.get(k, k)} comparisons the model is better in "
+              f"{v.get('better', '?')}, "
               f"tied in {v.get('tie', '?')} and worse in {v.get('worse', '?')}"
               for k, v in (ev.get("summary") or {}).items()]
     joined = "; ".join(counts)
@@ -172,7 +176,7 @@ def render_headline_table(card: dict) -> str:
     if "without_p_waves" in stress:
         w, wo = stress["with_p_waves"], stress["without_p_waves"]
 
-        def pct(row, who):
+        def pct(row: dict[str, Any] | None, who: str) -> str:
             v = (row or {}).get(who)
             return "n/a" if v is None else f"{100 * v:.0f} %"
 
@@ -185,7 +189,7 @@ def render_headline_table(card: dict) -> str:
     return "\n".join(lines + ["", sentence])
 
 
-def update_readme_table(readme_path, card: dict) -> bool:
+def update_readme_table(readme_path: str | Path, card: dict[str, Any]) -> bool:
     """Replace the block between ``README_TABLE_START`` and ``README_TABLE_END`` in a README with
     ``render_headline_table(card)``. Returns whether the file changed."""
     path = Path(readme_path)
@@ -199,7 +203,7 @@ def update_readme_table(readme_path, card: dict) -> bool:
     return new != text
 
 
-def render_markdown(card: dict) -> str:
+def render_markdown(card: dict[str, Any]) -> str:
     """A readable Markdown model card from the card dict (all numbers come from the dict)."""
     lines = [f"# Model card: {card.get('name', 'M2AE')}", "", f"> {card.get('disclaimer', NOT_FOR_CLINICAL_USE)}", ""]
     if card.get("summary"):
@@ -212,12 +216,14 @@ def render_markdown(card: dict) -> str:
             lines += [f"## {title}", "", "| field | value |", "| --- | --- |", *_table(card[key]), ""]
     if card.get("heads"):
         lines += ["## Task heads (frozen-fingerprint probes)", "",
-                  "| head | kind | outputs | shape (chosen on the calibration split) | trained on | held-out metric | date |",
+                  "| head | kind | outputs | shape (chosen on the calibration split) | trained on "
+                  "| held-out metric | date |",
                   "| --- | --- | --- | --- | --- | --- | --- |"]
         for name, h in card["heads"].items():
             metric = ", ".join(f"{k}: {_fmt(v)}" for k, v in (h.get("metrics") or {}).items())
             outs = ", ".join(map(str, h.get("classes", []))) or h.get("unit", "")
-            lines.append(f"| {name} | {h.get('kind', '')} | {outs} | {h.get('shape', '')} | {h.get('training_data', '')} "
+            lines.append(f"| {name} | {h.get('kind', '')} | {outs} | {h.get('shape', '')} "
+                         f"| {h.get('training_data', '')} "
                          f"| {metric} | {h.get('date', '')} |")
         for name, h in card["heads"].items():
             if h.get("definition"):

@@ -17,22 +17,27 @@ import json
 import os
 import tempfile
 from pathlib import Path
+from typing import TYPE_CHECKING, Any
 
 import torch
 
 from ..errors import InputError
 
+if TYPE_CHECKING:  # annotations only: the network classes are not needed to read or write files
+    from .heads import Head
+    from .m2ae import M2AE
+
 FORMAT = "m2ae-checkpoint-1"
 DEFAULT_CHECKPOINT = Path(__file__).resolve().parent / "m2ae-demo.pt"
 
 
-def _json_default(o):
+def _json_default(o: Any) -> Any:
     if hasattr(o, "tolist"):
         return o.tolist()
     return str(o)
 
 
-def weights_version(state_dict: dict) -> str:
+def weights_version(state_dict: dict[str, torch.Tensor]) -> str:
     """Short hash (12 hex) of the model weights: indexes and heads refuse other versions."""
     h = hashlib.sha256()
     for k in sorted(state_dict):
@@ -43,8 +48,8 @@ def weights_version(state_dict: dict) -> str:
     return h.hexdigest()[:12]
 
 
-def save_checkpoint(path, net, heads: dict | None = None, card: dict | None = None,
-                    train_state: dict | None = None) -> str:
+def save_checkpoint(path: str | Path, net: M2AE, heads: dict[str, Head] | None = None,
+                    card: dict[str, Any] | None = None, train_state: dict[str, Any] | None = None) -> str:
     """Write ``net`` (an M2AE), its heads (name -> Head), card and optional training state atomically.
 
     Returns the weights version. A randomly initialised model is a valid checkpoint (tests, API work).
@@ -78,7 +83,7 @@ def save_checkpoint(path, net, heads: dict | None = None, card: dict | None = No
     return weights_version(state)
 
 
-def load_checkpoint(path=None, map_location="cpu") -> dict:
+def load_checkpoint(path: str | Path | None = None, map_location: str | torch.device = "cpu") -> dict[str, Any]:
     """Read a checkpoint dict (never unpickles arbitrary objects). Bad file -> InputError."""
     path = Path(path) if path is not None else DEFAULT_CHECKPOINT
     if not path.exists():
@@ -86,7 +91,8 @@ def load_checkpoint(path=None, map_location="cpu") -> dict:
     try:
         ckpt = torch.load(path, map_location=map_location, weights_only=True)
     except Exception as e:  # truncated file, not a torch file, pickled objects
-        raise InputError(f"{path}: not a readable m2ae checkpoint ({type(e).__name__}: {str(e).splitlines()[0][:120]})")
+        raise InputError(f"{path}: not a readable m2ae checkpoint "
+                         f"({type(e).__name__}: {str(e).splitlines()[0][:120]})") from e
     if not isinstance(ckpt, dict) or ckpt.get("format") != FORMAT or "model" not in ckpt:
         raise InputError(f"{path}: not an m2ae checkpoint (expected format {FORMAT!r})")
     return ckpt

@@ -16,6 +16,7 @@ from __future__ import annotations
 
 import math
 from statistics import NormalDist
+from typing import Any
 
 import numpy as np
 import torch
@@ -24,11 +25,14 @@ import torch.nn.functional as F
 
 
 class Head(nn.Module):
-    def __init__(self, spec: dict):
+    """One task head built from its ``spec`` dict: an MLP (``hidden`` > 0) or a linear probe on fingerprints."""
+
+    def __init__(self, spec: dict[str, Any]):
         super().__init__()
-        self.spec = dict(spec)
+        self.spec: dict[str, Any] = dict(spec)
         d_in, hidden = int(spec["input_dim"]), int(spec.get("hidden", 64))
         d_out = len(spec["classes"]) if self.is_classifier else 2
+        self.net: nn.Module
         if hidden > 0:
             self.net = nn.Sequential(nn.Linear(d_in, hidden), nn.GELU(), nn.Dropout(float(spec.get("dropout", 0.1))),
                                      nn.Linear(hidden, d_out))
@@ -37,10 +41,12 @@ class Head(nn.Module):
 
     @property
     def name(self) -> str:
+        """The head's name (the task: "rhythm", "age", ...)."""
         return self.spec["name"]
 
     @property
     def is_classifier(self) -> bool:
+        """True for classification heads (logits out), False for regression heads ((mean, sd) out)."""
         return self.spec["kind"] == "classification"
 
     def raw(self, fp: torch.Tensor) -> torch.Tensor:
@@ -61,8 +67,12 @@ class Head(nn.Module):
         out = self.forward(fp)
         return out if self.is_classifier else out[:, :1]
 
-    def present(self, out: torch.Tensor) -> dict:
-        """Turn ``forward`` outputs into the user-facing prediction dict (numpy arrays)."""
+    def present(self, out: torch.Tensor) -> dict[str, Any]:
+        """Turn ``forward`` outputs into the user-facing prediction dict (numpy arrays).
+
+        Classifiers: classes, class_names, probabilities [N, C]; regressors: value [N] and interval
+        [N, 2] in the label's ``unit`` (e.g. years), interval_level (e.g. 0.9).
+        """
         if self.is_classifier:
             return {"classes": list(self.spec["classes"]),
                     "class_names": list(self.spec.get("class_names", self.spec["classes"])),
@@ -80,8 +90,8 @@ def gaussian_nll(raw: torch.Tensor, y_std_units: torch.Tensor) -> torch.Tensor:
     return (torch.log(sd) + 0.5 * ((y_std_units - raw[:, 0]) / sd) ** 2 + 0.5 * math.log(2 * math.pi)).mean()
 
 
-def default_head_specs(input_dim: int = 256) -> dict[str, dict]:
-    """The five demo heads (their labels are defined on the simulator; see m2ae.train.heads)."""
+def default_head_specs(input_dim: int = 256) -> dict[str, dict[str, Any]]:
+    """The five demo heads (their labels are defined on the simulator; see m2ae.train.demo_heads)."""
     from ..contract import RHYTHM_CODES, RHYTHM_NAMES
 
     base = {"input_dim": input_dim, "hidden": 64, "dropout": 0.1, "temperature": 1.0}
@@ -90,7 +100,8 @@ def default_head_specs(input_dim: int = 256) -> dict[str, dict]:
                    "class_names": [RHYTHM_NAMES[c] for c in RHYTHM_CODES]},
         "hypertension": {**base, "name": "hypertension", "kind": "classification", "classes": ["no", "yes"],
                          "class_names": ["normotensive", "hypertensive"]},
-        "sex": {**base, "name": "sex", "kind": "classification", "classes": ["F", "M"], "class_names": ["female", "male"]},
+        "sex": {**base, "name": "sex", "kind": "classification", "classes": ["F", "M"],
+                "class_names": ["female", "male"]},
         "risk": {**base, "name": "risk", "kind": "classification", "classes": ["low", "high"],
                  "class_names": ["lower cardiovascular risk", "higher cardiovascular risk"]},
         "age": {**base, "name": "age", "kind": "regression", "unit": "years", "y_mean": 50.0, "y_std": 15.0,

@@ -1,9 +1,12 @@
 """``M2AEModel``: the numpy-in / numpy-out wrapper every other part of m2ae uses."""
 from __future__ import annotations
 
+from collections.abc import Sequence
 from pathlib import Path
+from typing import Any, Protocol
 
 import numpy as np
+import numpy.typing as npt
 import torch
 
 from ..contract import MODALITIES
@@ -21,8 +24,20 @@ RECONSTRUCT_MODES = ("complementary", "random", "block", "ecg_from_ppg", "ppg_fr
 # (bench/bench_model.py --sweep).
 CPU_BATCH_WINDOWS = 64
 
+# What the wrapper accepts as a device, and as a batch of windows (numpy, torch, nested lists; None = absent).
+Device = torch.device | str | None
+WindowBatch = npt.ArrayLike | torch.Tensor | None
 
-def _pick_device(device) -> torch.device:
+
+class Fingerprinter(Protocol):
+    """Anything that fingerprints contract windows the way ``M2AEModel.fingerprint`` does."""
+
+    def fingerprint(self, ecg: WindowBatch = None, ppg: WindowBatch = None, batch_size: int = 256) -> np.ndarray:
+        """Fingerprints [N, D] of ECG, PPG or both windows [N, 1250]."""
+        ...
+
+
+def _pick_device(device: Device) -> torch.device:
     if device is None:
         return torch.device("cuda" if torch.cuda.is_available() else "cpu")
     return torch.device(device)
@@ -36,8 +51,8 @@ class M2AEModel:
     ``card`` (dict), ``version`` (12-hex hash of the weights), ``device``, ``path``.
     """
 
-    def __init__(self, net: M2AE, heads: dict[str, Head] | None = None, card: dict | None = None,
-                 device=None, path: str | Path | None = None, version: str | None = None):
+    def __init__(self, net: M2AE, heads: dict[str, Head] | None = None, card: dict[str, Any] | None = None,
+                 device: Device = None, path: str | Path | None = None, version: str | None = None):
         self.device = _pick_device(device)
         self.net = net.to(self.device).eval()
         self.heads = {k: h.to(self.device).eval() for k, h in (heads or {}).items()}
@@ -48,23 +63,25 @@ class M2AEModel:
 
     @property
     def fingerprint_dim(self) -> int:
+        """Length D of a fingerprint (256 for the shipped model)."""
         return self.net.config.fingerprint_dim
 
     # ---------------------------------------------------------------- input handling
-    def _inputs(self, ecg, ppg) -> tuple[np.ndarray | None, np.ndarray | None, int]:
+    def _inputs(self, ecg: WindowBatch, ppg: WindowBatch) -> tuple[np.ndarray | None, np.ndarray | None, int]:
         ecg = check_window_batch(ecg, "ecg")
         ppg = check_window_batch(ppg, "ppg")
-        if ecg is None and ppg is None:
+        ref = ecg if ecg is not None else ppg
+        if ref is None:
             raise InputError("model input: give ecg, ppg or both (both are None)")
         if ecg is not None and ppg is not None and len(ecg) != len(ppg):
             raise InputError(f"model input: ecg has {len(ecg)} windows but ppg has {len(ppg)}")
-        return ecg, ppg, len(ecg if ecg is not None else ppg)
+        return ecg, ppg, len(ref)
 
     def _t(self, x: np.ndarray | None, sl: slice) -> torch.Tensor | None:
         return None if x is None else torch.from_numpy(np.ascontiguousarray(x[sl])).to(self.device)
 
     # ---------------------------------------------------------------- public API
-    def fingerprint(self, ecg=None, ppg=None, batch_size: int = 256) -> np.ndarray:
+    def fingerprint(self, ecg: WindowBatch = None, ppg: WindowBatch = None, batch_size: int = 256) -> np.ndarray:
         """Fingerprints [N, D] float32, L2-normalised, from ECG, PPG or both windows [N, 1250].
 
         ``batch_size`` windows go through the network at once; on CPU at most ``CPU_BATCH_WINDOWS``,
@@ -80,7 +97,8 @@ class M2AEModel:
                 out[sl] = self.net.embed(self._t(ecg, sl), self._t(ppg, sl)).float().cpu().numpy()
         return out
 
-    def masks(self, n: int, mode: str, mask_ratio: float, seed: int, present: tuple[bool, bool]) -> dict[str, torch.Tensor]:
+    def masks(self, n: int, mode: str, mask_ratio: float, seed: int,
+              present: tuple[bool, bool]) -> dict[str, torch.Tensor]:
         """Hidden-patch masks [n, 50] (True = hidden) for a reconstruction ``mode``; reproducible by seed.
 
         complementary: ECG hides ``mask_ratio`` of its patches, PPG exactly the others.
@@ -115,7 +133,8 @@ class M2AEModel:
             e, p = net.complementary_masking(n, mask_ratio, g, cpu)
             hidden = {"ecg": e, "ppg": p}
         else:
-            hidden = {"ecg": net.random_masking(n, mask_ratio, g, cpu), "ppg": net.random_masking(n, mask_ratio, g, cpu)}
+            hidden = {"ecg": net.random_masking(n, mask_ratio, g, cpu),
+                      "ppg": net.random_masking(n, mask_ratio, g, cpu)}
         if not has_e:
             hidden["ecg"] = all_h
         if not has_p:
@@ -132,9 +151,10 @@ class M2AEModel:
         value = (self.card.get("timing") or {}).get("pulse_arrival_s")
         return None if value is None else float(value)
 
-    def reconstruct(self, ecg=None, ppg=None, mask_ratio: float = 0.5, mode: str = "complementary", seed: int = 0,
-                    windows: Windows | None = None, batch_size: int = 256, align_timing: bool = True,
-                    timing_groups=None) -> dict:
+    def reconstruct(self, ecg: WindowBatch = None, ppg: WindowBatch = None, mask_ratio: float = 0.5,
+                    mode: str = "complementary", seed: int = 0, windows: Windows | None = None, batch_size: int = 256,
+                    align_timing: bool = True,
+                    timing_groups: np.ndarray | Sequence[Any] | None = None) -> dict[str, Any]:
         """Masked / cross-modal reconstruction of contract windows.
 
         Returns {"mode", "mask_ratio", "ecg": {...}, "ppg": {...}} where each modality has
@@ -154,7 +174,8 @@ class M2AEModel:
         """
         ecg, ppg, n = self._inputs(ecg, ppg)
         if timing_groups is not None and len(timing_groups) != n:
-            raise InputError(f"reconstruct: timing_groups has {len(timing_groups)} entries but the input has {n} windows")
+            raise InputError(f"reconstruct: timing_groups has {len(timing_groups)} entries but the input has "
+                             f"{n} windows")
         hidden = self.masks(n, mode, mask_ratio, seed, (ecg is not None, ppg is not None))
         P = self.net.config.patch_samples
         pred = {m: np.empty((n, P * self.net.config.n_patches), dtype=np.float32) for m in MODALITIES}
@@ -172,12 +193,15 @@ class M2AEModel:
             for m, other in (("ecg", "ppg"), ("ppg", "ecg")):
                 # every window whose ``m`` the model never saw, placed against the recorded other
                 # modality (only its beat times are read, to compute one move per window/record)
-                rows = np.flatnonzero(hidden[m].all(1).numpy()) if given[other] is not None else np.zeros(0, int)
+                source = given[other]
+                if source is None:
+                    continue
+                rows = np.flatnonzero(hidden[m].all(1).numpy())
                 if len(rows):
                     groups = None if timing_groups is None else np.asarray(timing_groups)[rows]
-                    pred[m][rows], shifts[m][rows] = align_pulse_arrival(pred[m][rows], given[other][rows], m,
+                    pred[m][rows], shifts[m][rows] = align_pulse_arrival(pred[m][rows], source[rows], m,
                                                                          self.pulse_arrival_s, groups=groups)
-        result: dict = {"mode": mode, "mask_ratio": float(mask_ratio)}
+        result: dict[str, Any] = {"mode": mode, "mask_ratio": float(mask_ratio)}
         for m, orig in zip(MODALITIES, (ecg, ppg)):
             mask = np.repeat(hidden[m].numpy(), P, axis=1)                        # [N, 1250]
             recon = pred[m] if orig is None else np.where(mask, pred[m], orig)
@@ -191,7 +215,7 @@ class M2AEModel:
             result[m] = entry
         return result
 
-    def predict(self, ecg=None, ppg=None, batch_size: int = 256) -> dict:
+    def predict(self, ecg: WindowBatch = None, ppg: WindowBatch = None, batch_size: int = 256) -> dict[str, Any]:
         """Every head's output. Classifiers: {"classes", "class_names", "probabilities" [N, C]};
         regressors: {"value" [N], "interval" [N, 2], "interval_level", "unit"}."""
         if not self.heads:
@@ -210,14 +234,16 @@ class M2AEModel:
             raise InputError(f"unknown head {head!r} (this model has: {', '.join(self.heads) or 'none'})")
         if ecg is None and ppg is None:
             raise InputError("head_logits: give ecg, ppg or both")
+        window_samples = self.net.config.n_patches * self.net.config.patch_samples
         for name, x in (("ecg", ecg), ("ppg", ppg)):
-            if x is not None and (x.ndim != 2 or x.shape[1] != self.net.config.n_patches * self.net.config.patch_samples):
+            if x is not None and (x.ndim != 2 or x.shape[1] != window_samples):
                 raise InputError(f"head_logits: {name} must be [N, 1250], got {tuple(x.shape)}")
         ecg = None if ecg is None else ecg.to(self.device, torch.float32)
         ppg = None if ppg is None else ppg.to(self.device, torch.float32)
         return self.heads[head].target_output(self.net.embed(ecg, ppg))
 
-    def to(self, device) -> "M2AEModel":
+    def to(self, device: Device) -> M2AEModel:
+        """Move the network and heads to ``device`` (None: CUDA if available, else CPU); returns self."""
         self.device = _pick_device(device)
         self.net.to(self.device)
         for h in self.heads.values():
@@ -229,12 +255,15 @@ class M2AEModel:
         return f"M2AEModel(version={self.version}, params={n:,}, heads={list(self.heads)}, device={self.device})"
 
 
-def model_from_checkpoint(ckpt: dict, device=None, path=None) -> M2AEModel:
+def model_from_checkpoint(ckpt: dict[str, Any], device: Device = None, path: str | Path | None = None) -> M2AEModel:
+    """An ``M2AEModel`` from a checkpoint dict (``load_checkpoint``); ``path`` only names it in errors
+    and in ``model.path``. Weights that do not fit the stored config -> InputError."""
     net = M2AE(M2AEConfig.from_dict(ckpt["config"]))
     try:
         net.load_state_dict(ckpt["model"])
     except RuntimeError as e:
-        raise InputError(f"{path or 'checkpoint'}: weights do not match its config ({str(e).splitlines()[0][:160]})")
+        raise InputError(f"{path or 'checkpoint'}: weights do not match its config "
+                         f"({str(e).splitlines()[0][:160]})") from e
     heads = {}
     for name, h in ckpt.get("heads", {}).items():
         head = Head(h["spec"])
@@ -244,7 +273,7 @@ def model_from_checkpoint(ckpt: dict, device=None, path=None) -> M2AEModel:
                      version=weights_version(ckpt["model"]))
 
 
-def fingerprints_by_mode(model: "M2AEModel", ecg: np.ndarray | None, ppg: np.ndarray | None,
+def fingerprints_by_mode(model: Fingerprinter, ecg: np.ndarray | None, ppg: np.ndarray | None,
                          batch_size: int = 512) -> dict[str, np.ndarray]:
     """{mode: [N, D] fingerprints} for every input mode the data allow: "both" (needs both
     modalities), "ecg" (ECG alone), "ppg" (PPG alone). ``model`` is anything with
@@ -259,7 +288,7 @@ def fingerprints_by_mode(model: "M2AEModel", ecg: np.ndarray | None, ppg: np.nda
     return out
 
 
-def load_model(path=None, device=None) -> M2AEModel:
+def load_model(path: str | Path | None = None, device: Device = None) -> M2AEModel:
     """Load a checkpoint (default: the shipped demo ``m2ae/model/m2ae-demo.pt``) on ``device``
     (default: CUDA if available, else CPU). Raises InputError for a missing or foreign file.
 

@@ -19,11 +19,15 @@ Design notes (why, from the prototype on these machines):
   plus a context token (mean of all visible bottleneck tokens), so cross-modal rebuilding learns fast.
 - MSE blurs PPG->ECG because the R-peak timing given a pulse is uncertain by tens of ms; a second
   loss on the 90-ms energy envelope of the signal tolerates small timing errors and keeps QRS energy.
+
+One concept (the model and its losses, as in MAE's ``models_mae.py``), so one module despite its length.
 """
 from __future__ import annotations
 
 import math
+from collections.abc import Mapping, Sequence
 from dataclasses import asdict, dataclass, fields
+from typing import Any, cast
 
 import torch
 import torch.nn as nn
@@ -53,11 +57,13 @@ class M2AEConfig:
     dropout: float = 0.0
 
     @classmethod
-    def from_dict(cls, d: dict) -> "M2AEConfig":
+    def from_dict(cls, d: Mapping[str, Any]) -> M2AEConfig:
+        """The config stored in a checkpoint; keys this version does not know are ignored."""
         known = {f.name for f in fields(cls)}
         return cls(**{k: v for k, v in d.items() if k in known})
 
-    def to_dict(self) -> dict:
+    def to_dict(self) -> dict[str, Any]:
+        """Plain dict of every field (what checkpoints store)."""
         return asdict(self)
 
 
@@ -70,6 +76,8 @@ def sincos_positions(n: int, dim: int) -> torch.Tensor:
 
 
 class Attention(nn.Module):
+    """Multi-head self-attention (PyTorch SDPA) whose keys can be limited to visible tokens."""
+
     def __init__(self, dim: int, n_heads: int, dropout: float = 0.0):
         super().__init__()
         self.n_heads = n_heads
@@ -78,7 +86,7 @@ class Attention(nn.Module):
         self.dropout = dropout
 
     def forward(self, x: torch.Tensor, key_visible: torch.Tensor | None = None) -> torch.Tensor:
-        # x: [N, T, D]; key_visible: [N, T] bool, True = this token may be attended to
+        """x: [N, T, D] tokens; key_visible: [N, T] bool, True = this token may be attended to. -> [N, T, D]"""
         n, t, d = x.shape
         q, k, v = self.qkv(x).reshape(n, t, 3, self.n_heads, d // self.n_heads).permute(2, 0, 3, 1, 4)
         attn_mask = None if key_visible is None else key_visible[:, None, None, :]  # [N, 1, 1, T]
@@ -99,6 +107,7 @@ class Block(nn.Module):
         self.mlp = nn.Sequential(nn.Linear(dim, hidden), nn.GELU(), nn.Linear(hidden, dim))
 
     def forward(self, x: torch.Tensor, key_visible: torch.Tensor | None = None) -> torch.Tensor:
+        """x: [N, T, D] tokens; key_visible: [N, T] bool keys that may be attended to (None: all). -> [N, T, D]"""
         x = x + self.attn(self.norm1(x), key_visible)                  # a new tensor: ours to update
         if torch.is_grad_enabled():
             return x + self.mlp(self.norm2(x))
@@ -123,6 +132,10 @@ class M2AE(nn.Module):
     >>> losses = net(ecg, ppg)                # training-style forward with sampled masks
     >>> fp = net.embed(ecg=ecg, ppg=None)     # [4, 256] ECG-only fingerprint
     """
+
+    # Non-persistent buffers (register_buffer), declared so their type is Tensor, not Module.
+    pos_embed: torch.Tensor          # [1, L, D] fixed sin/cos positions of the encoders
+    decoder_pos_embed: torch.Tensor  # [1, L, Dd] the same for the decoders
 
     def __init__(self, config: M2AEConfig | None = None):
         super().__init__()
@@ -152,13 +165,16 @@ class M2AE(nn.Module):
         self.mask_token = nn.ParameterDict({m: nn.Parameter(torch.zeros(1, 1, Dd)) for m in MODALITIES})
         self.no_cross_token = nn.ParameterDict({m: nn.Parameter(torch.zeros(1, 1, Dd)) for m in MODALITIES})
         self.decoders = nn.ModuleDict({
-            m: nn.ModuleList([Block(Dd, cfg.decoder_heads, cfg.mlp_ratio, cfg.dropout) for _ in range(cfg.decoder_depth)])
+            m: nn.ModuleList([Block(Dd, cfg.decoder_heads, cfg.mlp_ratio, cfg.dropout)
+                              for _ in range(cfg.decoder_depth)])
             for m in MODALITIES})
         self.decoder_norm = nn.ModuleDict({m: nn.LayerNorm(Dd) for m in MODALITIES})
         self.decoder_pred = nn.ModuleDict({m: nn.Linear(Dd, P) for m in MODALITIES})
         self.initialize_weights()
 
     def initialize_weights(self) -> None:
+        """MAE's initialisation: learned tokens N(0, 0.02), Linear layers Xavier-uniform with zero bias,
+        LayerNorms identity."""
         for p in [*self.modality_embed.values(), *self.mask_token.values(), *self.no_cross_token.values()]:
             nn.init.normal_(p, std=0.02)
         for mod in self.modules():
@@ -181,7 +197,7 @@ class M2AE(nn.Module):
 
     # ---------------------------------------------------------------- masking
     def random_masking(self, n: int, mask_ratio: float | torch.Tensor, generator: torch.Generator | None = None,
-                       device=None) -> torch.Tensor:
+                       device: torch.device | str | None = None) -> torch.Tensor:
         """Hide round(mask_ratio * 50) random patches per sample. Returns hidden [N, L] bool (True = hidden).
 
         ``mask_ratio`` may be a float or a per-sample tensor [N] in [0, 1].
@@ -191,11 +207,12 @@ class M2AE(nn.Module):
         ratio = torch.as_tensor(mask_ratio, dtype=torch.float32, device=device).expand(n)
         n_hidden = torch.round(ratio * L).long().clamp(0, L)                                  # [N]
         noise = torch.rand(n, L, generator=generator, device=generator.device if generator else device).to(device)
-        rank = noise.argsort(dim=1).argsort(dim=1)                                            # [N, L] rank of each patch
+        rank = noise.argsort(dim=1).argsort(dim=1)                                   # [N, L] rank of each patch
         return rank < n_hidden[:, None]
 
     def complementary_masking(self, n: int, mask_ratio: float | torch.Tensor = 0.5,
-                              generator: torch.Generator | None = None, device=None) -> tuple[torch.Tensor, torch.Tensor]:
+                              generator: torch.Generator | None = None,
+                              device: torch.device | str | None = None) -> tuple[torch.Tensor, torch.Tensor]:
         """Patches hidden in ECG are visible in PPG and vice versa: every time patch is seen by exactly
         one modality. ECG hides ``mask_ratio`` of its patches, PPG the other ``1 - mask_ratio``.
         Returns (hidden_ecg, hidden_ppg), each [N, L] bool, with hidden_ppg == ~hidden_ecg."""
@@ -203,7 +220,7 @@ class M2AE(nn.Module):
         return hidden_ecg, ~hidden_ecg
 
     def block_masking(self, n: int, mask_ratio: float | torch.Tensor, generator: torch.Generator | None = None,
-                      device=None) -> torch.Tensor:
+                      device: torch.device | str | None = None) -> torch.Tensor:
         """Hide one contiguous run of round(mask_ratio * 50) patches per sample (a signal gap)."""
         L = self.config.n_patches
         device = device or self.pos_embed.device
@@ -224,7 +241,7 @@ class M2AE(nn.Module):
         patches = self.patchify(x) * visible[..., None]                                        # [N, L, P]
         h = self.patch_embed[modality](patches) + self.pos_embed + self.modality_embed[modality]  # [N, L, D]
         keys = _attendable(visible)
-        for blk in self.encoders[modality]:
+        for blk in cast(nn.ModuleList, self.encoders[modality]):
             h = blk(h, keys)
         return self.encoder_norm[modality](h)
 
@@ -270,23 +287,27 @@ class M2AE(nn.Module):
         keys = torch.cat([visible[m] for m in MODALITIES], dim=1)
         context = self.decoder_context[modality](self._pool(latent, keys))[:, None]              # [N, 1, Dd]
         h = torch.cat([context, own + cross + self.decoder_pos_embed], dim=1)                    # [N, 1+L, Dd]
-        for blk in self.decoders[modality]:
+        for blk in cast(nn.ModuleList, self.decoders[modality]):
             h = blk(h)
         h = self.decoder_norm[modality](h[:, 1:])
         return self.decoder_pred[modality](h)                                                    # [N, L, P]
 
     # ---------------------------------------------------------------- whole passes
-    def encode(self, x: dict[str, torch.Tensor | None], visible: dict[str, torch.Tensor]) -> torch.Tensor:
+    def encode(self, x: Mapping[str, torch.Tensor | None], visible: dict[str, torch.Tensor]) -> torch.Tensor:
         """Encoders + bottleneck. x[m]: [N, 1250] or None (absent: zeros, all hidden). -> latent [N, 2L, D]"""
         ref = next(v for v in x.values() if v is not None)
         tokens = {}
         for m in MODALITIES:
-            xm = x[m] if x[m] is not None else torch.zeros_like(ref)
-            tokens[m] = self.forward_encoder(m, xm, visible[m])
+            xm = x[m]
+            tokens[m] = self.forward_encoder(m, xm if xm is not None else torch.zeros_like(ref), visible[m])
         return self.forward_bottleneck(tokens, visible)
 
     def full_visibility(self, ecg: torch.Tensor | None, ppg: torch.Tensor | None) -> dict[str, torch.Tensor]:
+        """Visibility masks [N, L] for whole windows [N, 1250]: all True for a given modality, all False
+        for an absent (None) one."""
         ref = ecg if ecg is not None else ppg
+        if ref is None:
+            raise ValueError("full_visibility: give ecg, ppg or both")
         n, L = ref.shape[0], self.config.n_patches
         return {m: torch.full((n, L), x is not None, dtype=torch.bool, device=ref.device)
                 for m, x in zip(MODALITIES, (ecg, ppg))}
@@ -312,7 +333,7 @@ class M2AE(nn.Module):
     def encode_visible(self, modality: str, x: torch.Tensor) -> torch.Tensor:
         """``forward_encoder`` for a fully visible window: x [N, 1250] -> tokens [N, L, D], no masks."""
         h = self.patch_embed[modality](self.patchify(x)) + (self.pos_embed + self.modality_embed[modality])
-        for blk in self.encoders[modality]:
+        for blk in cast(nn.ModuleList, self.encoders[modality]):
             h = blk(h)
         return self.encoder_norm[modality](h)
 
@@ -321,14 +342,15 @@ class M2AE(nn.Module):
         visible = self.full_visibility(ecg, ppg)
         return self.fingerprint(self.encode({"ecg": ecg, "ppg": ppg}, visible), visible)
 
-    def reconstruct(self, x: dict[str, torch.Tensor | None], hidden: dict[str, torch.Tensor]) -> dict[str, torch.Tensor]:
+    def reconstruct(self, x: Mapping[str, torch.Tensor | None],
+                    hidden: dict[str, torch.Tensor]) -> dict[str, torch.Tensor]:
         """Decoder predictions [N, 1250] per modality given hidden masks [N, L] (True = hidden)."""
         visible = {m: ~hidden[m] for m in MODALITIES}
         latent = self.encode(x, visible)
         return {m: self.unpatchify(self.forward_decoder(m, latent, visible)) for m in MODALITIES}
 
     # ---------------------------------------------------------------- training
-    def sample_scenarios(self, n: int, device, generator: torch.Generator | None = None,
+    def sample_scenarios(self, n: int, device: torch.device | str, generator: torch.Generator | None = None,
                          probs: tuple[float, float, float, float, float] = (0.4, 0.15, 0.1, 0.175, 0.175),
                          ratio_range: tuple[float, float] = (0.3, 0.7),
                          present: dict[str, torch.Tensor] | None = None) -> dict[str, torch.Tensor]:
@@ -405,7 +427,8 @@ class M2AE(nn.Module):
 
     def forward_loss(self, x: dict[str, torch.Tensor], pred: dict[str, torch.Tensor], hidden: dict[str, torch.Tensor],
                      present: dict[str, torch.Tensor], fp_ecg: torch.Tensor, fp_ppg: torch.Tensor,
-                     pair_valid: torch.Tensor, w_envelope: float = 0.5, w_contrastive: float = 0.1) -> dict[str, torch.Tensor]:
+                     pair_valid: torch.Tensor, w_envelope: float = 0.5,
+                     w_contrastive: float = 0.1) -> dict[str, torch.Tensor]:
         """Masked-patch MSE per modality + envelope MSE (timing-tolerant) + symmetric InfoNCE.
 
         x[m], pred[m]: [N, 1250]; hidden[m]: [N, L]; present[m]: [N] (loss only where data exist);
@@ -448,8 +471,8 @@ class M2AE(nn.Module):
         return out
 
     def forward(self, ecg: torch.Tensor, ppg: torch.Tensor, present: dict[str, torch.Tensor] | None = None,
-                generator: torch.Generator | None = None, scenario_probs=None, w_envelope: float = 0.5,
-                w_contrastive: float = 0.1, group: torch.Tensor | None = None,
+                generator: torch.Generator | None = None, scenario_probs: Sequence[float] | None = None,
+                w_envelope: float = 0.5, w_contrastive: float = 0.1, group: torch.Tensor | None = None,
                 w_subject: float = 0.0, subject_views: str = "all") -> dict[str, torch.Tensor]:
         """One training forward. ecg, ppg: [N, 1250] (zeros where absent, see ``present`` [N] bool);
         group: [N] subject index for the subject-level contrastive term (None: every window its own);
@@ -459,7 +482,7 @@ class M2AE(nn.Module):
         if present is None:
             ones = torch.ones(n, dtype=torch.bool, device=device)
             present = {"ecg": ones, "ppg": ones}
-        kw = {} if scenario_probs is None else {"probs": tuple(scenario_probs)}
+        kw: dict[str, Any] = {} if scenario_probs is None else {"probs": tuple(scenario_probs)}
         hidden = self.sample_scenarios(n, device, generator, present=present, **kw)
         # One encoder/bottleneck pass over all views stacked on the batch axis (fewer kernel
         # launches than one pass each): the masked scenario, ECG alone, PPG alone (fully visible),

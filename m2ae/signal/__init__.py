@@ -13,5 +13,5 @@ from .filters import (contract_windows_fast, cut_windows, ecg_bandpass, fill_gap
                       ppg_fix_polarity, resample_to, robust_normalise)
 from .pipeline import format_summary, preprocess, summarize  # noqa: F401
 
-__all__ = ["preprocess", "summarize", "format_summary", "contract_windows_fast", "resample_to", "ecg_bandpass", "ppg_bandpass",
-           "ppg_fix_polarity", "robust_normalise", "cut_windows", "fill_gaps"]
+__all__ = ["preprocess", "summarize", "format_summary", "contract_windows_fast", "resample_to", "ecg_bandpass",
+           "ppg_bandpass", "ppg_fix_polarity", "robust_normalise", "cut_windows", "fill_gaps"]

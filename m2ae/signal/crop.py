@@ -28,6 +28,10 @@ def crop_pairs(ecg: np.ndarray | None, ppg: np.ndarray | None, rng: np.random.Ge
     "shift_samples" int [n] (PPG crop start minus ECG crop start).
     """
     ref = ecg if ecg is not None else ppg
+    if ref is None:
+        raise ValueError("crop_pairs: give ecg, ppg or both")
+    n: int  # declared so that rng.integers(..., n) types as an array
+    T: int
     n, T = ref.shape
     S = int(round(max_shift_s * FS_HZ))
     if T < WINDOW_SAMPLES + 2 * S:
@@ -42,7 +46,7 @@ def crop_pairs(ecg: np.ndarray | None, ppg: np.ndarray | None, rng: np.random.Ge
     start = lo + (rng.random(n) * (hi - lo + 1)).astype(np.int64)
     idx = start[:, None] + np.arange(WINDOW_SAMPLES)[None, :]
     rows = np.arange(n)[:, None]
-    out = {"shift_samples": shift}
+    out: dict[str, np.ndarray] = {"shift_samples": shift}
     for name, x, s in (("ecg", ecg, 0), ("ppg", ppg, 1)):
         if x is None:
             out[name] = np.zeros((n, WINDOW_SAMPLES), np.float32)

@@ -245,7 +245,8 @@ def fill_gaps(x: np.ndarray, fs_hz: float, max_gap_s: float = 1.0, name: str = "
         return y, [(0, n)], []
     max_gap = int(round(max_gap_s * fs_hz))
     y[~np.isfinite(y)] = np.nan
-    short, long_ = [], []
+    short: list[tuple[int, int]] = []
+    long_: list[tuple[int, int]] = []
     for a, b in runs:
         (short if (b - a) <= max_gap and a > 0 and b < n else long_).append((a, b))
     if short:
@@ -310,8 +311,8 @@ def contract_windows_fast(ecg: np.ndarray | None, ppg: np.ndarray | None, fs_hz:
         if x is None:
             continue
         if x.shape != ref.shape:
-            raise ValueError(f"contract_windows_fast: ECG and PPG shapes differ "
-                             f"({arrays['ecg'].shape} vs {arrays['ppg'].shape})")
+            # ref is the ECG whenever both are given, so x is the PPG here
+            raise ValueError(f"contract_windows_fast: ECG and PPG shapes differ ({ref.shape} vs {x.shape})")
         x2 = x[None, :] if single else x.reshape(-1, x.shape[-1])
         x2, bad = _interp_nonfinite_rows(x2)
         y = resample_to(x2, fs_hz, FS_HZ)

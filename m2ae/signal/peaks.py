@@ -103,7 +103,7 @@ def refine_peak_times_s(x: np.ndarray, peaks: np.ndarray, fs_hz: float) -> np.nd
     return t / fs_hz
 
 
-def _paired_delays(r_s, pulse_s, k, breaks_s):
+def _paired_delays(r_s: np.ndarray, pulse_s: np.ndarray, k: int, breaks_s: np.ndarray | None) -> np.ndarray:
     """Delay from each R-peak to the (k+1)-th pulse peak after it (k = -1: the last one before it)."""
     j = np.searchsorted(pulse_s, r_s, side="right") + k
     has = (j >= 0) & (j < len(pulse_s))
@@ -138,7 +138,7 @@ def beat_delays_s(r_s: np.ndarray, pulse_s: np.ndarray, breaks_s: np.ndarray | N
             spread[k] = float(np.median(np.abs(d - np.median(d))))
     if not spread:
         return candidates[0], 0
-    best = min(spread, key=spread.get)
+    best = min(spread, key=spread.__getitem__)
     k = best if (0 not in spread or spread[best] < PAIRING_SPREAD_RATIO * spread[0]) else 0
     return candidates[k], k
 

@@ -164,7 +164,7 @@ def preprocess(rec: Record, stride_s: float = WINDOW_S, quality_threshold: float
     n_total = int(np.ceil(rec.n_samples * up / down))
     clean, bounds = _clean_segments(filled, rec.fs, long_segments, n_total)
 
-    flipped = False
+    flipped: np.ndarray | bool = False
     if "ppg" in clean:                        # polarity decided once for the whole record
         _, flipped = filters.ppg_fix_polarity(np.concatenate([clean["ppg"][a:b] for a, b in bounds]), FS_HZ)
         if flipped:

@@ -16,6 +16,7 @@ True
 from __future__ import annotations
 
 import numpy as np
+import numpy.typing as npt
 
 REGULAR_MAX = 0.05     # below: regular intervals (sinus rhythms)
 IRREGULAR_MIN = 0.10   # above: irregular intervals (atrial fibrillation, frequent ectopy)
@@ -24,7 +25,7 @@ IRREGULAR_CALLS = {"AF": "atrial fibrillation"}
 REGULAR_CALLS = {"NSR": "sinus rhythm", "SB": "sinus bradycardia", "ST": "sinus tachycardia"}
 
 
-def rr_irregularity(beat_times_s, min_beats: int = MIN_BEATS) -> float:
+def rr_irregularity(beat_times_s: npt.ArrayLike, min_beats: int = MIN_BEATS) -> float:
     """Median absolute change of successive beat intervals divided by the mean interval (unitless;
     0 for a metronome). ``beat_times_s``: sorted beat times in s (R peaks or pulse peaks). NaN with
     fewer than ``min_beats`` (at least 3) beats."""

@@ -15,6 +15,7 @@ delay measured on training data, which is what a reader expects to see overlaid.
 from __future__ import annotations
 
 import numpy as np
+import numpy.typing as npt
 
 from ..contract import FS_HZ
 
@@ -81,7 +82,7 @@ def pulse_arrival_shift_samples(r_peaks: np.ndarray, pulse_peaks: np.ndarray, ta
 
 
 def align_pulse_arrival(rebuilt: np.ndarray, given: np.ndarray, rebuilt_modality: str, target_delay_s: float,
-                        fs_hz: float = FS_HZ, groups=None) -> tuple[np.ndarray, np.ndarray]:
+                        fs_hz: float = FS_HZ, groups: npt.ArrayLike | None = None) -> tuple[np.ndarray, np.ndarray]:
     """Move each rebuilt window so its beats sit ``target_delay_s`` from the given modality's beats.
 
     rebuilt : [N, T] the modality rebuilt from the other ("ecg" or "ppg" = ``rebuilt_modality``);

@@ -22,6 +22,8 @@ over beats, rows or samples.
 """
 from __future__ import annotations
 
+from typing import Any
+
 import numpy as np
 
 from ..contract import RHYTHM_CODES
@@ -77,7 +79,8 @@ def _gauss_sum(tau: np.ndarray, amps: np.ndarray, centres: np.ndarray, sigmas: n
     return out
 
 
-def _bursts(rng, rate_per_min: np.ndarray, amp: np.ndarray, duration_s: float, fs: float, n: int, T: int):
+def _bursts(rng: np.random.Generator, rate_per_min: np.ndarray, amp: np.ndarray, duration_s: float, fs: float,
+            n: int, T: int) -> np.ndarray | None:
     """Motion artefacts: Poisson bursts of 0.5–3 s, Hann-windowed low-frequency oscillation + step."""
     counts = rng.poisson(rate_per_min * duration_s / 60.0)
     total = int(counts.sum())
@@ -243,7 +246,7 @@ def synthesize(
     # --- continuous components ------------------------------------------------------------------
     # float32 is plenty for minutes of signal; long records keep float64 phases (a 24-h time axis
     # in float32 would smear a 60-Hz phase by radians).
-    cdt = f32 if duration_s <= 600 else np.float64
+    cdt: type[np.floating[Any]] = f32 if duration_s <= 600 else np.float64
     col = lambda key: p[key].astype(cdt)[:, None]  # noqa: E731  (one value per row, broadcast over time)
     ecg, ppg = ecg.astype(cdt), ppg.astype(cdt)
     t = (np.arange(T) / fs).astype(cdt)[None, :]

@@ -8,7 +8,9 @@ from __future__ import annotations
 
 import csv
 import json
+from collections.abc import Iterable
 from pathlib import Path
+from typing import Any, TypeVar
 
 import numpy as np
 
@@ -17,6 +19,8 @@ from ..errors import InputError
 from ..record import Record
 from .core import synthesize
 from .subject import SubjectParams, sample_subject, subjects_to_table
+
+_T = TypeVar("_T")
 
 SOURCE = "m2ae.simulate"
 FORMATS = ("npz", "csv", "wfdb", "edf")
@@ -80,7 +84,7 @@ def simulate_record(
                   meta=meta)
 
 
-def _progress(iterable, total: int, desc: str):
+def _progress(iterable: Iterable[_T], total: int, desc: str) -> Iterable[_T]:
     try:
         from tqdm.auto import tqdm
     except ImportError:  # a bare training box: no bar, same work
@@ -113,7 +117,7 @@ def write_cohort(
     duration_s: float = 60.0,
     fmt: str = "npz",
     fs_hz: float = 125.0,
-) -> dict:
+) -> dict[str, Any]:
     """Write ``n_subjects`` simulated records (one per subject) plus ``manifest.json`` and ``labels.csv``.
 
     Rhythms cycle NSR, AF, SB, ST, PVC so any cohort of 5k subjects is balanced. Files are named by
@@ -143,7 +147,8 @@ def write_cohort(
                      "record_id": rec.meta["record_id"], "seed": record_seed, **rec.meta["labels"]})
     manifest = {
         "generator": SOURCE,
-        "command": f"m2ae simulate --subjects {n_subjects} --out {out} --seed {seed} --duration {duration_s:g} --fs {fs_hz:g} --format {fmt}",
+        "command": (f"m2ae simulate --subjects {n_subjects} --out {out} --seed {seed} --duration {duration_s:g} "
+                    f"--fs {fs_hz:g} --format {fmt}"),
         "seed": seed,
         "n_subjects": n_subjects,
         "duration_s": float(duration_s),

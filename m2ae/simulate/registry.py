@@ -12,9 +12,10 @@ recordings inside their wheels (no download at run time):
 
 Neither is paired ECG+PPG and neither carries diagnostic labels, so they serve as single-modality
 real inputs (sample records, single-modality evaluation/fine-tuning), not as labelled training data.
-``sample_data/registry/`` holds the excerpts (made by ``sample_data/make_samples.py`` from the
-wheels); :func:`registry_records` reads them, or the installed packages' files when the excerpts
-are absent (a pip-installed m2ae without the source tree). numpy only.
+The package data ``m2ae/simulate/registry_excerpts/`` holds the excerpts (made by
+``sample_data/make_samples.py`` from the wheels; found with ``importlib.resources``, so an
+installed wheel has them too); :func:`registry_records` reads them, or the installed packages'
+files when the excerpts are absent. numpy only.
 
 >>> recs = registry_records()                    # doctest: +SKIP
 >>> [(r.meta["record_id"], r.modalities, r.fs) for r in recs]   # doctest: +SKIP
@@ -25,14 +26,20 @@ from __future__ import annotations
 import importlib.util
 import json
 from dataclasses import dataclass
+from importlib.resources import files
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 import numpy as np
 
 from ..errors import InputError
 from ..record import Record
 
-REGISTRY_DIR = Path(__file__).resolve().parents[2] / "sample_data" / "registry"
+if TYPE_CHECKING:  # importlib.resources.abc is 3.11+; annotations only
+    from importlib.resources.abc import Traversable
+
+# The NPZ excerpts ship inside the package (pyproject package-data), wherever it is installed.
+REGISTRY_DIR: Traversable = files("m2ae.simulate") / "registry_excerpts"
 
 # BITalino (r)evolution ECG sensor transfer function (sensor datasheet):
 # ECG[V] = (ADC / 2**n - 1/2) * VCC / G_ECG, with VCC = 3.3 V and G_ECG = 1100.
@@ -42,6 +49,8 @@ BITALINO_ECG_GAIN = 1100.0
 
 @dataclass(frozen=True)
 class RegistrySource:
+    """One real recording shipped inside a PyPI wheel: where it is and under which licence."""
+
     record_id: str
     package: str
     version: str
@@ -100,6 +109,7 @@ def _parse(src: RegistrySource, text: str) -> tuple[np.ndarray, float]:
 
 
 def make_record(src: RegistrySource, x: np.ndarray, fs: float) -> Record:
+    """A single-modality ``Record`` of ``src`` (ECG in mV, PPG in au) at ``fs`` Hz, with its provenance."""
     meta = {
         "source": f"{src.package}=={src.version}:{src.member}",
         "record_id": src.record_id,
@@ -130,8 +140,8 @@ def _installed_member(src: RegistrySource) -> Path | None:
     return path if path.exists() else None
 
 
-def _load_excerpt(src: RegistrySource, path: Path) -> Record:
-    with np.load(path, allow_pickle=False) as z:
+def _load_excerpt(src: RegistrySource, path: Traversable) -> Record:
+    with path.open("rb") as f, np.load(f, allow_pickle=False) as z:
         x = z[src.modality]
         fs = float(z["fs"])
     return make_record(src, x, fs)
@@ -140,15 +150,15 @@ def _load_excerpt(src: RegistrySource, path: Path) -> Record:
 def registry_records(registry_dir: str | Path | None = None) -> list[Record]:
     """The real registry recordings available here, as ``Record``s (``[]`` when none is).
 
-    Looks in ``registry_dir`` (default ``sample_data/registry`` of the source tree) for the NPZ
-    excerpts, else in installed ``pyhrv`` / ``heartpy`` packages. ``meta`` carries source, licence
+    Looks in ``registry_dir`` (default: the package's ``registry_excerpts``) for the NPZ excerpts,
+    else in installed ``pyhrv`` / ``heartpy`` packages. ``meta`` carries source, licence
     and origin; ``labels`` is empty (these recordings come without diagnoses).
     """
-    root = Path(registry_dir) if registry_dir is not None else REGISTRY_DIR
+    root: Traversable = Path(registry_dir) if registry_dir is not None else REGISTRY_DIR
     out = []
     for src in SOURCES:
         excerpt = root / f"{src.record_id}.npz"
-        if excerpt.exists():
+        if excerpt.is_file():
             out.append(_load_excerpt(src, excerpt))
             continue
         member = _installed_member(src)

@@ -24,7 +24,9 @@ Physiology encoded (the couplings the model can learn and the heads can be probe
 """
 from __future__ import annotations
 
+from collections.abc import Collection
 from dataclasses import asdict, dataclass, fields
+from typing import Any
 
 import numpy as np
 
@@ -117,9 +119,10 @@ class SubjectParams:
 
     @property
     def rhythm_index(self) -> int:
+        """Index of ``rhythm`` in ``m2ae.contract.RHYTHM_CODES`` (the rhythm head's class index)."""
         return RHYTHM_CODES.index(self.rhythm)
 
-    def labels(self) -> dict:
+    def labels(self) -> dict[str, Any]:
         """The labels a record of this subject carries (``Record.meta['labels']``)."""
         return {
             "rhythm": self.rhythm,
@@ -138,11 +141,12 @@ class SubjectParams:
             "pvc_burden": round(float(self.pvc_burden), 3),
         }
 
-    def to_dict(self) -> dict:
+    def to_dict(self) -> dict[str, Any]:
+        """Every field by name (units as in the field names and comments above)."""
         return asdict(self)
 
 
-def _check_choice(value, allowed, what: str):
+def _check_choice(value: object, allowed: Collection[object], what: str) -> None:
     if value is not None and value not in allowed:
         raise InputError(f"simulate: unknown {what} {value!r} (choose from {', '.join(map(str, allowed))})")
 
@@ -159,8 +163,9 @@ def sample_subject_table(
 ) -> dict[str, np.ndarray]:
     """Draw ``n`` subjects at once as a struct of arrays (one key per :class:`SubjectParams` field).
 
-    rhythm / hypertension / age / sex fix that label for all ``n`` (None: drawn). Rhythms are
-    balanced across the five classes; hypertension becomes likelier with age.
+    rhythm / hypertension / age (years, 18-90) / sex fix that label for all ``n`` (None: drawn).
+    Rhythms are balanced across the five classes; hypertension becomes likelier with age. Subject
+    ids are ``id_prefix`` + a six-digit counter starting at ``id_start``.
     """
     _check_choice(rhythm, RHYTHM_CODES, "rhythm")
     _check_choice(sex, ("F", "M"), "sex")
@@ -304,7 +309,7 @@ def faint_p_wave_factors(rng: np.random.Generator, n: int, share: float) -> np.n
 
 def table_row(table: dict[str, np.ndarray], i: int) -> SubjectParams:
     """Row ``i`` of a subject table as a :class:`SubjectParams`."""
-    kw = {}
+    kw: dict[str, Any] = {}
     for f in fields(SubjectParams):
         v = table[f.name][i]
         if f.name in ("subject_id", "rhythm", "sex"):
@@ -335,7 +340,9 @@ def sample_subject(
     age: float | None = None,
     sex: str | None = None,
 ) -> SubjectParams:
-    """Draw one subject; fix any of rhythm / hypertension / age / sex to condition on it.
+    """Draw one subject; fix any of rhythm / hypertension / age (years) / sex to condition on it.
+
+    ``rng``: a Generator, or a seed for one (None: fresh entropy).
 
     >>> s = sample_subject(np.random.default_rng(1), rhythm="SB", hypertension=True)
     >>> s.hr_bpm < 60 and s.sbp_mmhg >= 140

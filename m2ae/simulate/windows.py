@@ -31,7 +31,8 @@ def _table_take(table: dict[str, np.ndarray], rows: np.ndarray) -> dict[str, np.
     return {k: v[rows] for k, v in table.items()}
 
 
-def _render_chunk(table: dict[str, np.ndarray], rng: np.random.Generator, fs_hz: float, noise: bool) -> dict:
+def _render_chunk(table: dict[str, np.ndarray], rng: np.random.Generator, fs_hz: float,
+                  noise: bool) -> dict[str, np.ndarray]:
     span = (MARGIN_S, MARGIN_S + WINDOW_S)
     raw = synthesize(table, WINDOW_S + 2 * MARGIN_S, fs_hz, rng, noise=noise, label_span_s=span)
     ecg, ppg = raw["ecg"], raw["ppg"]
@@ -150,17 +151,19 @@ def window_stream(seed: int = 0, batch_size: int = 256, n_subjects: int | None =
         raise InputError(f"window_stream: batch_size must be >= 1, got {batch_size}")
     pool_seed, stream_seed = np.random.SeedSequence(seed).spawn(2)
     pool = None
+    n_pool = 0
     if n_subjects is not None:
-        if int(n_subjects) < 1:
+        n_pool = int(n_subjects)
+        if n_pool < 1:
             raise InputError(f"window_stream: n_subjects must be >= 1, got {n_subjects}")
-        pool = sample_subject_table(np.random.default_rng(pool_seed), int(n_subjects))
+        pool = sample_subject_table(np.random.default_rng(pool_seed), n_pool)
     b = 0
     while True:
         batch_seq = np.random.SeedSequence(stream_seed.entropy, spawn_key=(*stream_seed.spawn_key, b))
         draw_seq, render_seq = batch_seq.spawn(2)
         rng = np.random.default_rng(draw_seq)
         if pool is not None:
-            subject_index = rng.integers(0, int(n_subjects), batch_size)
+            subject_index = rng.integers(0, n_pool, batch_size)
             table = _table_take(pool, subject_index)
         else:
             subject_index = np.arange(b * batch_size, (b + 1) * batch_size)
