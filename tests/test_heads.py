@@ -113,7 +113,8 @@ def test_cli_heads_fit_adds_heads(tiny_ckpt, labelled_records, tmp_path, capsys)
     from m2ae.cli import main
 
     out = tmp_path / "with_heads.pt"
-    rc = main(["heads", "fit", "--labels", str(labelled_records), "--model", str(tiny_ckpt), "--out", str(out), "--json"])
+    rc = main(["heads", "fit", "--labels", str(labelled_records), "--model", str(tiny_ckpt), "--out", str(out),
+               "--json"])
     assert rc == 0
     res = json.loads(capsys.readouterr().out)
     assert set(res["heads"]) == {"af", "score"}
@@ -156,7 +157,7 @@ def test_head_shape_is_selected_on_the_calibration_split():
 
 
 def test_faint_p_wave_scales_share_and_independence():
-    from m2ae.train.heads import faint_p_wave_scales
+    from m2ae.train.demo_heads import faint_p_wave_scales
 
     s = faint_p_wave_scales(4000, 1_000_003, 0.25)
     faint = s < 1.0

@@ -288,7 +288,7 @@ def test_simulator_source_draws_faint_p_waves_when_asked():
 
 
 def test_card_p_wave_note_follows_the_pretraining_config():
-    from m2ae.train.demo import P_WAVE_LIMITATION, is_p_wave_note, p_wave_limitation
+    from m2ae.train.card_notes import P_WAVE_LIMITATION, is_p_wave_note, p_wave_limitation
 
     assert p_wave_limitation(0.0) == P_WAVE_LIMITATION  # the shipped demo: every non-AF subject had P waves
     note = p_wave_limitation(0.25)

@@ -1,9 +1,11 @@
-"""`m2ae train` and `m2ae heads fit`: pretraining (CPU, one GPU, torchrun DDP) and heads on a user's labels."""
+"""`m2ae train`, `m2ae heads fit|refit-demo` and `m2ae recipe demo`: pretraining (CPU, one GPU,
+torchrun DDP), heads on a user's labels or the simulator's, and the recipe of the shipped checkpoint."""
 from __future__ import annotations
 
 import argparse
 import os
 from pathlib import Path
+from typing import Any
 
 from ..errors import InputError
 from .output import emit
@@ -13,7 +15,7 @@ def cmd_train(args: argparse.Namespace) -> int:
     """``m2ae train [--config FILE] [--data DIR…] --out CKPT [--resume] [--set k=v]``."""
     from ..train import load_config, train
 
-    base = {"data": list(args.data)} if args.data else {}
+    base: dict[str, Any] = {"data": list(args.data)} if args.data else {}
     if args.data:
         base["sim_fraction"] = 0.5
     cfg = load_config(args.config, args.set, base=base)
@@ -30,9 +32,31 @@ def cmd_train(args: argparse.Namespace) -> int:
 
 
 def cmd_heads_fit(args: argparse.Namespace) -> int:
-    from ..train.heads import fit_heads_from_cli
+    """``m2ae heads fit --labels CSV [--model CKPT] --out CKPT``: heads on a user's labelled records."""
+    from ..train.labels import fit_heads_from_labels
 
-    return fit_heads_from_cli(args)
+    result = fit_heads_from_labels(args.labels, args.model, args.out)
+    emit(result, args.json,
+         lambda r: "\n".join([f"wrote {args.out}"] + [f"  {k}: test {v['metrics']}" for k, v in r["heads"].items()]))
+    return 0
+
+
+def cmd_heads_refit_demo(args: argparse.Namespace) -> int:
+    """``m2ae heads refit-demo [--model CKPT] --out CKPT [--subjects N]``: the demo heads (simulator)."""
+    from ..train.demo_heads import refit_demo_heads
+
+    for k, v in refit_demo_heads(args.model, args.out, args.subjects)["heads"].items():
+        print(k, v["shape"], v["metrics"])
+    return 0
+
+
+def cmd_recipe_demo(args: argparse.Namespace) -> int:
+    """``m2ae recipe demo --config FILE --out DIR [--set k=v]``: the shipped checkpoint's recipe."""
+    from ..train.demo_recipe import run_demo_recipe
+
+    run_demo_recipe(args.config, args.out, args.set, head_subjects=args.head_subjects,
+                    head_epochs=args.head_epochs, train_ckpt=args.train_ckpt)
+    return 0
 
 
 def add_commands(sub: argparse._SubParsersAction) -> None:
@@ -53,3 +77,19 @@ def add_commands(sub: argparse._SubParsersAction) -> None:
     f.add_argument("--out", required=True, help="output checkpoint with the new heads")
     f.add_argument("--json", action="store_true")
     f.set_defaults(func=cmd_heads_fit)
+    f = hs.add_parser("refit-demo", help="refit the demo heads (simulated labels) on a checkpoint's weights")
+    f.add_argument("--model", default=None, help="checkpoint (default: shipped)")
+    f.add_argument("--out", required=True, help="output checkpoint (same weights, new heads, card beside it)")
+    f.add_argument("--subjects", type=int, default=1500, help="simulated subjects in the heads' training split")
+    f.set_defaults(func=cmd_heads_refit_demo)
+
+    s = sub.add_parser("recipe", help="recipes that make a released checkpoint end to end")
+    rs = s.add_subparsers(dest="recipe_command", metavar="RECIPE")
+    r = rs.add_parser("demo", help="the shipped demo checkpoint: pretrain, fit heads, check CUDA == CPU, write card")
+    r.add_argument("--config", default="configs/demo.toml", help="JSON/TOML file with TrainConfig fields")
+    r.add_argument("--out", required=True, help="output folder")
+    r.add_argument("--set", nargs="*", default=[], metavar="KEY=VALUE", help="override config fields")
+    r.add_argument("--head-subjects", type=int, default=1500, help="simulated subjects in the heads' training split")
+    r.add_argument("--head-epochs", type=int, default=40)
+    r.add_argument("--train-ckpt", default=None, help="training checkpoint (default: OUT/train.pt)")
+    r.set_defaults(func=cmd_recipe_demo)

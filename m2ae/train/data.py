@@ -1,4 +1,5 @@
-"""Training data: batches of contract windows from the simulator, from corpora, or a mix.
+"""Training data: batches of contract windows from the simulator, from corpora, or a mix
+(``build_source`` assembles them as a ``TrainConfig`` says).
 
 Every batch is a pure function of ``(seed, rank, step)``: ``StepBatches[step]`` draws it from
 ``np.random.default_rng([PRETRAIN_SEED + seed, rank, step])``. So DataLoader workers parallelise
@@ -12,18 +13,29 @@ here (runs on a bare GPU box).
 """
 from __future__ import annotations
 
+from collections.abc import Iterable
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import Any, Protocol
 
 import numpy as np
 import torch
 
 from ..contract import FS_HZ, WINDOW_SAMPLES
 from ..errors import InputError
+from ..record import Record
 from ..signal.crop import crop_pairs
 from ..signal.filters import ecg_bandpass, fill_gaps, ppg_bandpass, ppg_fix_polarity, resample_to
 from ..simulate.labelled import HEAD_LABEL_KEYS
 from ..simulate.splits import PRETRAIN_SEED
+from .config import TrainConfig
+
+
+class BatchSource(Protocol):
+    """Anything that draws a batch of ``n`` contract windows from a random generator."""
+
+    def batch(self, rng: np.random.Generator, n: int) -> dict[str, Any]: ...
+
 
 @dataclass
 class SimulatorSource:
@@ -41,7 +53,7 @@ class SimulatorSource:
     faint_p_share: float = 0.0     # share of subjects drawn with faint or no P waves (0: none, as the
                                    # shipped demo was trained; > 0 draws extra numbers, so other batches)
 
-    def batch(self, rng: np.random.Generator, n: int) -> dict:
+    def batch(self, rng: np.random.Generator, n: int) -> dict[str, Any]:
         from ..simulate.core import synthesize
         from ..simulate.subject import faint_p_wave_factors, sample_subject_table
 
@@ -54,7 +66,7 @@ class SimulatorSource:
         table = {key: v[group] for key, v in table.items()}
         duration = WINDOW_SAMPLES / FS_HZ + 2 * self.max_shift_s + self.margin_s
         sim = synthesize(table, duration, FS_HZ, rng, noise=self.noise)
-        out = crop_pairs(sim["ecg"], sim["ppg"], rng, self.max_shift_s)
+        out: dict[str, Any] = crop_pairs(sim["ecg"], sim["ppg"], rng, self.max_shift_s)
         out["present_ecg"] = np.ones(n, bool)
         out["present_ppg"] = np.ones(n, bool)
         out["group"] = group.astype(np.int64)
@@ -83,7 +95,7 @@ class SegmentStore:
         (folder / "records.txt").write_text("\n".join(self.names) + "\n")
 
     @classmethod
-    def load(cls, folder: Path) -> "SegmentStore":
+    def load(cls, folder: Path) -> SegmentStore:
         folder = Path(folder)
         return cls(np.load(folder / "ecg.npy", mmap_mode="r", allow_pickle=False),
                    np.load(folder / "ppg.npy", mmap_mode="r", allow_pickle=False),
@@ -91,10 +103,14 @@ class SegmentStore:
                    (folder / "records.txt").read_text().split("\n")[:-1])
 
     @classmethod
-    def from_records(cls, records, min_len: int, progress: bool = False) -> "SegmentStore":
+    def from_records(cls, records: Iterable[Record], min_len: int, progress: bool = False) -> SegmentStore:
         """Resample, fill short gaps, split at long ones, band-pass, fix PPG polarity; keep segments
         of at least ``min_len`` samples. ``records`` is any iterable of ``m2ae.Record``."""
-        ecg_parts, ppg_parts, segs, names, pos = [], [], [], [], 0
+        ecg_parts: list[np.ndarray] = []
+        ppg_parts: list[np.ndarray] = []
+        segs: list[tuple[int, int, bool, bool]] = []
+        names: list[str] = []
+        pos = 0
         it = records
         if progress:
             from tqdm import tqdm
@@ -102,7 +118,8 @@ class SegmentStore:
             it = tqdm(records, desc="reading records", unit="rec")
         for rec in it:
             name = str(rec.meta.get("record_id", rec.meta.get("source", f"record{len(names)}")))
-            filled, bounds = {}, None
+            filled: dict[str, np.ndarray] = {}
+            bounds: np.ndarray | None = None
             for m in ("ecg", "ppg"):
                 x = getattr(rec, m)
                 if x is None:
@@ -113,12 +130,13 @@ class SegmentStore:
                 for a, b in seg:
                     mask[a:b] = True
                 bounds = mask if bounds is None else (bounds & mask)
+            assert bounds is not None  # a Record holds at least one modality
             # finite runs common to every present modality
             edges = np.diff(np.concatenate(([0], bounds.view(np.int8), [0])))
-            for a, b in zip(np.flatnonzero(edges == 1), np.flatnonzero(edges == -1)):
+            for start, stop in zip(np.flatnonzero(edges == 1), np.flatnonzero(edges == -1)):
                 chans = {}
                 for m, y in filled.items():
-                    z = resample_to(y[a:b], rec.fs, FS_HZ)
+                    z = resample_to(y[start:stop], rec.fs, FS_HZ)
                     if len(z) < min_len:
                         break
                     z = ecg_bandpass(z, FS_HZ) if m == "ecg" else ppg_fix_polarity(ppg_bandpass(z, FS_HZ), FS_HZ)[0]
@@ -143,7 +161,7 @@ class SegmentSource:
     store: SegmentStore
     max_shift_s: float = 0.3
 
-    def batch(self, rng: np.random.Generator, n: int) -> dict:
+    def batch(self, rng: np.random.Generator, n: int) -> dict[str, Any]:
         S = int(round(self.max_shift_s * FS_HZ))
         T = WINDOW_SAMPLES + 2 * S
         seg = self.store.segments
@@ -166,10 +184,10 @@ class SegmentSource:
 class MixedSource:
     """Each batch split across sources by ``weights`` (multinomial per batch)."""
 
-    sources: list
+    sources: list[BatchSource]
     weights: list[float]
 
-    def batch(self, rng: np.random.Generator, n: int) -> dict:
+    def batch(self, rng: np.random.Generator, n: int) -> dict[str, Any]:
         w = np.asarray(self.weights, dtype=float)
         counts = rng.multinomial(n, w / w.sum())
         parts = [s.batch(rng, int(c)) for s, c in zip(self.sources, counts) if c > 0]
@@ -184,7 +202,7 @@ class MixedSource:
 class StepBatches(torch.utils.data.Dataset):
     """``dataset[step]`` -> the whole batch of that step as tensors (use DataLoader(batch_size=None))."""
 
-    def __init__(self, source, batch_size: int, seed: int = 0, rank: int = 0, n_steps: int = 10**9):
+    def __init__(self, source: BatchSource, batch_size: int, seed: int = 0, rank: int = 0, n_steps: int = 10**9):
         self.source, self.batch_size, self.seed, self.rank, self.n_steps = source, batch_size, seed, rank, n_steps
 
     def __len__(self) -> int:
@@ -196,3 +214,38 @@ class StepBatches(torch.utils.data.Dataset):
         b.setdefault("group", np.arange(self.batch_size, dtype=np.int64))
         return {k: torch.from_numpy(np.ascontiguousarray(b[k]))
                 for k in ("ecg", "ppg", "present_ecg", "present_ppg", "group")}
+
+
+def build_source(cfg: TrainConfig, out: Path, rank: int = 0) -> BatchSource:
+    """Simulator, corpora (cached as filtered segments beside ``out``), registry recordings, or a
+    mix, as ``cfg`` says. Rank 0 builds a missing corpus cache; the other ranks wait for it."""
+    min_len = WINDOW_SAMPLES + 2 * int(round(cfg.max_shift_s * FS_HZ))
+    sources: list[BatchSource] = []
+    weights: list[float] = []
+    if not cfg.data or cfg.sim_fraction > 0:
+        sources.append(SimulatorSource(max_shift_s=cfg.max_shift_s, noise=cfg.sim_noise,
+                                       windows_per_subject=cfg.windows_per_subject,
+                                       faint_p_share=cfg.sim_faint_p_share))
+        weights.append(cfg.sim_fraction if cfg.data else 1.0)
+    if cfg.data:
+        cache = Path(cfg.cache_dir) if cfg.cache_dir else Path(str(out) + ".cache")
+        if not (cache / "segments.npy").exists():
+            if rank == 0:
+                from ..io import iter_corpus
+
+                store = SegmentStore.from_records(iter_corpus(cfg.data, min_duration_s=min_len / FS_HZ),
+                                                  min_len=min_len, progress=cfg.progress)
+                store.save(cache)
+            if torch.distributed.is_initialized():
+                torch.distributed.barrier()
+        sources.append(SegmentSource(SegmentStore.load(cache), max_shift_s=cfg.max_shift_s))
+        weights.append(max(0.0, 1.0 - cfg.sim_fraction))
+    if cfg.registry_fraction > 0:
+        from ..simulate.registry import registry_records
+
+        store = SegmentStore.from_records(registry_records(), min_len=min_len)
+        sources.append(SegmentSource(store, max_shift_s=cfg.max_shift_s))
+        weights.append(cfg.registry_fraction * sum(weights) / max(1e-9, 1.0 - cfg.registry_fraction))
+    if len(sources) == 1:
+        return sources[0]
+    return MixedSource(sources, weights)
