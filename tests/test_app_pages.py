@@ -1,6 +1,6 @@
 """Every app page driven with streamlit.testing.v1.AppTest: samples, uploads, settings, bad input.
 
-The app reads sample_data/ and the shipped index (indexes/default) when they exist; otherwise these
+The app reads sample_data/ and the shipped index (m2ae/index/default) when they exist; otherwise these
 tests point it (M2AE_SAMPLE_DIR / M2AE_INDEX) at small simulated stand-ins built here, so the pages
 are exercised either way.
 """
@@ -15,7 +15,7 @@ import numpy as np
 import pandas as pd
 import pytest
 
-from m2ae import app_support as sup
+from m2ae_ui.samples import load_manifest
 
 ROOT = Path(__file__).resolve().parents[1]
 APP = ROOT / "app" / "streamlit_app.py"
@@ -54,7 +54,7 @@ def app_env(tmp_path_factory, sim_records):
 
     saved = {k: os.environ.get(k) for k in ("M2AE_SAMPLE_DIR", "M2AE_INDEX")}
     tmp = tmp_path_factory.mktemp("app_env")
-    if not sup.load_manifest(ROOT / "sample_data"):
+    if not load_manifest(ROOT / "sample_data"):
         rows = []
         for code, rec in sim_records.items():
             (tmp / f"{code}.npz").write_bytes(_npz_bytes(rec.ecg, rec.ppg, rec.fs))
@@ -77,7 +77,7 @@ def app_env(tmp_path_factory, sim_records):
         build_index([], out, model=model, simulate=12, duration_s=30.0, map_config=MapConfig(method="pca"),
                     progress=False)
         os.environ["M2AE_INDEX"] = str(out)
-    yield {"samples": sup.load_manifest(os.environ.get("M2AE_SAMPLE_DIR") or ROOT / "sample_data")}
+    yield {"samples": load_manifest(os.environ.get("M2AE_SAMPLE_DIR") or ROOT / "sample_data")}
     for k, v in saved.items():
         if v is None:
             os.environ.pop(k, None)

@@ -45,7 +45,7 @@ def test_each_sample_reads_back(entry):
 def test_registry_records_match_their_sources():
     recs = registry_records()
     if not recs:
-        pytest.skip("no registry excerpts in sample_data/registry and no pyhrv/heartpy installed")
+        pytest.skip("no registry excerpts in m2ae/simulate/registry_excerpts and no pyhrv/heartpy installed")
     by_id = {r.meta["record_id"]: r for r in recs}
     assert set(by_id) == {s.record_id for s in SOURCES}
     ecg = by_id["bitalino_ecg"]

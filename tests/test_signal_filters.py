@@ -268,7 +268,7 @@ def test_polarity_keeps_narrow_upright_real_ppg():
     import m2ae
     from m2ae.signal.filters import ppg_fix_polarity, resample_to
 
-    path = Path(__file__).resolve().parents[1] / "sample_data" / "registry" / "heartpy_ppg_100hz.npz"
+    path = Path(__file__).resolve().parents[1] / "m2ae" / "simulate" / "registry_excerpts" / "heartpy_ppg_100hz.npz"
     rec = m2ae.load_record(path)
     x = F.ppg_bandpass(resample_to(rec.ppg, rec.fs, 125.0), 125.0)
     _, flipped = ppg_fix_polarity(x, 125.0)

@@ -8,14 +8,14 @@
 """
 from __future__ import annotations
 
-from typing import Sequence
+from collections.abc import Sequence
 
 import numpy as np
 import pandas as pd
 import plotly.graph_objects as go
 from plotly.subplots import make_subplots
 
-from m2ae.app_support import WindowView
+from .windows import WindowView
 
 ECG_COLOR = "#1b2430"
 PPG_COLOR = "#1f5fa8"
@@ -81,9 +81,10 @@ def waveform_figure(view: WindowView, reconstructed: dict[str, np.ndarray] | Non
     ppg_units = view.units.get("ppg", "a.u.")
     ecg_title = ("ECG — reconstructed from PPG (not measured)" if view.ecg is None and "ecg" in reconstructed
                  else "ECG")
+    on_paper = view.ecg is not None and ecg_units == "mV"
     fig = make_subplots(rows=2, cols=1, shared_xaxes=True, vertical_spacing=0.07, row_heights=[0.58, 0.42],
                         subplot_titles=((ecg_title + (f" — lead {lead}" if view.ecg is not None and lead else "")
-                                         + (" · 25 mm/s, 10 mm/mV" if view.ecg is not None and ecg_units == "mV" else "")),
+                                         + (" · 25 mm/s, 10 mm/mV" if on_paper else "")),
                                         "PPG — reconstructed from ECG (not measured)"
                                         if view.ppg is None and "ppg" in reconstructed else "PPG"))
     # ECG
@@ -163,7 +164,7 @@ def map_figure(frame: pd.DataFrame, color: str, placed: np.ndarray | None = None
     """The index's 2-D fingerprint map coloured by ``color``; the current record's windows as stars.
 
     frame needs columns ``map_x``, ``map_y`` and ``_row`` (row number, carried as customdata so a
-    box/lasso selection returns rows; see ``m2ae.app_support.selected_rows``).
+    box/lasso selection returns rows; see ``selection.selected_rows``).
     """
     fig = go.Figure()
     values = frame[color] if color in frame else pd.Series(["all"] * len(frame))

@@ -19,10 +19,11 @@ import numpy as np
 import streamlit as st
 
 import m2ae
-from m2ae import app_support as sup
+from m2ae.io import uploads
 from m2ae.record import Record, Windows
 
 from .guard import short_message
+from .samples import SampleEntry, load_manifest
 
 ROOT = Path(__file__).resolve().parents[2]
 
@@ -109,7 +110,7 @@ def _analyse(key: str, _source: CurrentRecord) -> tuple[Record, Windows]:
     if src.kind == "sample":
         rec = m2ae.load_record(src.path, fs=src.fs, ecg=src.ecg, ppg=src.ppg)
     else:
-        rec = sup.read_upload(src.files or {}, fs=src.fs, ecg=src.ecg, ppg=src.ppg)
+        rec = uploads.read_upload(src.files or {}, fs=src.fs, ecg=src.ecg, ppg=src.ppg)
     return rec, m2ae.preprocess(rec)
 
 
@@ -118,22 +119,22 @@ def analyse(src: CurrentRecord) -> tuple[Record, Windows]:
     return _analyse(src.key, src)
 
 
-def samples() -> list[sup.SampleEntry]:
+def samples() -> list[SampleEntry]:
     try:
-        return sup.load_manifest(sample_dir())
+        return load_manifest(sample_dir())
     except m2ae.InputError:
         return []
 
 
-def sample_source(entry: sup.SampleEntry) -> CurrentRecord:
+def sample_source(entry: SampleEntry) -> CurrentRecord:
     st_ = entry.path.stat()
-    key = sup.content_key("sample", str(entry.path), st_.st_mtime_ns, st_.st_size)
+    key = uploads.content_key("sample", str(entry.path), st_.st_mtime_ns, st_.st_size)
     return CurrentRecord(key=key, name=entry.name, kind="sample", path=str(entry.path),
                          description=entry.description, info=entry.info)
 
 
 def upload_source(files: dict[str, bytes], fs=None, ecg=None, ppg=None) -> CurrentRecord:
-    key = sup.content_key("upload", files, fs, ecg, ppg)
+    key = uploads.content_key("upload", files, fs, ecg, ppg)
     main = sorted(files, key=lambda n: (not n.lower().endswith(".hea"), n))[0] if files else "upload"
     return CurrentRecord(key=key, name=main, kind="upload", files=dict(files), fs=fs, ecg=ecg, ppg=ppg,
                          description="uploaded (kept in memory only)")
@@ -265,39 +266,59 @@ def require_index():
     return idx
 
 
-@st.cache_data(max_entries=64, show_spinner="Placing the record on the map…")
-def placement(key: str, version: str, index_id: str, _idx, _fp: np.ndarray) -> np.ndarray:
-    return np.asarray(_idx.place(_fp), dtype=np.float32)
-
-
 def index_id(idx) -> str:
     return f"{getattr(idx, 'path', None)}:{getattr(idx, 'count', 0)}:{getattr(idx, 'model_version', '')}"
 
 
-# --- familiarity (out-of-distribution gate, m2ae.index.familiarity) -----------------------------
+# --- the record in the index: map position, familiarity, neighbours (m2ae.index.query) ------------
 
 USE_NAMES = {"both": "ECG + PPG", "ecg": "ECG only", "ppg": "PPG only"}
 
 
-@st.cache_data(max_entries=64, show_spinner="Checking how familiar the record is…")
-def familiarity(key: str, version: str, use: str, index_id: str, subject: str | None, _model, _idx,
-                _win: Windows) -> dict:
-    from m2ae.index.familiarity import familiarity as _familiarity
+def record_subject(src: CurrentRecord, rec: Record) -> str | None:
+    subject = rec.meta.get("subject_id") or src.info.get("subject_id")
+    return None if subject is None else str(subject)
+
+
+@st.cache_data(max_entries=64, show_spinner="Placing the record and checking how familiar it is…")
+def _record_query(key: str, version: str, use: str, index_id: str, subject: str | None, _model, _idx,
+                  _win: Windows):
+    from m2ae.index.query import query_windows
 
     fp = fingerprints(key, version, use, _model, _win)
-    return _familiarity(_idx, fp, use, model=_model, exclude_subject=subject)
+    return query_windows(_idx, _model, _win, use=use, fingerprints=fp, k=None, subject=subject)
 
 
-def record_familiarity(src: CurrentRecord, rec: Record, win: Windows, use: str) -> dict | None:
-    """The record's familiarity for input mode ``use`` (None when the model or index is unavailable).
-    The record's own subject is left out, as the reference's subjects are not in the index."""
+def record_query(src: CurrentRecord, rec: Record, win: Windows, use: str):
+    """The record's map positions and familiarity for input mode ``use`` (``m2ae.index.RecordQuery``;
+    None when the model or index is unavailable). The record's own subject is left out of the
+    familiarity search, as the reference's subjects are not in the index."""
     model, _ = get_model()
     idx, _ = get_index()
     if model is None or idx is None:
         return None
-    subject = rec.meta.get("subject_id") or src.info.get("subject_id")
-    return familiarity(src.key, model_version(model), use, index_id(idx), None if subject is None else str(subject),
-                       model, idx, win)
+    return _record_query(src.key, model_version(model), use, index_id(idx), record_subject(src, rec), model, idx, win)
+
+
+def record_familiarity(src: CurrentRecord, rec: Record, win: Windows, use: str) -> dict | None:
+    """The record's familiarity for input mode ``use`` (None when the model or index is unavailable)."""
+    query = record_query(src, rec, win, use)
+    return None if query is None else query.familiarity
+
+
+def neighbours(model, idx, src: CurrentRecord, rec: Record, win: Windows, i: int, use: str, k: int,
+               exclude_own: bool, filters: dict | None):
+    """The k indexed windows most similar to window ``i`` (a hit table); ``exclude_own`` leaves out
+    this record's subject and record."""
+    from m2ae.index.query import query_windows
+
+    subject = record_subject(src, rec)
+    fp = fingerprints(src.key, model_version(model), use, model, win)
+    query = query_windows(idx, model, win, use=use, fingerprints=fp, k=k, window=i,
+                          exclude_subject=subject if exclude_own else None,
+                          exclude_record=(rec.meta.get("record_id") or None) if exclude_own else None,
+                          filters=filters, familiarity=False, place=False)
+    return query.neighbours
 
 
 def warn_if_unfamiliar(src: CurrentRecord, rec: Record, win: Windows, i: int, use: str) -> dict | None:

@@ -16,7 +16,7 @@ False and pages load the model when they first need it, as before.
 from __future__ import annotations
 
 import threading
-from typing import Callable
+from collections.abc import Callable
 
 _thread: threading.Thread | None = None
 _model_thread: threading.Thread | None = None
@@ -33,10 +33,11 @@ def _imports() -> None:
         plotly.graph_objects.Figure().to_json()  # plotly loads its validators on first use
         import scipy.signal  # noqa: F401
 
-        import m2ae.app_support  # noqa: F401
-        import m2ae.io  # noqa: F401
+        import m2ae.io.uploads  # noqa: F401  (m2ae.io with it)
         import m2ae.signal  # noqa: F401
         import neurokit2  # noqa: F401
+
+        from . import samples, windows  # noqa: F401  (the Record page's helpers)
     except Exception:  # an optimisation only: the app imports (and reports) for itself
         pass
 

@@ -4,9 +4,11 @@ from __future__ import annotations
 import numpy as np
 import streamlit as st
 
-from m2ae import app_support as sup
+from m2ae.index.neighbours import cohort_table, index_fingerprints
 from m2ae_ui import figures, state
 from m2ae_ui.guard import page_guard
+from m2ae_ui.selection import selected_rows
+from m2ae_ui.tables import to_csv_bytes
 
 HIDDEN_COLUMNS = {"map_x", "map_y", "id", "_row"}
 MAX_WAVEFORMS = 8
@@ -30,11 +32,8 @@ with page_guard("Fingerprint map"):
     color = c1.selectbox("Colour by", columns, key="map_color")
 
     model = state.require_model()
-    placed = None
-    if model is not None:
-        version = state.model_version(model)
-        fp = state.fingerprints(src.key, version, "both", model, win)
-        placed = state.placement(src.key, version, state.index_id(idx), idx, fp)
+    query = None if model is None else state.record_query(src, rec, win, "both")
+    placed = None if query is None else query.windows_xy
 
     frame = meta[["map_x", "map_y", color]].copy()
     frame["_row"] = np.arange(len(meta))
@@ -42,7 +41,7 @@ with page_guard("Fingerprint map"):
                "nearest indexed neighbours. Drag a box or lasso (toolbar) to select windows.")
     event = st.plotly_chart(figures.map_figure(frame, color, placed), key="map_chart", on_select="rerun",
                             selection_mode=("box", "lasso"))
-    rows = sup.selected_rows(event)
+    rows = selected_rows(event)
 
     values = sorted(meta[color].dropna().astype(str).unique().tolist()) if meta[color].nunique() <= 50 else []
     if values:
@@ -75,9 +74,9 @@ with page_guard("Fingerprint map"):
         if include:
             all_wf = idx.waveforms(np.asarray(rows))
             waves = {"ecg": all_wf["ecg"], "ppg": all_wf["ppg"]}
-        table = sup.cohort_table(selection.drop(columns=["map_x", "map_y"], errors="ignore"),
-                                 sup.index_fingerprints(idx, rows), waves)
-        return sup.to_csv_bytes(table)
+        table = cohort_table(selection.drop(columns=["map_x", "map_y"], errors="ignore"),
+                             index_fingerprints(idx, rows), waves)
+        return to_csv_bytes(table)
 
     st.download_button(f"Export cohort CSV ({len(rows):,} windows{', with waveforms' if include else ''})",
                        cohort_csv, file_name="m2ae_cohort.csv", mime="text/csv", key="map_export",

@@ -8,10 +8,10 @@ from __future__ import annotations
 import pandas as pd
 import streamlit as st
 
-from m2ae import app_support as sup
 from m2ae.model.card import headline_rows
 from m2ae_ui import state
 from m2ae_ui.guard import page_guard
+from m2ae_ui.tables import find_entries, flatten
 
 PRIVACY_WORDS = ("privacy", "reident", "re_ident", "re-ident", "inversion")
 
@@ -53,7 +53,7 @@ with page_guard("Model card"):
                            ("Architecture", "model")):
             if card.get(key):
                 st.markdown(f"**{title}**")
-                st.dataframe(_table(sup.flatten(card[key])), hide_index=True)
+                st.dataframe(_table(flatten(card[key])), hide_index=True)
         if not any(card.get(k) for k in ("data", "training")):
             st.info("The card records no training data yet.")
     with tabs[1]:
@@ -77,7 +77,7 @@ with page_guard("Model card"):
                     continue
                 with st.expander(section):
                     if isinstance(body, dict):
-                        st.dataframe(_table(sup.flatten(body)), hide_index=True)
+                        st.dataframe(_table(flatten(body)), hide_index=True)
                     else:
                         st.write(body)
         else:
@@ -88,7 +88,8 @@ with page_guard("Model card"):
             rows = []
             for name, h in heads.items():
                 rows.append({"head": name, "kind": h.get("kind", ""),
-                             "outputs": ", ".join(map(str, h.get("class_names") or h.get("classes") or [])) or h.get("unit", ""),
+                             "outputs": (", ".join(map(str, h.get("class_names") or h.get("classes") or []))
+                                         or h.get("unit", "")),
                              "trained on": h.get("training_data", ""),
                              "held-out metric": ", ".join(f"{k}: {v:.3g}" if isinstance(v, float) else f"{k}: {v}"
                                                           for k, v in (h.get("metrics") or {}).items()),
@@ -100,7 +101,7 @@ with page_guard("Model card"):
         else:
             st.info(f"Heads in this checkpoint: {', '.join(model.heads) or 'none'}; the card describes none.")
     with tabs[3]:
-        privacy = sup.find_entries(card, PRIVACY_WORDS)
+        privacy = find_entries(card, PRIVACY_WORDS)
         if privacy:
             st.caption("How much a fingerprint reveals: re-identification from fingerprints and how well a "
                        "decoder trained on fingerprints alone rebuilds the raw window (from `m2ae eval`).")
@@ -120,4 +121,4 @@ with page_guard("Model card"):
             st.warning(f"No index loaded ({why}).")
         else:
             man = {k: v for k, v in idx.manifest.items() if k not in ("added",)}
-            st.dataframe(_table(sup.flatten(man)), hide_index=True)
+            st.dataframe(_table(flatten(man)), hide_index=True)

@@ -4,10 +4,11 @@ from __future__ import annotations
 import numpy as np
 import streamlit as st
 
-from m2ae import app_support as sup
 from m2ae.contract import QUALITY_THRESHOLD
 from m2ae_ui import figures, state
 from m2ae_ui.guard import page_guard
+from m2ae_ui.predictions import head_summary, rhythm_interval_warning
+from m2ae_ui.windows import window_view
 
 USE = {"ECG + PPG": "both", "ECG only": "ecg", "PPG only": "ppg"}
 METHODS = {"Integrated Gradients": "integrated_gradients", "Occlusion (0.2-s patches)": "occlusion"}
@@ -42,19 +43,20 @@ with page_guard("Predictions & explanations"):
     for start in range(0, len(heads), per_row):
         cols = st.columns(per_row)
         for col, name in zip(cols, heads[start:start + per_row]):
-            h = sup.head_summary(preds[name], i)
+            h = head_summary(preds[name], i)
             box = col.container(border=True)
             box.caption(name)
             if h["kind"] == "class":
                 box.markdown(f"**{h['label']}**")
-                box.progress(min(max(h["probability"], 0.0), 1.0), text=f"calibrated probability {h['probability']:.2f}")
+                box.progress(min(max(h["probability"], 0.0), 1.0),
+                             text=f"calibrated probability {h['probability']:.2f}")
             else:
                 unit = f" {h['unit']}" if h["unit"] else ""
                 box.markdown(f"**{h['value']:.1f}{unit}**")
                 box.caption(f"{h['level']:.0%} prediction interval {h['low']:.1f}–{h['high']:.1f}{unit}")
 
-    view = sup.window_view(win, i)
-    interval_warning = sup.rhythm_interval_warning(preds.get("rhythm"), view)
+    view = window_view(win, i)
+    interval_warning = rhythm_interval_warning(preds.get("rhythm"), view)
     if interval_warning:
         st.warning(interval_warning, icon=":material/ecg_heart:")
 
@@ -64,7 +66,7 @@ with page_guard("Predictions & explanations"):
         st.session_state["pred_head"] = heads[0]
     c1, c2, c3 = st.columns(3)
     head = c1.selectbox("Head", heads, key="pred_head")
-    summary = sup.head_summary(preds[head], i)
+    summary = head_summary(preds[head], i)
     target = None
     if summary["kind"] == "class":
         table = summary["table"]

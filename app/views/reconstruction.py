@@ -4,10 +4,11 @@ from __future__ import annotations
 import numpy as np
 import streamlit as st
 
-from m2ae import app_support as sup
 from m2ae.contract import FS_HZ
+from m2ae.eval.metrics import reconstruction_errors
 from m2ae_ui import figures, state
 from m2ae_ui.guard import page_guard
+from m2ae_ui.reconstruction import masked_spans, timing_caption
 
 PATTERNS = {
     "Complementary (ECG and PPG hide different patches)": "complementary",
@@ -34,7 +35,7 @@ def _rows(out, win, i):
         pred = np.asarray(e["prediction"][0])
         orig = None if e["original"] is None else np.asarray(e["original"][0])
         present = orig is not None
-        to_units = (lambda x: win.to_original_units(m, x[None], slice(i, i + 1))[0]) if present else (lambda x: x)
+        to_units = (lambda x, m=m: win.to_original_units(m, x[None], slice(i, i + 1))[0]) if present else (lambda x: x)
         if present:
             title = f"{mask.mean():.0%} hidden from the model"
         else:
@@ -46,11 +47,11 @@ def _rows(out, win, i):
             "original": None if orig is None else to_units(orig),
             "visible": ~mask,
             "reconstructed": np.where(mask, to_units(pred), np.nan),
-            "spans": sup.masked_spans(mask, offset_s=float(win.starts_s[i])),
+            "spans": masked_spans(mask, offset_s=float(win.starts_s[i])),
             "units": (win.meta.get("units") or {}).get(m, "a.u.") if present else "normalised",
         })
         if present and mask.any():
-            errors[m] = sup.reconstruction_errors(orig, pred, mask)
+            errors[m] = reconstruction_errors(orig, pred, mask)
     return rows, errors
 
 
@@ -66,7 +67,7 @@ def _cross_modal(key: str, version: str, i: int, target: str, source: str, _mode
     row = {"title": "", "visible": np.zeros_like(pred, bool),
            "reconstructed": pred, "spans": [], "units": "normalised",
            "original": None if orig is None else np.asarray(orig[0])}
-    err = None if orig is None else sup.reconstruction_errors(np.asarray(orig[0]), pred, max_lag_samples=LAG_SAMPLES)
+    err = None if orig is None else reconstruction_errors(np.asarray(orig[0]), pred, max_lag_samples=LAG_SAMPLES)
     moved_ms = 1000.0 * float(xo[target]["timing_shift_samples"][0]) / FS_HZ
     return figures.overlay_figure(t, [row], height_per_row=260), err, moved_ms
 
@@ -115,7 +116,7 @@ with page_guard("Reconstruction"):
                 continue
             fig, err, moved_ms = _cross_modal(src.key, version, i, target, source, model, win)
             st.plotly_chart(fig, key=f"cross_{target}")
-            st.caption(sup.timing_caption(target, source, model.pulse_arrival_s, moved_ms))
+            st.caption(timing_caption(target, source, model.pulse_arrival_s, moved_ms))
             if err is None:
                 st.caption(f"No recorded {target.upper()} to compare with: the dashed trace is the model's estimate.")
             else:

@@ -5,10 +5,11 @@ import numpy as np
 import streamlit as st
 
 import m2ae
-from m2ae import app_support as sup
 from m2ae.contract import QUALITY_THRESHOLD
+from m2ae.io import uploads
 from m2ae_ui import figures, state, warm
 from m2ae_ui.guard import page_guard, short_message
+from m2ae_ui.windows import quality_table, record_figures, window_view
 
 ERROR_KEY = "record_error"
 TICKS_KEY = "_familiarity_ticks"  # runs of _familiarity_pending in this session
@@ -114,14 +115,14 @@ with page_guard("Record: choosing a record"):
     with tab_upload:
         st.file_uploader(
             "ECG and/or PPG record — for WFDB select the .hea and its .dat/.mat together",
-            type=list(sup.UPLOAD_TYPES), accept_multiple_files=True, key="upload", on_change=_open_upload,
+            type=list(uploads.UPLOAD_TYPES), accept_multiple_files=True, key="upload", on_change=_open_upload,
             help="WFDB (.hea + .dat/.mat), CSV/TSV, NPZ/NPY, EDF/EDF+, VitalDB .vital. "
                  "Uploads stay in this server's memory and are never written to its disk by the app.")
     if st.session_state.get(ERROR_KEY):
         st.error(st.session_state[ERROR_KEY])
     pending = st.session_state.get(PENDING_KEY)
     if pending:
-        channels = sup.list_channels(pending)
+        channels = uploads.list_channels(pending)
         with st.form("mapping"):
             st.markdown(f"**Tell the reader how to read {', '.join(sorted(pending))}**")
             c1, c2, c3 = st.columns(3)
@@ -139,8 +140,8 @@ with page_guard("Record"):
         st.stop()
     src, rec, win = cur
     i = state.window_index(win)
-    view = sup.window_view(win, i)
-    summary = sup.record_figures(win)
+    view = window_view(win, i)
+    summary = record_figures(win)
     lead = rec.meta.get("lead") or win.meta.get("lead")
 
     st.subheader(src.name)
@@ -171,9 +172,9 @@ with page_guard("Record"):
     else:
         fam = state.record_familiarity(src, rec, win, use)
     if fam is not None and fam.get("calibrated"):
-        text = (f"Familiarity ({state.USE_NAMES[use]}): windows are on median {fam['median_top1']:.2f} similar to their "
-                f"nearest indexed window (1 % of unseen simulated subjects are below {fam['record_threshold']:.2f}); "
-                f"{fam['share_unfamiliar']:.0%} of windows are flagged unfamiliar.")
+        text = (f"Familiarity ({state.USE_NAMES[use]}): windows are on median {fam['median_top1']:.2f} similar to "
+                f"their nearest indexed window (1 % of unseen simulated subjects are below "
+                f"{fam['record_threshold']:.2f}); {fam['share_unfamiliar']:.0%} of windows are flagged unfamiliar.")
         if fam["record_unfamiliar"]:
             st.warning(f"**Unfamiliar record.** {text} The demo model was trained on simulated data; treat its "
                        "outputs for this record as unreliable.", icon=":material/report:")
@@ -207,7 +208,7 @@ with page_guard("Record"):
         st.caption("ECG amplitude units are not known for this record, so the mm/mV paper grid is not drawn.")
 
     st.markdown("**Signal quality per window**")
-    table = sup.quality_table(win)
+    table = quality_table(win)
     st.plotly_chart(figures.quality_figure(table, i, QUALITY_THRESHOLD),
                     key="record_quality")
     # A toggle rather than a collapsed expander: Streamlit draws an expander's content even when

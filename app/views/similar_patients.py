@@ -4,9 +4,12 @@ from __future__ import annotations
 import pandas as pd
 import streamlit as st
 
-from m2ae import app_support as sup
+from m2ae.index.neighbours import (cohort_table, index_fingerprints, is_numeric_label, knn_estimate, knn_vote,
+                                   label_head_pairs, neighbour_filters, vote_columns)
 from m2ae_ui import figures, state
 from m2ae_ui.guard import page_guard
+from m2ae_ui.predictions import head_summary
+from m2ae_ui.tables import to_csv_bytes
 
 USE = {"ECG + PPG": "both", "ECG only": "ecg", "PPG only": "ppg"}
 REQUIRE = {"any": None, "ECG recorded": "ecg", "PPG recorded": "ppg", "both recorded": "both"}
@@ -15,21 +18,21 @@ REQUIRE = {"any": None, "ECG recorded": "ecg", "PPG recorded": "ppg", "both reco
 def _label_summary(col, idx, hits, preds, pairs, i) -> None:
     """One label's make-up among the neighbours (vote or weighted mean), beside the head's output."""
     name = col[len("label_"):].removesuffix("_name")
-    numeric = sup.is_numeric_label(idx.metadata[col])
+    numeric = is_numeric_label(idx.metadata[col])
     if numeric:
-        est = sup.knn_estimate(hits[col].tolist(), hits["score"].tolist())
+        est = knn_estimate(hits[col].tolist(), hits["score"].tolist())
         if not est["n"]:
             return
         st.markdown(f"*{name}* — neighbours' similarity-weighted mean: **{est['mean']:.1f}** "
                     f"(sd {est['sd']:.1f}, n = {est['n']})")
     else:
-        vote = sup.knn_vote(hits[col].tolist(), hits["score"].tolist())
+        vote = knn_vote(hits[col].tolist(), hits["score"].tolist())
         if vote.empty:
             return
         st.markdown(f"*{name}* — kNN vote: **{vote.iloc[0]['label']}** "
                     f"({vote.iloc[0]['weighted_share']:.0%} of similarity-weighted neighbours)")
     if col in pairs:
-        h = sup.head_summary(preds[pairs[col]], i)
+        h = head_summary(preds[pairs[col]], i)
         if h["kind"] == "class":
             st.caption(f"Head prediction: {h['label']} (calibrated p = {h['probability']:.2f})")
         else:
@@ -62,11 +65,9 @@ with page_guard("Similar patients"):
     require = c[4].selectbox("Neighbour modalities", list(REQUIRE), key="sim_require")
 
     state.warn_if_unfamiliar(src, rec, win, i, USE[use_label])
-    fp = state.fingerprints(src.key, version, USE[use_label], model, win)[i]
-    subject = (rec.meta.get("subject_id") or src.info.get("subject_id")) if exclude else None
-    record_id = (rec.meta.get("record_id") or None) if exclude else None
-    filters = sup.neighbour_filters(idx.metadata.columns, min_q, REQUIRE[require])
-    hits = idx.search(fp, k=int(k), exclude_subject=subject, exclude_record=record_id, filters=filters or None)[0]
+    filters = neighbour_filters(idx.metadata.columns, min_q, REQUIRE[require])
+    hits = state.neighbours(model, idx, src, rec, win, i, USE[use_label], k=int(k), exclude_own=exclude,
+                            filters=filters or None)
     if hits.attrs.get("note"):
         st.info(hits.attrs["note"])
     if hits.empty:
@@ -98,8 +99,8 @@ with page_guard("Similar patients"):
     with right:
         st.markdown("**Label make-up of the neighbourhood**")
         preds = state.predictions(src.key, version, USE[use_label], model, win)
-        pairs = sup.label_head_pairs(labels, preds)
-        cols = sup.vote_columns(labels)
+        pairs = label_head_pairs(labels, preds)
+        cols = vote_columns(labels)
         with_head = [c for c in cols if c in pairs]
         others = [c for c in cols if c not in pairs]
         for col in with_head:
@@ -110,11 +111,11 @@ with page_guard("Similar patients"):
                     _label_summary(col, idx, hits, preds, pairs, i)
 
     def neighbours_csv() -> bytes:
-        export = sup.cohort_table(hits.drop(columns=["map_x", "map_y"], errors="ignore"),
-                                  sup.index_fingerprints(idx, hits["id"].to_numpy()))
+        export = cohort_table(hits.drop(columns=["map_x", "map_y"], errors="ignore"),
+                              index_fingerprints(idx, hits["id"].to_numpy()))
         query = pd.DataFrame({"query_record": [src.name] * len(export), "query_window": i,
                               "query_start_s": float(win.starts_s[i])})
-        return sup.to_csv_bytes(pd.concat([query, export], axis=1))
+        return to_csv_bytes(pd.concat([query, export], axis=1))
 
     st.download_button("Export neighbours CSV (metadata + fingerprints)", neighbours_csv,
                        file_name="m2ae_neighbours.csv", mime="text/csv", key="sim_export", on_click="ignore")

@@ -19,6 +19,9 @@ from collections.abc import Hashable, Sequence
 
 import numpy as np
 
+from ..contract import FS_HZ, PATCH_SAMPLES
+from ..errors import InputError
+
 EPS = 1e-12
 
 
@@ -94,11 +97,11 @@ def reconstruction_scores(pred, target, groups: Sequence[Hashable], max_lag: int
     window's group lag)}.
     """
     p, t = _rows(pred), _rows(target)
-    groups = np.asarray(groups)
+    group_ids = np.asarray(groups)
     out = {"r": pearson_r(p, t), "nmse": nmse(p, t)}
     r_lag, nmse_lag, lags = np.full(len(p), np.nan), np.full(len(p), np.nan), np.zeros(len(p), int)
-    for g in np.unique(groups):
-        idx = np.flatnonzero(groups == g)
+    for g in np.unique(group_ids):
+        idx = np.flatnonzero(group_ids == g)
         lag = best_lag(p[idx], t[idx], max_lag)
         ps, ts = shift_pair(p[idx], t[idx], lag)
         r_lag[idx], nmse_lag[idx], lags[idx] = pearson_r(ps, ts), nmse(ps, ts), lag
@@ -115,6 +118,37 @@ def summarize_reconstruction(scores: dict[str, np.ndarray], fs_hz: float) -> dic
         "median_nmse_lagged": _median(scores["nmse_lag"]),
         "median_lag_ms": _median(scores["lag"] * 1000.0 / fs_hz),
     }
+
+
+def reconstruction_errors(original: np.ndarray, reconstructed: np.ndarray, mask: np.ndarray | None = None,
+                          max_lag_samples: int = 0) -> dict[str, float]:
+    """Error figures of one reconstructed window (what the app shows beside a reconstruction).
+
+    original, reconstructed : [T] the same window in the same units (normalised is best).
+    mask : optional per-sample (or per-patch) bool, True = hidden from the model; NMSE and r are then
+        scored on the hidden samples only (NMSE's denominator stays the whole window's variance).
+    max_lag_samples : when > 0 also report r after the one best lag within ±max_lag (a constant
+        ECG→PPG device delay is not the model's error), and that lag in ms.
+    Returns {"nmse", "pearson_r", "n_samples"} (+ {"pearson_r_lagged", "lag_ms"}).
+    """
+    x = np.asarray(original, dtype=np.float64).ravel()
+    y = np.asarray(reconstructed, dtype=np.float64).ravel()
+    if x.shape != y.shape:
+        raise InputError(f"reconstruction: shapes differ ({x.shape} vs {y.shape})")
+    m = np.ones(x.size, bool)
+    if mask is not None:
+        mm = np.asarray(mask, dtype=bool).ravel()
+        if mm.size * PATCH_SAMPLES == x.size:
+            mm = patch_mask_to_samples(mm, PATCH_SAMPLES)
+        if mm.size == x.size and mm.any():
+            m = mm
+    out = {"nmse": float(nmse(y, x, m)[0]), "pearson_r": float(pearson_r(y[m], x[m])[0]), "n_samples": int(m.sum())}
+    if max_lag_samples > 0:
+        lag = best_lag(y, x, int(max_lag_samples))
+        ps, ts = shift_pair(y, x, lag)
+        out["pearson_r_lagged"] = float(pearson_r(ps, ts)[0])
+        out["lag_ms"] = 1000.0 * lag / FS_HZ
+    return out
 
 
 def _median(x) -> float:
@@ -279,9 +313,9 @@ def group_bootstrap_ci(statistic, groups: Sequence[Hashable], n_boot: int = BOOT
     >>> 1.0 <= lo < 2.0 < hi <= 3.0
     True
     """
-    groups = np.asarray(groups)
-    _, inverse = np.unique(groups, return_inverse=True)
-    members = [np.flatnonzero(inverse == g) for g in range(inverse.max() + 1)] if len(groups) else []
+    group_ids = np.asarray(groups)
+    _, inverse = np.unique(group_ids, return_inverse=True)
+    members = [np.flatnonzero(inverse == g) for g in range(inverse.max() + 1)] if len(group_ids) else []
     if not members:
         return [float("nan"), float("nan")]
     rng = np.random.default_rng(seed)

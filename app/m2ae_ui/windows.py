@@ -1,0 +1,129 @@
+"""A preprocessed record as the Record page shows it: one window cut out in seconds, the
+per-window quality table and the whole-record headline figures.
+
+Times are seconds from the record's start, heart rates bpm, pulse arrival times ms; signals are the
+cleaned 125-Hz traces in the record's own units.
+"""
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Any
+
+import numpy as np
+import pandas as pd
+
+from m2ae.contract import QUALITY_THRESHOLD, WINDOW_SAMPLES
+from m2ae.errors import InputError
+from m2ae.record import Windows
+
+
+@dataclass
+class WindowView:
+    """One 10-s window in the record's units, ready to draw.
+
+    t_s : [n] seconds from the record's start; ecg, ppg : [n] cleaned signal (None when absent);
+    r_peaks_s, pulse_peaks_s : peak times (s) inside the window; units : {"ecg": ..., "ppg": ...}.
+    """
+
+    index: int
+    t_s: np.ndarray
+    ecg: np.ndarray | None
+    ppg: np.ndarray | None
+    r_peaks_s: np.ndarray
+    pulse_peaks_s: np.ndarray
+    units: dict[str, str]
+    ecg_quality: float = float("nan")
+    ppg_quality: float = float("nan")
+    low_quality: bool = False
+    hr_bpm: float = float("nan")
+    pat_ms: float = float("nan")
+
+
+def _at(arr: Any, i: int, default: Any = float("nan")) -> Any:
+    # Per-window arrays are None when a channel was absent: that is a missing value, not an error.
+    if arr is None:
+        return default
+    try:
+        return arr[i]
+    except (IndexError, TypeError):
+        return default
+
+
+def window_view(win: Windows, i: int) -> WindowView:
+    """Cut window ``i`` of ``win`` out of the cleaned whole-record signals, with its peaks.
+
+    Uses ``ecg_clean``/``ppg_clean`` (original units, 125 Hz) when present, else the window's
+    normalised samples mapped back with ``Windows.to_original_units``. ``i`` is clamped to the
+    windows there are.
+    """
+    n = len(win)
+    if n == 0:
+        raise InputError("record: no 10-s window to show")
+    i = int(np.clip(i, 0, n - 1))
+    fs = float(win.fs)
+    start = int(round(float(win.starts_s[i]) * fs))
+    stop = start + WINDOW_SAMPLES
+    t = (start + np.arange(WINDOW_SAMPLES)) / fs
+    signals: dict[str, np.ndarray | None] = {}
+    for mod in ("ecg", "ppg"):
+        clean = getattr(win, f"{mod}_clean", None)
+        norm = getattr(win, mod)
+        if clean is not None and len(clean) >= stop:
+            signals[mod] = np.asarray(clean[start:stop], dtype=np.float64)
+        elif norm is not None:
+            signals[mod] = win.to_original_units(mod, norm[i:i + 1], slice(i, i + 1))[0].astype(np.float64)
+        else:
+            signals[mod] = None
+
+    def peaks_in(p: np.ndarray | None) -> np.ndarray:
+        if p is None:
+            return np.zeros(0)
+        p = np.asarray(p)
+        return p[(p >= start) & (p < stop)] / fs
+
+    units = dict((win.meta or {}).get("units") or {})
+    hr = _at(win.hr_ecg_bpm, i)
+    if not np.isfinite(hr):
+        hr = _at(win.hr_ppg_bpm, i)
+    return WindowView(
+        index=i, t_s=t, ecg=signals["ecg"], ppg=signals["ppg"],
+        r_peaks_s=peaks_in(win.r_peaks if signals["ecg"] is not None else None),
+        pulse_peaks_s=peaks_in(win.pulse_peaks if signals["ppg"] is not None else None),
+        units={"ecg": units.get("ecg", "a.u."), "ppg": units.get("ppg", "a.u.")},
+        ecg_quality=float(_at(win.ecg_quality, i)), ppg_quality=float(_at(win.ppg_quality, i)),
+        low_quality=bool(_at(win.low_quality, i, False)), hr_bpm=float(hr), pat_ms=float(_at(win.pat_ms, i)),
+    )
+
+
+def quality_table(win: Windows) -> pd.DataFrame:
+    """Per-window table: start (s), quality per channel, heart rate (bpm), PAT (ms), low-quality flag."""
+    n = len(win)
+    nan = np.full(n, np.nan)
+
+    def col(a: np.ndarray | None) -> np.ndarray:
+        return nan if a is None else np.asarray(a, dtype=float)
+
+    return pd.DataFrame({
+        "window": np.arange(n),
+        "start_s": np.asarray(win.starts_s, dtype=float),
+        "ecg_quality": col(win.ecg_quality),
+        "ppg_quality": col(win.ppg_quality),
+        "hr_ecg_bpm": col(win.hr_ecg_bpm),
+        "hr_ppg_bpm": col(win.hr_ppg_bpm),
+        "pat_ms": col(win.pat_ms),
+        "low_quality": np.zeros(n, bool) if win.low_quality is None else np.asarray(win.low_quality, bool),
+    })
+
+
+def record_figures(win: Windows) -> dict[str, float]:
+    """Whole-record headline numbers: median HR (bpm) from ECG and PPG, median PAT (ms), windows, flagged."""
+    def med(a: np.ndarray | None) -> float:
+        if a is None:
+            return float("nan")
+        a = np.asarray(a, dtype=float)
+        a = a[np.isfinite(a)]
+        return float(np.median(a)) if a.size else float("nan")
+
+    low = 0 if win.low_quality is None else int(np.sum(win.low_quality))
+    return {"hr_ecg_bpm": med(win.hr_ecg_bpm), "hr_ppg_bpm": med(win.hr_ppg_bpm), "pat_ms": med(win.pat_ms),
+            "n_windows": len(win), "n_low_quality": low, "quality_threshold": QUALITY_THRESHOLD}
