@@ -64,7 +64,7 @@ def main(argv=None) -> int:
 
     from m2ae.index import FingerprintIndex, MapConfig, embed, simulated_items
     from m2ae.index.mapping import map_diameter
-    from m2ae.index.embed import resolve_model
+    from m2ae.index.fingerprints import resolve_model
     from m2ae.io import write_record
     from m2ae.simulate import simulate_record, simulate_windows
 
@@ -162,7 +162,7 @@ def main(argv=None) -> int:
             t = time.perf_counter()
             loaded.place(new[i % len(new)])
             warm_fp.append(time.perf_counter() - t)
-        from m2ae.index.build import record_fingerprint
+        from m2ae.index.fingerprints import record_fingerprint
         from m2ae.io import load_record
 
         for _ in range(5):
@@ -180,7 +180,7 @@ def main(argv=None) -> int:
         ckpt = args.model
         code_rec = textwrap.dedent(f"""
             import m2ae
-            from m2ae.index.build import record_fingerprint
+            from m2ae.index.fingerprints import record_fingerprint
             model = m2ae.load_model({ckpt!r})
             idx = m2ae.open_index({str(Path(tmp) / 'idx')!r}, model=model)
             win = m2ae.preprocess(m2ae.load_record({str(rec_path)!r}))

@@ -30,7 +30,7 @@ os.environ.setdefault("OMP_WAIT_POLICY", "PASSIVE")
 
 import faiss  # noqa: E402
 
-from m2ae.index.store import IndexConfig, new_faiss_index  # noqa: E402
+from m2ae.index.faiss_index import IndexConfig, new_faiss_index  # noqa: E402
 
 
 @dataclass

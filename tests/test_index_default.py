@@ -1,4 +1,4 @@
-"""The shipped index (indexes/default): made by the shipped checkpoint, the promised size and content,
+"""The shipped index (m2ae/index/default): made by the shipped checkpoint, the promised size and content,
 and a sample record finds its own subject and neighbours of its own rhythm far above chance."""
 from __future__ import annotations
 
@@ -8,14 +8,14 @@ from pathlib import Path
 import pytest
 
 ROOT = Path(__file__).resolve().parents[1]
-DEFAULT = ROOT / "indexes" / "default"
+DEFAULT = ROOT / "m2ae" / "index" / "default"
 SAMPLES = ROOT / "sample_data"
 
 
 @pytest.fixture(scope="module")
 def shipped():
     if not (DEFAULT / "manifest.json").exists():
-        pytest.skip("indexes/default is not built in this checkout")
+        pytest.skip("m2ae/index/default is not built in this checkout")
     import m2ae
 
     model = m2ae.load_model(device="cpu")
@@ -28,7 +28,7 @@ def test_manifest_size_and_content(shipped):
     m = json.loads((DEFAULT / "manifest.json").read_text())
     assert m["model_version"] == model.version
     assert m["build_command"] == "m2ae index build sample_data --out indexes/default --simulate 2000 --seed 0"
-    assert m["build_command"] in (ROOT / "indexes" / "README.md").read_text()
+    assert m["build_command"] in (ROOT / "m2ae" / "index" / "README.md").read_text()
     assert m["model_checkpoint"] == "m2ae/model/m2ae-demo.pt" and m["created"] and m["data"]
     assert idx.count >= 10_000 and idx.metadata["subject_id"].nunique() >= 2_000
     assert set(idx.metadata["label_rhythm"].dropna()) == {"NSR", "AF", "SB", "ST", "PVC"}

@@ -12,7 +12,7 @@ import pytest
 
 from m2ae.errors import InputError, ModelMismatchError
 from m2ae.index import build_index, embed, load_embeddings, open_index, query_record, simulated_items
-from m2ae.index.embed import find_record_files
+from m2ae.index.sources import find_record_files
 from m2ae.index.mapping import MapConfig
 from m2ae.io import write_record
 from m2ae.simulate import simulate_record, write_cohort
@@ -202,7 +202,7 @@ def test_cli_build_query_and_errors(cohort, tmp_path):
 
 
 def test_labels_and_subject_from_a_nearby_manifest(tmp_path):
-    from m2ae.index.embed import load_path, manifest_meta_for
+    from m2ae.index.sources import load_path, manifest_meta_for
 
     write_cohort(2, tmp_path / "csvs", seed=1, duration_s=20.0, fmt="csv")  # CSV cannot carry labels
     f = sorted((tmp_path / "csvs").glob("*.csv"))

@@ -9,8 +9,10 @@ import numpy as np
 import pytest
 
 from m2ae.index import build_index, open_index
-from m2ae.index.familiarity import (FAMILIARITY_FILE, MODES, QUANTILES_PCT, calibrate_familiarity, familiarity,
-                                    warning_text, write_reference)
+from m2ae.index.calibration import calibrate_familiarity
+from m2ae.index.familiarity import MODES, QUANTILES_PCT, familiarity, warning_text
+from m2ae.index.files import FAMILIARITY_FILE
+from m2ae.index.files import write_familiarity as write_reference
 from m2ae.index.mapping import MapConfig
 
 ROOT = Path(__file__).resolve().parents[1]

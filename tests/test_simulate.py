@@ -364,7 +364,7 @@ def test_noise_free_ppg_is_smooth_and_ecg_waves_complete():
 
 
 def test_cohort_ids_differ_across_seeds_and_match_the_index_builder(tmp_path):
-    from m2ae.index.embed import simulated_items
+    from m2ae.index.sources import simulated_items
     from m2ae.simulate import write_cohort
     from m2ae.simulate.record import cohort_subjects
 

@@ -18,8 +18,15 @@ def cmd_embed(args: argparse.Namespace) -> int:
     emit(summary, args.json, lambda s: (
         f"embedded {s['count']} windows from {s['records']} records ({s['low_quality_windows']} low-quality, kept) "
         f"-> {s['out']}  [{s['windows_per_s']} windows/s, model {s['model_version']}]"
-        + (f"\nskipped {len(s['skipped'])} input(s): " + "; ".join(x["error"] for x in s["skipped"][:5]) if s["skipped"] else "")))
+        + _skipped_line(s["skipped"])))
     return 0
+
+
+def _skipped_line(skipped: list[dict]) -> str:
+    """A second line naming up to five skipped inputs' reasons ("" when none were skipped)."""
+    if not skipped:
+        return ""
+    return f"\nskipped {len(skipped)} input(s): " + "; ".join(x["error"] for x in skipped[:5])
 
 
 def build_command_of(args: argparse.Namespace) -> str:
@@ -51,8 +58,7 @@ def cmd_index_build(args: argparse.Namespace) -> int:
     emit(summary, args.json, lambda s: (
         f"index {s['out']}: {s['count']} windows, {s['records']} records, {s['subjects']} subjects, "
         f"{s['index_type']} + {s['map']} map, model {s['model_version']}"
-        + (f"\nskipped {len(s['skipped_inputs'])} input(s): " + "; ".join(x["error"] for x in s["skipped_inputs"][:5])
-           if s["skipped_inputs"] else "")))
+        + _skipped_line(s["skipped_inputs"])))
     return 0
 
 
@@ -78,7 +84,8 @@ def _human_query(res: dict) -> str:
         lines.append(f"{n['rank']:>4} {n['score']:6.3f}  {str(n['record'])[:28]:<28} {str(n['subject_id'])[:14]:<14} "
                      f"{n['start_s']:7.1f}  {n.get('label_rhythm') or '-'}")
     for key, a in res["label_agreement"].items():
-        lines.append(f"{key}={a['query']}: {a['neighbours_same']:.0%} of neighbours vs {a['index_base_rate']:.0%} of the index")
+        lines.append(f"{key}={a['query']}: {a['neighbours_same']:.0%} of neighbours "
+                     f"vs {a['index_base_rate']:.0%} of the index")
     fam = res.get("familiarity") or {}
     if fam.get("calibrated"):
         lines.append(f"familiarity ({fam['mode']}): median top-1 similarity {fam['median_top1']:.3f} "
@@ -92,18 +99,19 @@ def _human_query(res: dict) -> str:
 
 def cmd_index_calibrate(args: argparse.Namespace) -> int:
     from ..index import calibrate_familiarity, open_index
-    from ..index.embed import resolve_model
-    from ..index.familiarity import FAMILIARITY_FILE
+    from ..index.files import FAMILIARITY_FILE
+    from ..index.fingerprints import resolve_model
 
     model = resolve_model(getattr(args, "model", None))
     idx = open_index(getattr(args, "index", None), model=model)
     ref = calibrate_familiarity(idx, model, n_windows=getattr(args, "windows", 600))
-    summary = {"index": str(idx.path), "file": str(Path(idx.path) / FAMILIARITY_FILE), "model_version": ref["model_version"],
-               "n": ref["n"], "seed": ref["seed"],
+    summary = {"index": str(idx.path), "file": str(Path(str(idx.path)) / FAMILIARITY_FILE),
+               "model_version": ref["model_version"], "n": ref["n"], "seed": ref["seed"],
                "window_quantiles": {m: v["window_quantiles"] for m, v in ref["modes"].items()},
                "subject_median_quantiles": {m: v["subject_median_quantiles"] for m, v in ref["modes"].items()}}
     emit(summary, getattr(args, "json", False), lambda s: "\n".join(
-        [f"familiarity reference -> {s['file']} ({s['n']} unseen simulated windows, seed {s['seed']}, model {s['model_version']})",
+        [f"familiarity reference -> {s['file']} ({s['n']} unseen simulated windows, seed {s['seed']}, "
+         f"model {s['model_version']})",
          "top-1 similarity quantiles (1/5/10/50 %), windows | subject medians:"]
         + [f"  {m:<4} " + " ".join(f"{v:.3f}" for v in s["window_quantiles"][m].values()) + "  |  "
            + " ".join(f"{v:.3f}" for v in s["subject_median_quantiles"][m].values()) for m in s["window_quantiles"]]))
@@ -147,7 +155,8 @@ def add_commands(sub: argparse._SubParsersAction) -> None:
     q.add_argument("--ppg")
     q.add_argument("--json", action="store_true")
     q.set_defaults(func=cmd_index_query)
-    c = xs.add_parser("calibrate", help="write familiarity.json: top-1 similarity of unseen simulated windows (OOD reference)")
+    c = xs.add_parser("calibrate",
+                      help="write familiarity.json: top-1 similarity of unseen simulated windows (OOD reference)")
     c.add_argument("--index", help="index folder (default: shipped)")
     c.add_argument("--model", help="checkpoint (default: shipped); must be the index's model version")
     c.add_argument("--windows", type=int, default=600, help="reference windows (default 600)")

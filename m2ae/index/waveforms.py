@@ -4,7 +4,8 @@ Each 10-s window (normalised, 125 Hz) is resampled to 62.5 Hz (625 samples; ECG 
 40 Hz and PPG to 8 Hz by the contract, so only the ECG's top 9 Hz are lost, which a thumbnail does
 not show) and quantised to int8 with one step per window and channel. That is 1.25 kB per window for
 both channels, so 12 k windows cost ~15 MB, and the index keeps the windows' centre/scale in its
-metadata to put them back in the record's units.
+metadata to put them back in the record's units. ``files.py`` writes and reads them
+(``waveforms_*.npy``).
 """
 from __future__ import annotations
 
@@ -36,29 +37,32 @@ class CompactWaveforms:
         return len(self.ecg_step)
 
     @classmethod
-    def empty(cls) -> "CompactWaveforms":
+    def empty(cls) -> CompactWaveforms:
         z = np.zeros((0, WAVEFORM_SAMPLES), np.int8)
         e = np.zeros(0, np.float32)
         return cls(z, z.copy(), e, e.copy())
 
     @classmethod
-    def from_windows(cls, ecg: np.ndarray | None, ppg: np.ndarray | None, n: int | None = None) -> "CompactWaveforms":
+    def from_windows(cls, ecg: np.ndarray | None, ppg: np.ndarray | None, n: int | None = None) -> CompactWaveforms:
         """Compress normalised contract windows ([N, 1250] float or None per modality)."""
         if n is None:
-            n = len(ecg) if ecg is not None else len(ppg)
+            present = ecg if ecg is not None else ppg
+            if present is None:
+                raise ValueError("CompactWaveforms.from_windows: give ECG, PPG or n")
+            n = len(present)
         codes, steps = {}, {}
         for name, x in (("ecg", ecg), ("ppg", ppg)):
             codes[name], steps[name] = _quantise(x, n)
         return cls(codes["ecg"], codes["ppg"], steps["ecg"], steps["ppg"])
 
     @classmethod
-    def concat(cls, parts: list["CompactWaveforms"]) -> "CompactWaveforms":
+    def concat(cls, parts: list[CompactWaveforms]) -> CompactWaveforms:
         parts = [p for p in parts if len(p)]
         if not parts:
             return cls.empty()
         return cls(*(np.concatenate([getattr(p, f) for p in parts]) for f in ("ecg", "ppg", "ecg_step", "ppg_step")))
 
-    def take(self, ids: np.ndarray) -> "CompactWaveforms":
+    def take(self, ids: np.ndarray) -> CompactWaveforms:
         ids = np.asarray(ids, dtype=np.int64)
         return CompactWaveforms(self.ecg[ids], self.ppg[ids], self.ecg_step[ids], self.ppg_step[ids])
 
@@ -71,25 +75,6 @@ class CompactWaveforms:
             step = np.asarray(getattr(self, f"{name}_step")[ids], dtype=np.float32)
             out[name] = codes * step[:, None]  # NaN step -> NaN row: the modality was absent
         return out
-
-    def save(self, folder) -> None:
-        from pathlib import Path
-
-        folder = Path(folder)
-        np.save(folder / "waveforms_ecg.npy", self.ecg)
-        np.save(folder / "waveforms_ppg.npy", self.ppg)
-        np.save(folder / "waveforms_step.npy", np.stack([self.ecg_step, self.ppg_step], axis=1))
-
-    @classmethod
-    def load(cls, folder, mmap: bool = True) -> "CompactWaveforms":
-        from pathlib import Path
-
-        folder = Path(folder)
-        mode = "r" if mmap else None
-        ecg = np.load(folder / "waveforms_ecg.npy", mmap_mode=mode, allow_pickle=False)
-        ppg = np.load(folder / "waveforms_ppg.npy", mmap_mode=mode, allow_pickle=False)
-        step = np.load(folder / "waveforms_step.npy", allow_pickle=False)
-        return cls(ecg, ppg, step[:, 0].astype(np.float32), step[:, 1].astype(np.float32))
 
 
 def _quantise(x: np.ndarray | None, n: int) -> tuple[np.ndarray, np.ndarray]:
