@@ -128,9 +128,9 @@ def bench_browser(n_sessions: int, plain_streamlit: bool = False) -> None:
             try:
                 with urllib.request.urlopen(f"{url}/_stcore/health", timeout=1):
                     break
-            except OSError:
+            except OSError as e:
                 if time.perf_counter() - t0 > 120:
-                    raise RuntimeError("server did not start within 120 s")
+                    raise RuntimeError("server did not start within 120 s") from e
                 time.sleep(0.05)
         t_health = time.perf_counter() - t0
         drv.get(url)

@@ -22,8 +22,8 @@ def test_place_record_matches_query_record_map_position():
 
 
 def test_place_record_imports_neither_neurokit2_nor_umap():
-    code = ("import sys, m2ae.index as I; I.place_record(%r); "
-            "print('neurokit2' in sys.modules, 'umap' in sys.modules, 'numba' in sys.modules)" % str(SAMPLE))
+    code = (f"import sys, m2ae.index as I; I.place_record({str(SAMPLE)!r}); "
+            "print('neurokit2' in sys.modules, 'umap' in sys.modules, 'numba' in sys.modules)")
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, cwd=ROOT, timeout=120)
     assert out.returncode == 0, out.stderr[-500:]
     assert out.stdout.split() == ["False", "False", "False"]

@@ -22,6 +22,9 @@ import numpy as np
 from ..contract import FS_HZ, PATCH_SAMPLES
 from ..errors import InputError
 
+# One label per row (subject or record id): a list or a numpy array of hashable values.
+GroupLabels = Sequence[Hashable] | np.ndarray
+
 EPS = 1e-12
 
 
@@ -90,7 +93,7 @@ def best_lag(pred, target, max_lag: int) -> int:
     return best
 
 
-def reconstruction_scores(pred, target, groups: Sequence[Hashable], max_lag: int) -> dict[str, np.ndarray]:
+def reconstruction_scores(pred, target, groups: GroupLabels, max_lag: int) -> dict[str, np.ndarray]:
     """Per-window r and NMSE, plain and after one best lag per group (record or subject).
 
     Returns {"r": [N], "nmse": [N], "r_lag": [N], "nmse_lag": [N], "lag": [N] (samples, that
@@ -299,7 +302,7 @@ BOOTSTRAP_RESAMPLES = 1000
 CI_LEVEL = 0.95
 
 
-def group_bootstrap_ci(statistic, groups: Sequence[Hashable], n_boot: int = BOOTSTRAP_RESAMPLES,
+def group_bootstrap_ci(statistic, groups: GroupLabels, n_boot: int = BOOTSTRAP_RESAMPLES,
                        level: float = CI_LEVEL, seed: int = 0) -> list[float]:
     """Percentile confidence interval of ``statistic(rows)`` when whole groups (subjects, records)
     are resampled with replacement: windows of one subject are not independent evidence, so they are
@@ -329,7 +332,7 @@ def group_bootstrap_ci(statistic, groups: Sequence[Hashable], n_boot: int = BOOT
     return [round(float(low), 4), round(float(high), 4)]  # 4 decimals: far finer than any interval here
 
 
-def difference_ci(model_values, baseline_values, groups: Sequence[Hashable], reduce=np.nanmedian,
+def difference_ci(model_values, baseline_values, groups: GroupLabels, reduce=np.nanmedian,
                   seed: int = 0) -> list[float]:
     """CI of reduce(model) − reduce(baseline) over per-window (or per-query) values [N] measured on
     the same rows (a paired comparison), resampling ``groups``; ``reduce`` is the figure reported

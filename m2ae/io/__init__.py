@@ -10,16 +10,17 @@
 Modules: ``load`` (format sniffing and dispatch) calls one reader module per format (``wfdb``,
 ``delimited`` for CSV/TSV, ``npz`` for NPZ/NPY, ``edf``, ``vital``), which share ``sources`` (path or
 in-memory upload, size limit), ``channels`` (which column is ECG/PPG) and ``assemble`` (checks and
-``Record``); ``corpus`` walks corpus layouts, ``writers`` writes records, ``uploads`` serves the app.
+``Record``); ``corpus`` walks corpus layouts (one module per layout; ``cinc2015_split`` is the fixed
+record-level split of the CinC 2015 ICU alarm corpus), ``writers`` writes records, ``uploads`` serves the app.
 
 Heavy format libraries (wfdb, pyEDFlib, h5py, vitaldb, pandas) are imported inside the functions
 that need them, so ``import m2ae.io`` works on a training box that lacks some of them.
 """
 from __future__ import annotations
 
-from .corpus import LAYOUTS, detect_layout, iter_corpus
+from .corpus import LAYOUTS, cinc2015_records, cinc2015_split, detect_layout, iter_corpus
 from .load import SUPPORTED, load_record, sniff_format
 from .writers import FORMATS, write_record
 
 __all__ = ["load_record", "iter_corpus", "detect_layout", "write_record", "sniff_format", "SUPPORTED", "FORMATS",
-           "LAYOUTS"]
+           "LAYOUTS", "cinc2015_split", "cinc2015_records"]

@@ -1,0 +1,123 @@
+"""Corpus layouts -> streams of ``Record`` with the labels each corpus carries.
+
+One module per layout (how that corpus' folder maps to records, subjects and labels); the files
+themselves are read by the format modules (``m2ae.io.wfdb``, ``m2ae.io.vital``, ...). This module
+tells the layouts apart (``detect_layout``, from the folder's contents) and runs one
+(``iter_corpus``), skipping or raising what a layout could not read. Layouts:
+
+- ``cinc2015``: PhysioNet/CinC Challenge 2015 ICU alarm records, ``labels.csv`` (record,
+  alarm_type, true_alarm, ...) + ``records/rNNN.hea`` (WFDB, FLAC format 516); one record per
+  patient stay, labels alarm type, true/false alarm, alarm time (300 s) and the fixed split
+  (``cinc2015_split``).
+- ``bidmc``: BIDMC PPG and Respiration Dataset, ``bidmc_NN_Signals.csv`` (+ ``_Numerics.csv``,
+  ``_Fix.txt``) and/or WFDB ``bidmcNN.hea``; one record per subject, labels age/sex when given.
+- ``mimic3wdb``: MIMIC-III matched waveform database folders ``pXX/pXXXXXX/`` with multi-segment
+  master headers ``pXXXXXX-YYYY-MM-DD-hh-mm.hea``; one record per segment holding II and/or PLETH
+  (segments are contiguous stretches; a master record can last days), subject id from the folder.
+- ``vitaldb``: ``NNNN.vital`` files (tracks SNUADC/ECG_II, SNUADC/PLETH) and an optional
+  ``clinical_data.csv`` (caseid, subjectid, age, sex, preop_htn, death_inhosp, ...).
+- ``pulsedb``: PulseDB segment files (MATLAB v7.3 = HDF5, struct array ``Subj_Wins`` with ECG_F,
+  PPG_F, SegSBP, SegDBP, Age, Gender, ...) or generated ``Subset`` files; one 10-s record per segment.
+- ``ptbxl``: PTB-XL ``ptbxl_database.csv`` + ``scp_statements.csv`` + ``records500``/``records100``;
+  ECG only (lead II), labels age, sex, diagnostic superclasses (NORM, MI, STTC, CD, HYP).
+- ``folder``: any folder of files ``load_record`` reads.
+
+>>> for rec in iter_corpus("/data/mimic3wdb-matched/p00"):   # doctest: +SKIP
+...     print(rec.meta["subject_id"], rec.duration_s)
+"""
+from __future__ import annotations
+
+from collections.abc import Callable, Iterator
+from pathlib import Path
+from typing import Any
+
+from ...errors import InputError
+from ...record import Record
+from . import bidmc, cinc2015, folder, mimic3wdb, ptbxl, pulsedb, vitaldb
+from .cinc2015 import ALARM_TIME_S
+from .cinc2015_split import SPLITS, cinc2015_records, cinc2015_split, make_cinc2015_split, write_cinc2015_split
+from .common import log, wfdb_segment_headers
+from .ptbxl import ptbxl_superclasses
+from .pulsedb import HTN_DBP_MMHG, HTN_SBP_MMHG, PULSEDB_FS_HZ
+
+LAYOUTS = ("cinc2015", "bidmc", "mimic3wdb", "vitaldb", "pulsedb", "ptbxl", "folder")
+
+# layout -> generator of Record | InputError items over a folder (or a single corpus file).
+_ITERATE: dict[str, Callable[[Path], Iterator[Any]]] = {
+    "cinc2015": cinc2015.iterate, "bidmc": bidmc.iterate, "mimic3wdb": mimic3wdb.iterate,
+    "vitaldb": vitaldb.iterate, "pulsedb": pulsedb.iterate, "ptbxl": ptbxl.iterate, "folder": folder.iterate,
+}
+
+
+def detect_layout(path: str | Path) -> str | None:
+    """Name the corpus layout of a folder (or a single corpus file), or None when nothing is readable."""
+    p = Path(path)
+    if p.is_file():
+        if p.suffix.lower() == ".vital":
+            return "vitaldb"
+        if pulsedb.matches(p):
+            return "pulsedb"
+        return "folder" if folder.matches(p) else None
+    if not p.is_dir():
+        return None
+    # Checked in order: the layouts named by a table they carry first, the generic folder last.
+    if ptbxl.matches(p):
+        return "ptbxl"
+    if cinc2015.matches(p):
+        return "cinc2015"
+    names = [f.name for f in p.iterdir()]
+    if bidmc.matches(names):
+        return "bidmc"
+    if mimic3wdb.matches(p):
+        return "mimic3wdb"
+    if vitaldb.matches(names):
+        return "vitaldb"
+    if pulsedb.matches(p):
+        return "pulsedb"
+    if folder.matches(p):
+        return "folder"
+    return None
+
+
+def iter_corpus(path: str | Path | list, layout: str | None = None, *, on_error: str = "skip",
+                min_duration_s: float = 0.0) -> Iterator[Record]:
+    """Yield the records of a corpus folder, with ``meta['subject_id']`` and ``meta['labels']``.
+
+    path : a corpus folder or file, or a list of them (each laid out on its own).
+    layout : one of LAYOUTS; None detects it (``detect_layout``).
+    on_error : "skip" logs unreadable files on the ``m2ae.io`` logger and goes on; "raise" stops
+        with the InputError.
+    min_duration_s : records shorter than this (s) are skipped quietly, e.g. ``m2ae.WINDOW_S`` to
+        drop MIMIC segments too short for one window.
+    """
+    if isinstance(path, (list, tuple)):
+        for one in path:
+            yield from iter_corpus(one, layout, on_error=on_error, min_duration_s=min_duration_s)
+        return
+    p = Path(path)
+    if not p.exists():
+        raise InputError(f"{p}: corpus folder not found")
+    layout = layout or detect_layout(p)
+    if layout is None:
+        raise InputError(f"{p}: no corpus layout recognised and no readable files; layouts: {', '.join(LAYOUTS)}")
+    if layout not in LAYOUTS:
+        raise InputError(f"{p}: unknown layout {layout!r}; use one of {', '.join(LAYOUTS)}")
+    if on_error not in ("skip", "raise"):
+        raise ValueError("on_error must be 'skip' or 'raise'")
+    for item in _ITERATE[layout](p):
+        if isinstance(item, InputError):
+            if on_error == "raise":
+                raise item
+            log.warning("skipped: %s", item)
+            continue
+        if item.duration_s < min_duration_s:
+            log.info("skipped %s: %.1f s is shorter than %.1f s", item.meta.get("source"), item.duration_s,
+                     min_duration_s)
+            continue
+        item.meta.setdefault("corpus", layout)
+        yield item
+
+
+__all__ = ["iter_corpus", "detect_layout", "LAYOUTS", "ptbxl_superclasses", "wfdb_segment_headers",
+           "PULSEDB_FS_HZ", "HTN_SBP_MMHG", "HTN_DBP_MMHG", "ALARM_TIME_S", "SPLITS", "cinc2015_split",
+           "cinc2015_records", "make_cinc2015_split", "write_cinc2015_split"]
