@@ -6,10 +6,12 @@ import pytest
 import torch
 
 from m2ae.errors import InputError
-from m2ae.eval import _features, headline, retrieval_section, simulated_set
+from m2ae.eval import headline, simulated_set
 from m2ae.eval import metrics as M
+from m2ae.eval.baseline_fit import input_features as _features
 from m2ae.eval.baselines import MeanBeatTemplate
 from m2ae.eval.retrieval import max_lagged_correlation, paired_retrieval
+from m2ae.eval.retrieval_scores import retrieval_section
 from m2ae.model import M2AE, M2AEConfig, M2AEModel
 
 FS_HZ, T = 125, 1250

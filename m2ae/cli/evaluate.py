@@ -7,6 +7,7 @@ from .output import emit
 
 
 def cmd_eval(args: argparse.Namespace) -> int:
+    """Run the evaluation, optionally write it into the model card, print table or JSON; exit code 0."""
     from ..eval import format_table, run_eval
 
     res = run_eval(model=args.model, data=args.data, sim_subjects=args.sim_subjects, seed=args.seed,
@@ -21,14 +22,18 @@ def cmd_eval(args: argparse.Namespace) -> int:
 
 
 def add_commands(sub: argparse._SubParsersAction) -> None:
+    """Register ``m2ae eval`` on the CLI's subparsers."""
     s = sub.add_parser("eval", help="evaluate a checkpoint against baselines (the metrics table)")
     s.add_argument("--model", help="checkpoint (default: shipped)")
-    s.add_argument("--data", nargs="*", default=None, help="real paired records (default: ../shared/data/real)")
+    s.add_argument("--data", nargs="*", default=None,
+                   help="real paired records (default: $M2AE_REAL_DATA, else ../shared/data/real relative to the "
+                        "current directory)")
     s.add_argument("--sim-subjects", type=int, default=60, help="held-out simulated subjects")
     s.add_argument("--candidates", type=int, default=1000, help="candidates for PPG->ECG pair retrieval")
     s.add_argument("--heads-subjects", type=int, default=600,
                    help="held-out simulated subjects the heads are scored on (default 600, 2 windows each)")
-    s.add_argument("--seed", type=int, default=None, help="held-out simulator seed (default: m2ae.simulate.splits.EVAL_SEED)")
+    s.add_argument("--seed", type=int, default=None,
+                   help="held-out simulator seed (default: m2ae.simulate.splits.EVAL_SEED)")
     s.add_argument("--write-card", action="store_true", help="write the results into the model card")
     s.add_argument("--json", action="store_true")
     s.set_defaults(func=cmd_eval)

@@ -15,6 +15,8 @@ on the real records) and sees the same normalised contract windows as the model.
 """
 from __future__ import annotations
 
+from typing import Any
+
 import numpy as np
 
 from ..contract import FS_HZ, PATCH_SAMPLES
@@ -79,8 +81,8 @@ def pat_features(r_peaks: list[np.ndarray], pulse_peaks: list[np.ndarray], fs_hz
     return out
 
 
-def feature_matrix(ecg: np.ndarray | None, ppg: np.ndarray | None, r_peaks=None, pulse_peaks=None,
-                   fs_hz: float = FS_HZ) -> np.ndarray:
+def feature_matrix(ecg: np.ndarray | None, ppg: np.ndarray | None, r_peaks: list[np.ndarray] | None = None,
+                   pulse_peaks: list[np.ndarray] | None = None, fs_hz: float = FS_HZ) -> np.ndarray:
     """The baseline feature vector of each window for the modalities given.
 
     ECG: HRV from R peaks + ECG band powers; PPG: HRV from pulse peaks + PPG band powers; both: all of
@@ -88,12 +90,14 @@ def feature_matrix(ecg: np.ndarray | None, ppg: np.ndarray | None, r_peaks=None,
     """
     parts = []
     if ecg is not None:
-        r_peaks = r_peaks if r_peaks is not None else window_peaks(ecg, "ecg", fs_hz)
+        if r_peaks is None:
+            r_peaks = window_peaks(ecg, "ecg", fs_hz)
         parts += [beat_features(r_peaks, fs_hz), spectral_features(ecg, fs_hz)]
     if ppg is not None:
-        pulse_peaks = pulse_peaks if pulse_peaks is not None else window_peaks(ppg, "ppg", fs_hz)
+        if pulse_peaks is None:
+            pulse_peaks = window_peaks(ppg, "ppg", fs_hz)
         parts += [beat_features(pulse_peaks, fs_hz), spectral_features(ppg, fs_hz)]
-    if ecg is not None and ppg is not None:
+    if ecg is not None and ppg is not None and r_peaks is not None and pulse_peaks is not None:
         parts.append(pat_features(r_peaks, pulse_peaks, fs_hz))
     return np.concatenate(parts, axis=1)
 
@@ -113,7 +117,7 @@ class PatchRidge:
         self.context = int(round(context_s * fs_hz))
         self.alpha = alpha
         self.patch = patch_samples
-        self.model = None
+        self.model: Any = None  # the fitted sklearn Ridge
 
     def _design(self, src: np.ndarray) -> np.ndarray:
         src = np.asarray(src, np.float64)
@@ -121,7 +125,8 @@ class PatchRidge:
         view = np.lib.stride_tricks.sliding_window_view(pad, self.patch + 2 * self.context, axis=1)[:, ::self.patch]
         return view.reshape(-1, view.shape[-1])  # [N * L, patch + 2 context]
 
-    def fit(self, src: np.ndarray, dst: np.ndarray) -> "PatchRidge":
+    def fit(self, src: np.ndarray, dst: np.ndarray) -> PatchRidge:
+        """Fit the shared filter on paired windows: source [N, T] → target [N, T]."""
         from sklearn.linear_model import Ridge
 
         y = np.asarray(dst, np.float64).reshape(-1, self.patch)
@@ -129,6 +134,7 @@ class PatchRidge:
         return self
 
     def predict(self, src: np.ndarray) -> np.ndarray:
+        """The target modality [N, T] rebuilt from source windows [N, T]."""
         n, t = np.asarray(src).shape
         return self.model.predict(self._design(src)).reshape(n, t)
 
@@ -154,9 +160,12 @@ class MeanBeatTemplate:
                 cnt[ok] += 1
         return acc / np.maximum(cnt, 1)
 
-    def fit(self, ecg: np.ndarray, ppg: np.ndarray, r_peaks: list[np.ndarray], pulse_peaks: list[np.ndarray]) -> "MeanBeatTemplate":
+    def fit(self, ecg: np.ndarray, ppg: np.ndarray, r_peaks: list[np.ndarray],
+            pulse_peaks: list[np.ndarray]) -> MeanBeatTemplate:
+        """Mean beats of the training windows and their median R→pulse delay (samples)."""
         self.templates = {"ecg": self._mean_beat(ecg, r_peaks), "ppg": self._mean_beat(ppg, pulse_peaks)}
-        delays = np.concatenate([arrival_delays_s(r, p, self.fs) for r, p in zip(r_peaks, pulse_peaks)] or [np.zeros(0)])
+        delays = np.concatenate([arrival_delays_s(r, p, self.fs) for r, p in zip(r_peaks, pulse_peaks)]
+                                or [np.zeros(0)])
         self.delay_samples = int(round(np.median(delays) * self.fs)) if len(delays) else 0
         return self
 
@@ -181,7 +190,9 @@ class MeanBeatTemplate:
         return out
 
     def ecg_from_ppg(self, pulse_peaks: list[np.ndarray], n_samples: int) -> np.ndarray:
+        """ECG windows [N, n_samples]: the ECG template one training delay before each pulse peak."""
         return self.place("ecg", [np.asarray(p) - self.delay_samples for p in pulse_peaks], n_samples)
 
     def ppg_from_ecg(self, r_peaks: list[np.ndarray], n_samples: int) -> np.ndarray:
+        """PPG windows [N, n_samples]: the PPG template one training delay after each R peak."""
         return self.place("ppg", [np.asarray(r) + self.delay_samples for r in r_peaks], n_samples)

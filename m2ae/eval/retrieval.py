@@ -152,7 +152,7 @@ def paired_retrieval(model, query_ppg, candidate_ecg, shortlist: int = 50, max_l
     max_lag_s : stage-2 lag search range in seconds (the reconstruction's pulse-arrival offset is
         learnt from simulated subjects; a real device's offset differs by up to a few hundred ms).
     stage1_weight : stage-2 score = correlation + stage1_weight * fingerprint cosine (0 = pure
-        correlation; the eval reports 0, see ``m2ae.eval``).
+        correlation; the eval reports 0, see ``m2ae.eval.retrieval_scores``).
     query_fingerprints, candidate_fingerprints : precomputed PPG-only / ECG-only fingerprints
         (skip recomputing them when the caller already has them).
     ecg_estimate : [Q, 1250] ECG estimated from the query PPG by something else (e.g. a baseline's
