@@ -53,8 +53,9 @@ def test_m2ae_app_serves(tmp_path):
                                   ["app", "--", "--server.port", "8600", "--server.headless", "true"]])
 def test_m2ae_app_passes_streamlit_options_through(monkeypatch, argv):
     import m2ae.cli as cli
+    import m2ae.cli.app as cli_app
 
     seen = {}
-    monkeypatch.setattr(cli, "cmd_app", lambda args: seen.setdefault("args", [a for a in args.streamlit_args if a != "--"]) and 0)
+    monkeypatch.setattr(cli_app, "cmd_app", lambda args: seen.setdefault("args", [a for a in args.streamlit_args if a != "--"]) and 0)
     assert cli.main(argv) == 0
     assert seen["args"] == ["--server.port", "8600", "--server.headless", "true"]
