@@ -3,14 +3,17 @@
     m2ae train --out runs/m2ae.pt                                    # simulator only, CPU or GPU
     m2ae train --config configs/demo.toml --out runs/m2ae.pt --set max_steps=20000 batch_size=512
     m2ae train --data /data/mimic3 /data/vitaldb --out runs/m2ae.pt  # corpora + simulator mix
+    m2ae train --config configs/cinc2015.toml --out runs/cinc2015.pt # fine-tune on the CinC 2015 train split
     torchrun --nproc_per_node 8 -m m2ae.cli train --config configs/demo.toml --out runs/m2ae.pt
     m2ae recipe demo --config configs/demo.toml --out runs/demo      # the shipped checkpoint's recipe
 
 Modules: ``config`` (``TrainConfig``, one ``M2AEConfig`` inside, and ``load_config``), ``data``
-(step-seeded batch sources), ``loop`` (``train``), ``validation``, ``card`` (the training half of a
-model card), ``heads`` (heads on frozen fingerprints), ``labels`` (heads from a researcher's labels
-CSV), ``demo_heads`` and ``card_notes`` (the demo heads on simulated labels and what the card says
-about them), ``demo_recipe`` (pretrain + heads + CUDA/CPU check + card).
+(step-seeded batch sources), ``corpus_data`` (which corpus records and channels train, the segment
+cache, what the card says about them, the real validation windows), ``loop`` (``train``),
+``validation``, ``card`` (the training half of a model card), ``heads`` (heads on frozen
+fingerprints), ``labels`` (heads from a researcher's labels CSV), ``demo_heads`` and ``card_notes``
+(the demo heads on simulated labels and what the card says about them), ``demo_recipe`` (pretrain +
+heads + CUDA/CPU check + card).
 """
 from __future__ import annotations
 

@@ -16,8 +16,12 @@ from .config import TrainConfig
 
 
 def training_card(cfg: TrainConfig, step: int, wall_s: float, world: int, device: torch.device,
-                  metrics: dict[str, Any], extra: dict[str, Any] | None = None) -> dict[str, Any]:
+                  metrics: dict[str, Any], extra: dict[str, Any] | None = None,
+                  data_extra: dict[str, Any] | None = None) -> dict[str, Any]:
     """The training half of the model card (data, steps, wall time in s, hardware, config).
+
+    ``data_extra`` joins the ``data`` entry (the loop's windows per source, the real records used and
+    the real validation records: ``corpus_data``); ``extra`` joins the card's top level (timing, recipe).
 
     ``training.config`` is ``asdict(cfg)``: the architecture nested under ``model`` (cards written
     before the config held one ``M2AEConfig`` list those keys flat beside the others)."""
@@ -39,7 +43,8 @@ def training_card(cfg: TrainConfig, step: int, wall_s: float, world: int, device
                                     "finger PPG (25 s + 60 s); single-modality masked reconstruction only")
                                    if cfg.registry_fraction > 0 else "not used",
             "windows_seen": step * cfg.batch_size * world,
-            "augmentation": f"PPG shifted against ECG by U(-{cfg.max_shift_s}, {cfg.max_shift_s}) s"}
+            "augmentation": f"PPG shifted against ECG by U(-{cfg.max_shift_s}, {cfg.max_shift_s}) s",
+            **(data_extra or {})}
     card: dict[str, Any] = {"name": "m2ae", "date": _dt.datetime.now(_dt.timezone.utc).strftime("%Y-%m-%dT%H:%M:%SZ"),
             "model": {"architecture": "M2AE (modality encoders, shared bottleneck, fingerprint, dual decoders)",
                       "params": n_params, "config": cfg.model.to_dict()},

@@ -25,6 +25,9 @@ class TrainConfig:
     model: M2AEConfig = field(default_factory=M2AEConfig)  # architecture (dim, depths, fingerprint_dim, ...)
     # data
     data: list[str] = field(default_factory=list)  # corpus folders/files (m2ae.io.iter_corpus); empty = simulator only
+    data_split: str = "train"                  # corpus records used: those whose meta labels' split is this
+                                               # (records without a split label are used too); "" = every
+                                               # record. Never "test": held-out records stay unread
     sim_fraction: float = 1.0                  # share of each batch from the simulator when corpora are given
     registry_fraction: float = 0.0             # share from real single-modality recordings shipped on PyPI
                                                # (m2ae.simulate.registry): masked reconstruction of that modality
@@ -59,6 +62,8 @@ class TrainConfig:
     log_every: int = 50
     ckpt_every: int = 1000
     val_windows: int = 512                     # fixed validation batch (splits.VAL_SEED)
+    val_real_records: int = 60                 # real validation: up to this many validation-split corpus
+    val_real_windows: int = 6                  # records (seeded pick), their first windows with ECG + PPG
     time_budget_s: float = 0.0                 # > 0: stop (and checkpoint) once training ran this long
     stop_at_step: int = 0                      # > 0: stop (and checkpoint) after this step, keeping the
                                                # max_steps schedule (split a run across time-limited jobs)
@@ -158,6 +163,13 @@ def load_config(path: str | None = None, overrides: list[str] | None = None,
         raise InputError(f"config subject_views: expected 'all' or 'both', got {cfg.subject_views!r}")
     if not 0.0 <= cfg.sim_faint_p_share <= 1.0:
         raise InputError(f"config sim_faint_p_share: expected a share within 0-1, got {cfg.sim_faint_p_share}")
+    if cfg.data_split is None:  # `--set data_split=null`: no split filter, as ""
+        cfg.data_split = ""
+    if cfg.data_split not in ("", "train", "validation"):
+        raise InputError(f"config data_split: expected 'train', 'validation' or '' (every record), got "
+                         f"{cfg.data_split!r}; the test split is held out and never trained on")
+    if cfg.val_real_records < 0 or cfg.val_real_windows < 0:
+        raise InputError("config: val_real_records and val_real_windows must be >= 0")
     if cfg.batch_size < 2 or cfg.max_steps < 1:
         raise InputError("config: batch_size must be >= 2 and max_steps >= 1")
     return cfg

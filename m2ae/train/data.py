@@ -6,6 +6,9 @@ Every batch is a pure function of ``(seed, rank, step)``: ``StepBatches[step]`` 
 generation without changing results, DDP ranks see different data, and a resumed run continues
 with exactly the batches it would have seen.
 
+Each batch says which source every row came from (``"source"``: index into ``source_parts``), so
+the loop can count the windows seen from real recordings and from the simulator.
+
 Device-delay augmentation: windows are cropped from longer filtered segments, the PPG crop shifted
 against the ECG crop by a uniform random lag in ``±max_shift_s`` (real devices differ in their
 ECG->PPG acquisition delay; the model must not rely on one). Only numpy/scipy/torch are needed
@@ -52,6 +55,7 @@ class SimulatorSource:
     windows_per_subject: int = 1   # > 1: each subject rendered that often (own drift, breathing, noise)
     faint_p_share: float = 0.0     # share of subjects drawn with faint or no P waves (0: none, as the
                                    # shipped demo was trained; > 0 draws extra numbers, so other batches)
+    kind: str = "simulator"        # how the card counts its windows
 
     def batch(self, rng: np.random.Generator, n: int) -> dict[str, Any]:
         from ..simulate.core import synthesize
@@ -160,6 +164,8 @@ class SegmentSource:
 
     store: SegmentStore
     max_shift_s: float = 0.3
+    kind: str = "corpus"           # how the card counts its windows: corpus | registry
+    info: dict[str, Any] = field(default_factory=dict)  # the card's account of the records (corpus_data)
 
     def batch(self, rng: np.random.Generator, n: int) -> dict[str, Any]:
         S = int(round(self.max_shift_s * FS_HZ))
@@ -193,6 +199,7 @@ class MixedSource:
         parts = [s.batch(rng, int(c)) for s, c in zip(self.sources, counts) if c > 0]
         keys = ("ecg", "ppg", "present_ecg", "present_ppg")
         out = {k: np.concatenate([p[k] for p in parts]) for k in keys}
+        out["source"] = np.repeat(np.arange(len(counts), dtype=np.int64), counts)
         offsets = np.cumsum([0] + [len(p["ecg"]) for p in parts[:-1]])
         out["group"] = np.concatenate([p.get("group", np.arange(len(p["ecg"]))) + o for p, o in zip(parts, offsets)])
         perm = rng.permutation(n)
@@ -212,13 +219,20 @@ class StepBatches(torch.utils.data.Dataset):
         rng = np.random.default_rng([PRETRAIN_SEED + self.seed, self.rank, int(step)])
         b = self.source.batch(rng, self.batch_size)
         b.setdefault("group", np.arange(self.batch_size, dtype=np.int64))
+        b.setdefault("source", np.zeros(self.batch_size, dtype=np.int64))
         return {k: torch.from_numpy(np.ascontiguousarray(b[k]))
-                for k in ("ecg", "ppg", "present_ecg", "present_ppg", "group")}
+                for k in ("ecg", "ppg", "present_ecg", "present_ppg", "group", "source")}
+
+
+def source_parts(source: BatchSource) -> list[BatchSource]:
+    """The sources a batch's ``"source"`` column indexes: a mix's parts, else the source itself."""
+    return list(source.sources) if isinstance(source, MixedSource) else [source]
 
 
 def build_source(cfg: TrainConfig, out: Path, rank: int = 0) -> BatchSource:
-    """Simulator, corpora (cached as filtered segments beside ``out``), registry recordings, or a
-    mix, as ``cfg`` says. Rank 0 builds a missing corpus cache; the other ranks wait for it."""
+    """Simulator, corpora (``cfg.data_split`` records, dead channels dropped, cached as filtered
+    segments beside ``out``: ``corpus_data.corpus_store``), registry recordings, or a mix, as ``cfg``
+    says. Rank 0 builds a missing corpus cache; the other ranks wait for it."""
     min_len = WINDOW_SAMPLES + 2 * int(round(cfg.max_shift_s * FS_HZ))
     sources: list[BatchSource] = []
     weights: list[float] = []
@@ -228,23 +242,16 @@ def build_source(cfg: TrainConfig, out: Path, rank: int = 0) -> BatchSource:
                                        faint_p_share=cfg.sim_faint_p_share))
         weights.append(cfg.sim_fraction if cfg.data else 1.0)
     if cfg.data:
-        cache = Path(cfg.cache_dir) if cfg.cache_dir else Path(str(out) + ".cache")
-        if not (cache / "segments.npy").exists():
-            if rank == 0:
-                from ..io import iter_corpus
+        from .corpus_data import cache_dir, corpus_store
 
-                store = SegmentStore.from_records(iter_corpus(cfg.data, min_duration_s=min_len / FS_HZ),
-                                                  min_len=min_len, progress=cfg.progress)
-                store.save(cache)
-            if torch.distributed.is_initialized():
-                torch.distributed.barrier()
-        sources.append(SegmentSource(SegmentStore.load(cache), max_shift_s=cfg.max_shift_s))
+        store, info = corpus_store(cfg, cache_dir(cfg, out), min_len, rank)
+        sources.append(SegmentSource(store, max_shift_s=cfg.max_shift_s, info=info))
         weights.append(max(0.0, 1.0 - cfg.sim_fraction))
     if cfg.registry_fraction > 0:
         from ..simulate.registry import registry_records
 
         store = SegmentStore.from_records(registry_records(), min_len=min_len)
-        sources.append(SegmentSource(store, max_shift_s=cfg.max_shift_s))
+        sources.append(SegmentSource(store, max_shift_s=cfg.max_shift_s, kind="registry"))
         weights.append(cfg.registry_fraction * sum(weights) / max(1e-9, 1.0 - cfg.registry_fraction))
     if len(sources) == 1:
         return sources[0]

@@ -1,9 +1,10 @@
 """The pretraining loop (nanoGPT style): CPU, one GPU with bf16 AMP, or many under ``torchrun`` (DDP).
 
-``train(cfg, out)`` sets up the processes, model and optimizer, starts from ``cfg.init_from`` or
-resumes from ``out``, streams step-seeded batches (``m2ae.train.data``), logs a JSONL metrics file
-beside the checkpoint, validates on rank 0, and checkpoints (model, optimizer, step, config; loadable
-with ``weights_only=True``) every ``ckpt_every`` steps and at the end.
+``train(cfg, out)`` sets up the processes, model and optimizer, starts from ``cfg.init_from`` or resumes
+from ``out``, streams step-seeded batches (``m2ae.train.data``), logs a JSONL metrics file beside the
+checkpoint, validates on rank 0 (simulated windows, and with corpora their validation-split records),
+counts the windows seen per source (simulator, corpus, registry), and checkpoints (model, optimizer,
+step, config; loadable with ``weights_only=True``) every ``ckpt_every`` steps and at the end.
 """
 from __future__ import annotations
 
@@ -21,7 +22,7 @@ from ..errors import InputError
 from ..model.m2ae import M2AE
 from .card import training_card
 from .config import TrainConfig
-from .validation import pulse_arrival_card, validate, validation_batch, validation_windows
+from .validation import pulse_arrival_card, real_validation_batch, validate, validation_batch, validation_windows
 
 
 def lr_at(step: int, cfg: TrainConfig) -> float:
@@ -78,9 +79,9 @@ def _optimizer(net: M2AE, cfg: TrainConfig, fused: bool) -> torch.optim.AdamW:
 
 
 def _restore(net: M2AE, opt: torch.optim.Optimizer, cfg: TrainConfig, out: Path, resume: bool,
-             procs: _Processes) -> tuple[int, float]:
+             procs: _Processes) -> tuple[int, float, dict[str, int]]:
     """Start from ``cfg.init_from``'s weights, or resume ``out`` (weights, optimizer, step).
-    Returns (start step, wall time in s already spent)."""
+    Returns (start step, wall time in s already spent, windows already seen per source)."""
     from ..model.checkpoint import load_checkpoint
 
     resuming = resume and out.exists()
@@ -93,7 +94,7 @@ def _restore(net: M2AE, opt: torch.optim.Optimizer, cfg: TrainConfig, out: Path,
         if procs.master:
             print(f"initialised from {cfg.init_from}")
     if not resuming:
-        return 0, 0.0
+        return 0, 0.0, {}
     ckpt = load_checkpoint(out, map_location=procs.device)
     net.load_state_dict(ckpt["model"])
     ts = ckpt.get("train_state")
@@ -102,7 +103,7 @@ def _restore(net: M2AE, opt: torch.optim.Optimizer, cfg: TrainConfig, out: Path,
     opt.load_state_dict(ts["optimizer"])
     if procs.master:
         print(f"resuming from {out} at step {int(ts['step'])}")
-    return int(ts["step"]), float(ts.get("wall_time_s", 0.0))
+    return int(ts["step"]), float(ts.get("wall_time_s", 0.0)), dict(ts.get("windows_by_source") or {})
 
 
 def _single_thread_worker(_worker_id: int) -> None:
@@ -120,7 +121,7 @@ def train(cfg: TrainConfig, out: str | Path, resume: bool = False,
     from torch.nn.parallel import DistributedDataParallel as DDP
 
     from ..model.checkpoint import save_checkpoint, weights_version
-    from .data import StepBatches, build_source
+    from .data import StepBatches, build_source, source_parts
 
     out = Path(out)
     procs = _start_processes(cfg)
@@ -129,11 +130,18 @@ def train(cfg: TrainConfig, out: str | Path, resume: bool = False,
 
     net = M2AE(cfg.model).to(device)
     opt = _optimizer(net, cfg, fused=procs.use_cuda)
-    start_step, elapsed_before = _restore(net, opt, cfg, out, resume, procs)
+    start_step, elapsed_before, seen_before = _restore(net, opt, cfg, out, resume, procs)
     model = DDP(net, device_ids=[procs.local_rank] if procs.use_cuda else None) if procs.ddp else net
     fwd = torch.compile(model) if cfg.compile else model
 
     source = build_source(cfg, out, rank)
+    parts = source_parts(source)
+    kinds = [str(getattr(s, "kind", "simulator")) for s in parts]
+    seen = torch.zeros(len(parts), dtype=torch.int64)  # windows this process drew from each part
+    data_extra: dict[str, Any] = {"data_split": cfg.data_split} if cfg.data else {}
+    real = [getattr(s, "info", None) for s in parts if getattr(s, "kind", "") == "corpus"]
+    if real and real[0]:
+        data_extra["real_data"] = real[0]
     ds = StepBatches(source, cfg.batch_size, seed=cfg.seed, rank=rank, n_steps=cfg.max_steps)
     loader = torch.utils.data.DataLoader(ds, batch_size=None, sampler=range(start_step, cfg.max_steps),
                                          num_workers=cfg.num_workers, pin_memory=procs.use_cuda,
@@ -144,6 +152,15 @@ def train(cfg: TrainConfig, out: str | Path, resume: bool = False,
         v = validation_windows(cfg.val_windows, noise=cfg.sim_noise)
         val = validation_batch(v)
         card_extra = {**(card_extra or {}), "timing": pulse_arrival_card(v)}
+    val_real = None
+    # real validation only when training leaves the validation records out (data_split "train")
+    if master and cfg.data and cfg.data_split == "train" and cfg.val_real_records and cfg.val_real_windows:
+        from .corpus_data import cache_dir, real_validation_windows
+
+        vr = real_validation_windows(cfg, cache_dir(cfg, out))
+        if vr is not None:
+            val_real = real_validation_batch(vr)
+            data_extra["real_validation"] = vr["card"]
 
     log_path = Path(str(out.with_suffix("")) + ".metrics.jsonl")
     if master:
@@ -159,16 +176,31 @@ def train(cfg: TrainConfig, out: str | Path, resume: bool = False,
         bar = tqdm(total=cfg.max_steps, initial=start_step, desc="train", unit="step", dynamic_ncols=True)
 
     def checkpoint(step: int, metrics: dict[str, Any]) -> None:
+        drawn = seen.clone().to(device)  # a copy: all_reduce works in place
+        if procs.ddp:  # every rank calls checkpoint at the same steps
+            dist.all_reduce(drawn)
+        by_source = dict(seen_before)
+        for kind, n in zip(kinds, drawn.tolist()):
+            by_source[kind] = by_source.get(kind, 0) + int(n)
         if not master:
             return
         wall_s = elapsed_before + (time.time() - t0)
-        train_state = {"step": step, "optimizer": opt.state_dict(),
+        train_state = {"step": step, "optimizer": opt.state_dict(), "windows_by_source": by_source,
                        "scheduler": {"kind": "warmup_cosine", "warmup_steps": cfg.warmup_steps,
                                      "max_steps": cfg.max_steps, "lr": cfg.lr, "min_lr": cfg.min_lr},
                        "train_config": asdict(cfg), "wall_time_s": wall_s, "world_size": world}
-        save_checkpoint(out, net, card=training_card(cfg, step, wall_s, world, device, metrics, card_extra),
-                        train_state=train_state)
+        card = training_card(cfg, step, wall_s, world, device, metrics, card_extra,
+                             data_extra={**data_extra, "windows_by_source": by_source})
+        save_checkpoint(out, net, card=card, train_state=train_state)
 
+    if master and start_step == 0 and cfg.init_from and (val is not None or val_real is not None):
+        # the starting weights' validation scores (step 0): what a fine-tune must beat to be chosen
+        before: dict[str, Any] = {"step": 0, "init_from": cfg.init_from}
+        for batch_val, prefix in ((val, "val"), (val_real, "val_real")):
+            if batch_val is not None:
+                before.update(validate(net, batch_val, device, prefix=prefix))
+        with open(log_path, "a") as f:
+            f.write(json.dumps(before) + "\n")
     net.train()
     t0 = time.time()
     t_log, windows_since = time.time(), 0
@@ -194,6 +226,7 @@ def train(cfg: TrainConfig, out: str | Path, resume: bool = False,
             torch.nn.utils.clip_grad_norm_(net.parameters(), cfg.grad_clip)
         opt.step()
         windows_since += ecg.shape[0] * world
+        seen += torch.bincount(batch["source"], minlength=len(parts))
         for k, v in losses.items():  # stays on the device: no host sync per step
             acc[k] = acc.get(k, 0.0) + v.detach().float()
         done = step + 1
@@ -205,6 +238,8 @@ def train(cfg: TrainConfig, out: str | Path, resume: bool = False,
                        "elapsed_s": elapsed_before + time.time() - t0}
             if master and val is not None and (done % (cfg.log_every * 10) == 0 or done == cfg.max_steps):
                 metrics.update(validate(net, val, device))
+                if val_real is not None:
+                    metrics.update(validate(net, val_real, device, prefix="val_real"))
             acc, windows_since, t_log = {}, 0, time.time()
             if master:
                 with open(log_path, "a") as f:

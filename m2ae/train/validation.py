@@ -1,6 +1,7 @@
-"""Validation during pretraining: the fixed simulated validation batch and what is measured on it.
+"""Validation during pretraining: the fixed simulated validation batch, the fixed real one
+(validation-split corpus records, ``corpus_data.real_validation_windows``) and what is measured on them.
 
-``validate`` scores a model on that batch (masked and cross-modal reconstruction, fingerprint
+``validate`` scores a model on a batch (masked and cross-modal reconstruction, fingerprint
 retrieval); ``pulse_arrival_card`` records the typical R -> pulse-peak delay of the same windows,
 which the model card keeps as the ``timing`` entry.
 """
@@ -16,9 +17,11 @@ from ..model.m2ae import M2AE
 
 @torch.no_grad()
 def validate(net: M2AE, batch: dict[str, torch.Tensor], device: torch.device | str,
-             seed: int = 0) -> dict[str, float]:
+             seed: int = 0, prefix: str = "val") -> dict[str, float]:
     """Fixed-batch validation: complementary-50 % masked MSE, cross-modal MSE both ways,
-    ECG->PPG fingerprint retrieval top-1 (chance = 1/N). Units: normalised signal, MSE."""
+    ECG->PPG fingerprint retrieval top-1 (chance = 1/N), and with ``batch["subject"]`` whether the
+    nearest other window comes from the same subject (or record). Units: normalised signal, MSE.
+    Keys start with ``prefix`` ("val" simulated, "val_real" real records)."""
     net.eval()
     ecg, ppg = batch["ecg"].to(device), batch["ppg"].to(device)
     n, L = ecg.shape[0], net.config.n_patches
@@ -35,16 +38,16 @@ def validate(net: M2AE, batch: dict[str, torch.Tensor], device: torch.device | s
         for m, x in (("ecg", ecg), ("ppg", ppg)):
             h = hidden[m].repeat_interleave(P, dim=1)
             if h.any():
-                res[f"val_{name}_mse_{m}"] = float(((pred[m].float() - x) ** 2)[h].mean())
+                res[f"{prefix}_{name}_mse_{m}"] = float(((pred[m].float() - x) ** 2)[h].mean())
             if hidden[m].all():
-                res[f"val_{name}_lagmse_{m}"] = float(net.lag_tolerant_mse(pred[m], x).mean())
+                res[f"{prefix}_{name}_lagmse_{m}"] = float(net.lag_tolerant_mse(pred[m], x).mean())
     fe, fp = net.embed(ecg=ecg), net.embed(ppg=ppg)
-    res["val_retrieval_top1"] = float((fe @ fp.t()).argmax(1).eq(torch.arange(n, device=device)).float().mean())
+    res[f"{prefix}_retrieval_top1"] = float((fe @ fp.t()).argmax(1).eq(torch.arange(n, device=device)).float().mean())
     if "subject" in batch:  # nearest other window (ECG+PPG fingerprint) from the same subject?
         fb = net.embed(ecg=ecg, ppg=ppg)
         sim = (fb @ fb.t()).fill_diagonal_(-2.0)
         subj = batch["subject"].to(device)
-        res["val_same_subject_top1"] = float(subj[sim.argmax(1)].eq(subj).float().mean())
+        res[f"{prefix}_same_subject_top1"] = float(subj[sim.argmax(1)].eq(subj).float().mean())
     net.train()
     return res
 
@@ -62,6 +65,12 @@ def validation_batch(windows: dict[str, Any]) -> dict[str, torch.Tensor]:
     batch = {k: torch.from_numpy(windows[k]) for k in ("ecg", "ppg")}
     batch["subject"] = torch.from_numpy(np.unique(windows["subject_id"], return_inverse=True)[1])
     return batch
+
+
+def real_validation_batch(windows: dict[str, Any]) -> dict[str, torch.Tensor]:
+    """``corpus_data.real_validation_windows`` as the tensors ``validate`` takes (records as subjects)."""
+    return {"ecg": torch.from_numpy(windows["ecg"]), "ppg": torch.from_numpy(windows["ppg"]),
+            "subject": torch.from_numpy(windows["record"])}
 
 
 def pulse_arrival_card(val: dict[str, Any]) -> dict[str, Any]:

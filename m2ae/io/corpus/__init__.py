@@ -80,7 +80,7 @@ def detect_layout(path: str | Path) -> str | None:
 
 
 def iter_corpus(path: str | Path | list, layout: str | None = None, *, on_error: str = "skip",
-                min_duration_s: float = 0.0) -> Iterator[Record]:
+                min_duration_s: float = 0.0, split: str | None = None) -> Iterator[Record]:
     """Yield the records of a corpus folder, with ``meta['subject_id']`` and ``meta['labels']``.
 
     path : a corpus folder or file, or a list of them (each laid out on its own).
@@ -89,10 +89,12 @@ def iter_corpus(path: str | Path | list, layout: str | None = None, *, on_error:
         with the InputError.
     min_duration_s : records shorter than this (s) are skipped quietly, e.g. ``m2ae.WINDOW_S`` to
         drop MIMIC segments too short for one window.
+    split : keep only records whose ``meta['labels']['split']`` is this ("train", "validation",
+        "test"); records without a split label are kept. The cinc2015 layout never opens the others.
     """
     if isinstance(path, (list, tuple)):
         for one in path:
-            yield from iter_corpus(one, layout, on_error=on_error, min_duration_s=min_duration_s)
+            yield from iter_corpus(one, layout, on_error=on_error, min_duration_s=min_duration_s, split=split)
         return
     p = Path(path)
     if not p.exists():
@@ -104,11 +106,15 @@ def iter_corpus(path: str | Path | list, layout: str | None = None, *, on_error:
         raise InputError(f"{p}: unknown layout {layout!r}; use one of {', '.join(LAYOUTS)}")
     if on_error not in ("skip", "raise"):
         raise ValueError("on_error must be 'skip' or 'raise'")
-    for item in _ITERATE[layout](p):
+    # cinc2015 knows each record's split from its name, so it skips the other sides unread
+    items = cinc2015.iterate(p, split) if layout == "cinc2015" else _ITERATE[layout](p)
+    for item in items:
         if isinstance(item, InputError):
             if on_error == "raise":
                 raise item
             log.warning("skipped: %s", item)
+            continue
+        if split is not None and (item.meta.get("labels") or {}).get("split", split) != split:
             continue
         if item.duration_s < min_duration_s:
             log.info("skipped %s: %.1f s is shorter than %.1f s", item.meta.get("source"), item.duration_s,

@@ -4,7 +4,7 @@ Layout (as ``../shared/data/cinc2015`` and ``m2ae data fetch cinc2015`` write it
 
     labels.csv            record, alarm_type (VT | other), true_alarm (0 | 1), original_name, ...
     records/rNNN.hea      WFDB header; signals in format 516 (FLAC), 250 Hz, ECG leads + PLETH
-    records/rNNN.dat
+    records/rNNN.dat      (``m2ae data fetch`` keeps PhysioNet's names and files: a103l.hea + a103l.mat)
 
 ``iter_corpus`` accepts the corpus folder or its ``records/`` folder (``labels.csv`` one level up).
 One record is one patient stay, so ``meta['subject_id']`` is the record name. ``meta['labels']``:
@@ -82,9 +82,11 @@ def _row_labels(row: dict[str, str], where: Path) -> dict[str, Any]:
     return labels
 
 
-def iterate(path: Path) -> Iterator[Record | InputError]:
+def iterate(path: Path, split: str | None = None) -> Iterator[Record | InputError]:
     """Records of the corpus at ``path`` (the corpus folder or its records folder) with their labels.
 
+    ``split``: only records on that side of the fixed split (or outside it) are read; the others are
+    never opened, so training can leave the held-out records untouched.
     Raises InputError at once when ``path`` is not a CinC 2015 corpus (no labels.csv with the
     record/alarm_type/true_alarm columns beside or above a folder of .hea headers)."""
     found = locate(path)
@@ -97,6 +99,8 @@ def iterate(path: Path) -> Iterator[Record | InputError]:
     splits = split_table()
     headers = {h.stem: h for h in sorted(records.glob("*.hea"))}
     for name, hea in headers.items():
+        if split is not None and splits.get(name, split) != split:
+            continue
         labels: dict[str, Any] = {"alarm_time_s": ALARM_TIME_S}
         if name in rows:
             try:
@@ -115,5 +119,5 @@ def iterate(path: Path) -> Iterator[Record | InputError]:
                 rec.meta["notes"].append(f"{name} is not in the fixed CinC 2015 split (r001–r550)")
         yield rec
     for name in rows:
-        if name not in headers:
+        if name not in headers and (split is None or splits.get(name, split) == split):
             yield InputError(f"{table}: {name} is listed but {records / (name + '.hea')} is missing")
