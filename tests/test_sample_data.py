@@ -35,9 +35,10 @@ def test_each_sample_reads_back(entry):
     assert sorted(rec.modalities) == sorted(entry["modalities"])
     assert rec.fs == pytest.approx(entry["fs_hz"], rel=1e-3)
     assert rec.duration_s == pytest.approx(entry["duration_s"], abs=0.05)
+    dead = entry.get("dead_channels", {})  # real records may carry a dead channel on purpose (a flat PPG)
     for mod in rec.modalities:
         x = getattr(rec, mod)
-        assert np.isfinite(x).all() and np.std(x) > 0
+        assert np.isfinite(x).all() and (np.std(x) == 0 if mod in dead else np.std(x) > 0), mod
     if entry["kind"] == "simulated" and "ecg" in rec.modalities:
         assert 0.1 < np.ptp(rec.ecg) < 10.0  # mV survived the format's scaling
 
@@ -79,7 +80,28 @@ def test_readme_table_matches_manifest():
         line = next((ln for ln in readme.splitlines() if ln.startswith(f"| `{r['path']}`")), None)
         assert line is not None, r["path"]
         labels = r["labels"]
-        if labels:
+        if "alarm_type" in labels:  # a real ICU alarm record: alarm type, verdict and split
+            verdict = "true alarm" if labels["true_alarm"] else "false alarm"
+            assert f"{labels['alarm_type']} alarm" in line and verdict in line and f"{labels['split']} split" in line, line
+        elif labels:
             assert f"HR {round(labels['hr_bpm'])}" in line and f"age {round(labels['age'])}" in line, line
             if len(r["modalities"]) == 2:
                 assert f"PAT {round(labels['pat_ms'])} ms" in line, line
+
+
+ICU = [r for r in RECORDS if "alarm_type" in r["labels"]]
+
+
+@pytest.mark.parametrize("entry", ICU, ids=[r["name"] for r in ICU])
+def test_icu_samples_come_from_train_and_preprocess(entry):
+    """The CinC 2015 samples are train-side records; preprocess cuts them whole, dropping only dead channels."""
+    from m2ae.io import cinc2015_split
+
+    labels = entry["labels"]
+    assert cinc2015_split(entry["subject_id"]) == labels["split"] == "train"
+    assert labels["alarm_type"] in ("VT", "other") and isinstance(labels["true_alarm"], bool)
+    assert "ODC-By 1.0" in entry["licence"] and "Clifford" in entry["licence"] and "Goldberger" in entry["licence"]
+    win = m2ae.preprocess(m2ae.load_record(SAMPLES / entry["path"]))
+    assert len(win) == int(entry["duration_s"] // 10)
+    assert set(win.meta.get("dropped", {})) == set(entry["dead_channels"])
+    assert set(win.modalities) == set(entry["modalities"]) - set(entry["dead_channels"])
