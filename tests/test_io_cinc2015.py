@@ -227,3 +227,22 @@ def test_committed_split_reproduces_from_labels_and_is_stratified(cinc_dir):
         counts = Counter(cinc2015_split(r) for r in members)
         for side, share in (("train", 0.6), ("validation", 0.2), ("test", 0.2)):
             assert abs(counts[side] / len(members) - share) <= 1.0 / len(members) + 0.01, (key, counts)
+
+
+def test_split_sides_filter_records_and_leave_out_records_outside_the_split(tmp_path):
+    root = write_cinc_corpus(tmp_path / "cinc", ROWS, extra_headers=("a103l",))
+    sides = {name: cinc2015_split(name) for name, *_ in ROWS}
+    kept = [r.meta["record_id"] for r in iter_corpus(root, split=("train", "validation"))]
+    assert kept == [n for n, s in sides.items() if s != "test"] and "r152" not in kept
+    assert "a103l" not in kept  # not in the fixed split: never on a requested side
+    assert [r.meta["record_id"] for r in iter_corpus(root, split="test")] == ["r152"]
+    assert "a103l" in [r.meta["record_id"] for r in iter_corpus(root)]
+
+
+def test_index_sources_read_only_the_requested_sides(tmp_path):
+    from m2ae.index.sources import expand_sources
+
+    root = write_cinc_corpus(tmp_path / "cinc", ROWS)
+    items, streams = expand_sources([root], splits=("train", "validation"))
+    names = [r.meta["record_id"] for stream in streams for r in stream]
+    assert not items and "r152" not in names and names

@@ -13,7 +13,7 @@ def cmd_embed(args: argparse.Namespace) -> int:
     from ..index import embed
 
     res = embed(args.paths, args.model, args.out, batch_size=args.batch_size,
-                num_workers=getattr(args, "workers", None), progress=True)
+                num_workers=getattr(args, "workers", None), progress=True, splits=args.splits)
     summary = {"out": str(args.out), **res.manifest, "windows_per_s": round(res.windows_per_s, 1)}
     emit(summary, args.json, lambda s: (
         f"embedded {s['count']} windows from {s['records']} records ({s['low_quality_windows']} low-quality, kept) "
@@ -40,6 +40,8 @@ def build_command_of(args: argparse.Namespace) -> str:
             parts += ["--duration", f"{args.duration:g}"]
     if getattr(args, "map", "umap") != "umap":
         parts += ["--map", args.map]
+    if getattr(args, "splits", None):
+        parts += ["--splits", *args.splits]
     return shlex.join(parts)
 
 
@@ -49,7 +51,7 @@ def cmd_index_build(args: argparse.Namespace) -> int:
     idx = build_index(args.paths, args.out, model=args.model, simulate=args.simulate, seed=args.seed,
                       duration_s=getattr(args, "duration", 60.0), batch_size=getattr(args, "batch_size", 256),
                       num_workers=getattr(args, "workers", None),
-                      map_config=MapConfig(method=getattr(args, "map", "umap")),
+                      map_config=MapConfig(method=getattr(args, "map", "umap")), splits=args.splits,
                       build_command=build_command_of(args))
     m = idx.manifest
     summary = {"out": str(args.out), "count": m["count"], "records": m["records"], "subjects": m["subjects"],
@@ -126,6 +128,8 @@ def add_commands(sub: argparse._SubParsersAction) -> None:
     s.add_argument("--batch-size", type=int, default=256, help="windows per model call (default 256)")
     s.add_argument("--workers", type=int, help="DataLoader workers reading records (default: 0 on <= 2 cores)")
     s.add_argument("--json", action="store_true")
+    s.add_argument("--splits", nargs="+", choices=["train", "validation", "test"], metavar="SIDE",
+                   help="corpora with a record split (cinc2015): only these sides, e.g. train validation")
     s.set_defaults(func=cmd_embed)
 
     s = sub.add_parser("index", help="build and query fingerprint indexes")
@@ -141,6 +145,8 @@ def add_commands(sub: argparse._SubParsersAction) -> None:
     b.add_argument("--batch-size", type=int, default=256, help="windows per model call (default 256)")
     b.add_argument("--workers", type=int, help="DataLoader workers reading records (default: 0 on <= 2 cores)")
     b.add_argument("--json", action="store_true")
+    b.add_argument("--splits", nargs="+", choices=["train", "validation", "test"], metavar="SIDE",
+                   help="corpora with a record split (cinc2015): only these sides, e.g. train validation")
     b.set_defaults(func=cmd_index_build)
     q = xs.add_parser("query", help="find the records most similar to one record")
     q.add_argument("path")

@@ -7,7 +7,7 @@ from __future__ import annotations
 import shutil
 from pathlib import Path
 from typing import Any
-from collections.abc import Sequence
+from collections.abc import Collection, Sequence
 
 from ..errors import InputError
 from .calibration import calibrate_familiarity
@@ -24,12 +24,13 @@ def build_index(paths: Sequence[Any], out: str | Path, model: Any = None, simula
                 duration_s: float = 60.0, batch_size: int = 256, num_workers: int | None = None,
                 config: IndexConfig | None = None, map_config: MapConfig | None = None,
                 build_command: str | None = None, progress: bool = True,
-                read_kwargs: dict | None = None) -> FingerprintIndex:
+                read_kwargs: dict | None = None, splits: Collection[str] | None = None) -> FingerprintIndex:
     """Embed records (files, folders, Records, corpus readers) plus ``simulate`` simulated subjects,
     build the FAISS index and the map, and save the folder ``out`` atomically.
 
-    duration_s : seconds per simulated subject. The embedding runs in ``.<out>.embed/`` beside
-    ``out`` and resumes from there when a build is interrupted and started again with the same
+    duration_s : seconds per simulated subject. splits : sides of a corpus's record split to index
+    (cinc2015), e.g. ``("train", "validation")`` so the test side stays out. The embedding runs in
+    ``.<out>.embed/`` beside ``out`` and resumes from there when a build is interrupted and started again with the same
     command; it is removed once the index is saved. The saved index carries its familiarity
     reference (``familiarity.json``) from the start.
     """
@@ -37,7 +38,7 @@ def build_index(paths: Sequence[Any], out: str | Path, model: Any = None, simula
     paths = list(paths or [])
     if not paths and not simulate:
         raise InputError("index build: give record files/folders, --simulate N, or both")
-    items, streams = expand_sources(paths) if paths else ([], [])
+    items, streams = expand_sources(paths, splits) if paths else ([], [])
     sim = simulated_items(simulate, seed=seed, duration_s=duration_s) if simulate else []
     model = resolve_model(model)
     work = out.with_name(f".{out.name}.embed")

@@ -25,6 +25,7 @@ import shutil
 import sys
 import time
 from dataclasses import dataclass, field
+from collections.abc import Collection
 from pathlib import Path
 from typing import Any
 
@@ -98,7 +99,8 @@ class _Batcher:
 
 def embed(sources: Any, model: Any = None, out_dir: str | Path | None = None, batch_size: int = 256,
           num_workers: int | None = None, stride_s: float = 10.0, read_kwargs: dict | None = None,
-          progress: bool = True, device: Any = None, extra_items: list[EmbedItem] | None = None) -> EmbedResult:
+          progress: bool = True, device: Any = None, extra_items: list[EmbedItem] | None = None,
+          splits: Collection[str] | None = None) -> EmbedResult:
     """Fingerprint every 10-s window of files, folders, Records or corpus readers.
 
     sources : a path, a Record, an iterable of Records (a corpus reader), or a list of these.
@@ -110,11 +112,12 @@ def embed(sources: Any, model: Any = None, out_dir: str | Path | None = None, ba
         workers that read and preprocess records (default: none on ≤ 2 cores).
     stride_s : window stride in s (10 = back to back). read_kwargs : passed to ``load_record``
         (fs, ecg, ppg column names). extra_items : more items, e.g. ``simulated_items(2000)``.
+    splits : sides of a corpus's record split to read (cinc2015), e.g. ``("train", "validation")``.
 
     Raises InputError when no input yields a single window.
     """
     t0 = time.perf_counter()
-    items, streams = expand_sources(sources) if sources else ([], [])
+    items, streams = expand_sources(sources, splits) if sources else ([], [])
     items += list(extra_items or [])
     if not items and not streams:
         raise InputError("nothing to embed: no input records given")

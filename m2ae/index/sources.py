@@ -14,7 +14,7 @@ import json
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
-from collections.abc import Iterable
+from collections.abc import Collection, Iterable
 
 import numpy as np
 
@@ -86,12 +86,13 @@ def record_item(rec: Record) -> EmbedItem:
     return EmbedItem(key, "record", rec, str(rec.meta.get("record_id") or rec.meta.get("source") or "record"))
 
 
-def expand_sources(sources: Any) -> tuple[list[EmbedItem], list[Iterable]]:
+def expand_sources(sources: Any, splits: Collection[str] | None = None) -> tuple[list[EmbedItem], list[Iterable]]:
     """Split inputs into a list of items (files, folders expanded, Records) and record streams.
 
     A str/Path is a file or a folder (searched recursively, see ``find_record_files``); a
     ``Record`` is embedded as is; any other iterable is a stream of Records (a corpus reader).
-    Missing paths and empty folders raise InputError (one line).
+    Missing paths and empty folders raise InputError (one line). ``splits``: for corpus folders with a
+    record split (cinc2015), only records on these sides, e.g. ``("train", "validation")``.
     """
     if isinstance(sources, (str, Path, Record)):
         sources = [sources]
@@ -111,7 +112,7 @@ def expand_sources(sources: Any) -> tuple[list[EmbedItem], list[Iterable]]:
 
                 layout = detect_layout(p)
                 if layout not in (None, "folder"):  # a known corpus: its reader knows subjects and labels
-                    streams.append(iter_corpus(p, layout, min_duration_s=10.0))
+                    streams.append(iter_corpus(p, layout, min_duration_s=10.0, split=splits))
                     continue
                 files = find_record_files(p)
                 if not files:

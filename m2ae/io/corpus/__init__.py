@@ -27,7 +27,7 @@ tells the layouts apart (``detect_layout``, from the folder's contents) and runs
 """
 from __future__ import annotations
 
-from collections.abc import Callable, Iterator
+from collections.abc import Callable, Collection, Iterator
 from pathlib import Path
 from typing import Any
 
@@ -80,7 +80,7 @@ def detect_layout(path: str | Path) -> str | None:
 
 
 def iter_corpus(path: str | Path | list, layout: str | None = None, *, on_error: str = "skip",
-                min_duration_s: float = 0.0, split: str | None = None) -> Iterator[Record]:
+                min_duration_s: float = 0.0, split: str | Collection[str] | None = None) -> Iterator[Record]:
     """Yield the records of a corpus folder, with ``meta['subject_id']`` and ``meta['labels']``.
 
     path : a corpus folder or file, or a list of them (each laid out on its own).
@@ -90,7 +90,9 @@ def iter_corpus(path: str | Path | list, layout: str | None = None, *, on_error:
     min_duration_s : records shorter than this (s) are skipped quietly, e.g. ``m2ae.WINDOW_S`` to
         drop MIMIC segments too short for one window.
     split : keep only records whose ``meta['labels']['split']`` is this ("train", "validation",
-        "test"); records without a split label are kept. The cinc2015 layout never opens the others.
+        "test") or one of these (e.g. ``("train", "validation")``); in layouts without a split, records
+        without a split label are kept. The cinc2015 layout never opens the others, and under a split it
+        leaves out records outside its fixed split table (e.g. a fetched copy's held-out records).
     """
     if isinstance(path, (list, tuple)):
         for one in path:
@@ -99,6 +101,7 @@ def iter_corpus(path: str | Path | list, layout: str | None = None, *, on_error:
     p = Path(path)
     if not p.exists():
         raise InputError(f"{p}: corpus folder not found")
+    sides = frozenset([split] if isinstance(split, str) else split) if split is not None else None
     layout = layout or detect_layout(p)
     if layout is None:
         raise InputError(f"{p}: no corpus layout recognised and no readable files; layouts: {', '.join(LAYOUTS)}")
@@ -107,14 +110,15 @@ def iter_corpus(path: str | Path | list, layout: str | None = None, *, on_error:
     if on_error not in ("skip", "raise"):
         raise ValueError("on_error must be 'skip' or 'raise'")
     # cinc2015 knows each record's split from its name, so it skips the other sides unread
-    items = cinc2015.iterate(p, split) if layout == "cinc2015" else _ITERATE[layout](p)
+    items = cinc2015.iterate(p, sides) if layout == "cinc2015" else _ITERATE[layout](p)
     for item in items:
         if isinstance(item, InputError):
             if on_error == "raise":
                 raise item
             log.warning("skipped: %s", item)
             continue
-        if split is not None and (item.meta.get("labels") or {}).get("split", split) != split:
+        side = (item.meta.get("labels") or {}).get("split")
+        if sides is not None and side is not None and side not in sides:
             continue
         if item.duration_s < min_duration_s:
             log.info("skipped %s: %.1f s is shorter than %.1f s", item.meta.get("source"), item.duration_s,

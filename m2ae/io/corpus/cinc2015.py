@@ -18,7 +18,7 @@ labels.csv is read without alarm labels and says so in ``meta['notes']``.
 from __future__ import annotations
 
 import csv
-from collections.abc import Iterator
+from collections.abc import Collection, Iterator
 from pathlib import Path
 from typing import Any
 
@@ -82,11 +82,12 @@ def _row_labels(row: dict[str, str], where: Path) -> dict[str, Any]:
     return labels
 
 
-def iterate(path: Path, split: str | None = None) -> Iterator[Record | InputError]:
+def iterate(path: Path, sides: Collection[str] | None = None) -> Iterator[Record | InputError]:
     """Records of the corpus at ``path`` (the corpus folder or its records folder) with their labels.
 
-    ``split``: only records on that side of the fixed split (or outside it) are read; the others are
-    never opened, so training can leave the held-out records untouched.
+    ``sides``: only records on these sides of the fixed split are read (records outside the split
+    table too when ``sides`` is None); the others are never opened, so training and index builds
+    leave the held-out records untouched.
     Raises InputError at once when ``path`` is not a CinC 2015 corpus (no labels.csv with the
     record/alarm_type/true_alarm columns beside or above a folder of .hea headers)."""
     found = locate(path)
@@ -99,7 +100,7 @@ def iterate(path: Path, split: str | None = None) -> Iterator[Record | InputErro
     splits = split_table()
     headers = {h.stem: h for h in sorted(records.glob("*.hea"))}
     for name, hea in headers.items():
-        if split is not None and splits.get(name, split) != split:
+        if sides is not None and splits.get(name) not in sides:
             continue
         labels: dict[str, Any] = {"alarm_time_s": ALARM_TIME_S}
         if name in rows:
@@ -119,5 +120,5 @@ def iterate(path: Path, split: str | None = None) -> Iterator[Record | InputErro
                 rec.meta["notes"].append(f"{name} is not in the fixed CinC 2015 split (r001–r550)")
         yield rec
     for name in rows:
-        if name not in headers and (split is None or splits.get(name, split) == split):
+        if name not in headers and (sides is None or splits.get(name) in sides):
             yield InputError(f"{table}: {name} is listed but {records / (name + '.hea')} is missing")
