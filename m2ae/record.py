@@ -79,11 +79,18 @@ class Windows:
     ecg_center, ecg_scale, ppg_center, ppg_scale : float32 [N]; original units = norm * scale + center.
     ecg_quality, ppg_quality : float32 [N] in [0, 1]; NaN when the modality is absent.
     low_quality : bool [N]; True where a present channel is below ``QUALITY_THRESHOLD`` (kept, flagged).
-    hr_ecg_bpm, hr_ppg_bpm : float32 [N] heart rate from R-peaks / pulse peaks (NaN if unavailable).
+    hr_ecg_bpm, hr_ppg_bpm : float32 [N] heart rate in bpm from R-peaks / pulse peaks; NaN (never 0)
+        where unavailable, e.g. no beats detected or the modality absent.
+    ecg_no_beats, ppg_no_beats : bool [N]; True where the detector found no beats to count in the
+        window (fewer than 3 peaks, or no two beat intervals at 25–240 bpm, or no signal): "no beats
+        detected", so that window's heart rate is NaN. Asystole shows as ECG windows all True; the
+        windows are kept. None when the modality is absent (or was dropped, see ``meta["dropped"]``).
     pat_ms : float32 [N] median R-peak -> pulse-peak delay in ms (NaN unless both modalities).
     ecg_clean, ppg_clean : float64 [T] the whole filtered record at 125 Hz (original units), for display.
     r_peaks, pulse_peaks : int64 sample indices at 125 Hz into ``*_clean``.
-    meta : the record's meta plus processing notes.
+    meta : the record's meta plus processing notes (``notes``: list of plain sentences) and
+        ``dropped`` ({modality: reason}: channels the record had but that were dead, e.g. a flat PPG;
+        the windows then carry only the other modality).
     """
 
     ecg: np.ndarray | None
@@ -103,6 +110,8 @@ class Windows:
     ppg_clean: np.ndarray | None = None
     r_peaks: np.ndarray | None = None
     pulse_peaks: np.ndarray | None = None
+    ecg_no_beats: np.ndarray | None = None
+    ppg_no_beats: np.ndarray | None = None
     meta: dict[str, Any] = field(default_factory=dict)
     fs: float = FS_HZ
 

@@ -237,6 +237,21 @@ def test_single_modality_upload_works_on_every_page(app_env, sim_records, presen
                for t in spec["layout"].get("annotations", []))
 
 
+def test_dead_channel_is_dropped_and_said_on_the_record_page(app_env, sim_records):
+    """A flat PPG (all zeros, as real monitors record a clip that fell off) beside a good ECG: the
+    Record page says the PPG was dropped and why, and every page treats the record as ECG only."""
+    rec = sim_records["NSR"]
+    data = _npz_bytes(ecg=rec.ecg, ppg=np.zeros_like(rec.ppg), fs=rec.fs)
+    at = new_app()
+    at.file_uploader(key="upload").set_value(("flat_ppg.npz", data, "application/octet-stream")).run()
+    assert_ok(at)
+    said = [w.value.replace("\\", "") for w in at.warning]
+    assert "PPG dropped: flat line (every sample = 0); the record goes on as ECG only" in said, said
+    assert any("PPG reconstructed from ECG" == n for n in trace_names(at)), trace_names(at)
+    for page in PAGES[1:]:
+        goto(at, page)
+
+
 # --- Reconstruction --------------------------------------------------------------------------------
 
 def test_reconstruction_mask_ratio_and_patterns(app_env):

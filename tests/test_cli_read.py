@@ -115,17 +115,44 @@ def test_bad_input_short_record(tmp_path):
     assert "short.csv" in err and "6.00 s long" in err and "10 s" in err
 
 
-def test_bad_input_flat_line(tmp_path, capsys):
+def test_flat_line_channel_is_dropped(tmp_path, capsys):
+    """A flat ECG beside a good PPG: read as PPG only, and the output says what was dropped and why."""
     ecg, ppg = pulse_pair(125.0, 30.0)
-    err = _bad(write_csv(tmp_path / "flat.csv", 125.0, np.full_like(ecg, 0.5), ppg), capsys=capsys)
-    assert "flat.csv" in err and "flat line" in err
+    path = write_csv(tmp_path / "flat.csv", 125.0, np.full_like(ecg, 0.5), ppg)
+    s = read_json(path, capsys=capsys)
+    assert s["dropped"] == {"ecg": "flat line (every sample = 0.5)"}
+    assert set(s["channels"]) == {"ecg", "ppg"} and list(s["quality"]) == ["ppg"]
+    assert s["heart_rate_bpm"] == {"ppg": pytest.approx(70.0, abs=1.5)} and s["pat_ms"] is None
+    assert s["notes"][0] == "ECG dropped: flat line (every sample = 0.5); the record goes on as PPG only"
+    from m2ae.cli import main
+
+    assert main(["read", str(path)]) == 0
+    text = capsys.readouterr().out
+    assert "ECG  column 'ECG'" in text and "DROPPED: flat line (every sample = 0.5)" in text
+    assert "PPG  column 'PPG'" in text and "heart rate 70" in text
 
 
-def test_bad_input_long_gaps_everywhere(tmp_path, capsys):
+def test_bad_input_both_channels_dead(tmp_path, capsys):
+    ecg, ppg = pulse_pair(125.0, 30.0)
+    err = _bad(write_csv(tmp_path / "dead.csv", 125.0, np.full_like(ecg, 0.5), np.zeros_like(ppg)), capsys=capsys)
+    assert err == (f"error: {tmp_path / 'dead.csv'}: no usable channel — ECG: flat line (every sample = 0.5); "
+                   f"PPG: flat line (every sample = 0)")
+
+
+def test_long_gaps_everywhere_in_one_channel_drop_it(tmp_path, capsys):
     ecg, ppg = pulse_pair(125.0, 60.0)
     for start in range(0, 60, 6):          # 2 s of missing samples every 6 s
         ppg[start * 125 + 500:start * 125 + 750] = np.nan
-    path = write_csv(tmp_path / "gappy.csv", 125.0, ecg, ppg)
+    s = read_json(write_csv(tmp_path / "gappy.csv", 125.0, ecg, ppg), capsys=capsys)
+    assert list(s["dropped"]) == ["ppg"] and "no usable 10-s stretch" in s["dropped"]["ppg"]
+    assert s["n_windows"] == 6 and s["heart_rate_bpm"]["ecg"] == pytest.approx(70.0, abs=1.5)
+
+
+def test_bad_input_long_gaps_everywhere(tmp_path, capsys):
+    _, ppg = pulse_pair(125.0, 60.0)
+    for start in range(0, 60, 6):          # 2 s of missing samples every 6 s
+        ppg[start * 125 + 500:start * 125 + 750] = np.nan
+    path = write_csv(tmp_path / "gappy.csv", 125.0, None, ppg)
     err = _bad(path, capsys=capsys)
     assert "gappy.csv" in err and "no usable 10-s stretch" in err
 
@@ -157,8 +184,24 @@ def test_long_nan_gap_splits_the_record(tmp_path, capsys):
     assert any("split" in n for n in s["notes"])
 
 
-def test_bad_input_channel_unusable_everywhere(tmp_path, capsys):
+def test_channel_unusable_everywhere_is_dropped(tmp_path, capsys):
     ecg, _ = pulse_pair(125.0, 30.0)
-    rail = np.where(np.arange(len(ecg)) % 2000 < 1000, 1.0, -1.0)   # PPG stuck at its rails
-    err = _bad(write_csv(tmp_path / "rail.csv", 125.0, ecg, rail), capsys=capsys)
-    assert "rail.csv" in err and "PPG is unusable in every window" in err
+    rail = np.clip(5 * np.sin(2 * np.pi * 0.05 * np.arange(len(ecg)) / 125.0), -1, 1)   # PPG stuck at its rails
+    s = read_json(write_csv(tmp_path / "rail.csv", 125.0, ecg, rail), capsys=capsys)
+    assert list(s["dropped"]) == ["ppg"] and s["dropped"]["ppg"].startswith("unusable in every window (")
+    assert s["notes"][0].startswith("PPG dropped: unusable in every window")
+    assert s["notes"][0].endswith("the record goes on as ECG only")
+    assert s["heart_rate_bpm"] == {"ecg": pytest.approx(70.0, abs=1.5)} and s["no_beats"] == {"ecg": 0}
+
+
+def test_beatless_ecg_reports_windows_without_beats(tmp_path, capsys):
+    """An ECG without QRS complexes (slow wander and movement only) is read, not refused; the summary
+    counts the windows without beats and gives no heart rate."""
+    from scipy import signal as sps
+
+    t = np.arange(125 * 30) / 125.0
+    b, a = sps.butter(2, 2.0, fs=125.0)
+    slow = sps.filtfilt(b, a, np.random.default_rng(1).standard_normal(len(t)))
+    ecg = 0.4 * np.sin(2 * np.pi * 0.2 * t) + 0.05 * slow / slow.std()
+    s = read_json(write_csv(tmp_path / "asystole.csv", 125.0, ecg, None), capsys=capsys)
+    assert s["dropped"] == {} and s["no_beats"] == {"ecg": 3} and s["heart_rate_bpm"] == {"ecg": None}

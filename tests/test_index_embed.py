@@ -100,7 +100,7 @@ def test_embed_resumes_after_interruption(cohort, tmp_path):
         embed([cohort], other, tmp_path / "e2", batch_size=3, progress=False)
 
 
-def test_unusable_inputs_are_skipped_and_low_quality_kept(cohort, tmp_path):
+def test_unusable_inputs_are_skipped_and_dead_channels_dropped(cohort, tmp_path):
     mixed = tmp_path / "mixed"
     mixed.mkdir()
     for f in sorted(cohort.glob("*.npz"))[:2]:
@@ -115,8 +115,13 @@ def test_unusable_inputs_are_skipped_and_low_quality_kept(cohort, tmp_path):
     skipped = {Path(s["input"]).name: s["error"] for s in res.skipped}
     assert set(skipped) == {"broken.csv", "short.npz"}
     assert all("\n" not in e for e in skipped.values())
-    lq = res.metadata[res.metadata["record"] == "noisy"]
-    assert len(lq) == 2 and lq["low_quality"].all() and (lq["ppg_quality"] < 0.5).all()
+    # the white-noise PPG shows no pulse (beats alike nowhere, not locked to the R-peaks): the record
+    # is kept on its ECG alone, the PPG dropped with the reason in every window's metadata
+    noisy_rows = res.metadata[res.metadata["record"] == "noisy"]
+    assert len(noisy_rows) == 2 and set(noisy_rows["modalities"]) == {"ecg"}
+    assert noisy_rows["ppg_quality"].isna().all() and not noisy_rows["low_quality"].any()
+    assert all(d.startswith("PPG: no pulse (") for d in noisy_rows["dropped"])
+    assert (res.metadata.loc[res.metadata["record"] != "noisy", "dropped"] == "").all()
 
 
 def test_bad_sources(tmp_path):

@@ -1,7 +1,10 @@
 """m2ae.preprocess: the signal contract end to end, quality, peaks, heart rate, pulse arrival, bad input."""
 from __future__ import annotations
 
+import re
 import warnings
+from collections.abc import Callable
+from pathlib import Path
 
 import numpy as np
 import pytest
@@ -9,7 +12,8 @@ import pytest
 from m2ae import InputError, Record, Windows
 from m2ae.contract import FS_HZ, QUALITY_THRESHOLD, WINDOW_SAMPLES
 from m2ae.signal import filters as F
-from m2ae.signal import preprocess, summarize
+from m2ae.signal import quality as ql
+from m2ae.signal import format_summary, preprocess, summarize
 
 
 def simulated_pair(fs_hz: float, duration_s: float = 60.0, hr_bpm: float = 75.0, delay_s: float = 0.25,
@@ -167,11 +171,14 @@ def test_template_quality_matches_neurokit_templatematch(bidmc_record):
 
 
 def test_pure_noise_is_flagged_low_quality():
+    """Noise in both channels: the ECG is kept and flagged (an ECG is never dropped for want of beats),
+    the PPG shows no pulse anywhere and is dropped."""
     rng = np.random.default_rng(4)
     win = preprocess(Record(ecg=rng.standard_normal(125 * 40), ppg=rng.standard_normal(125 * 40), fs=125.0,
                             meta={"source": "noise"}))
     assert win.low_quality.all()
-    assert np.all(win.ecg_quality < QUALITY_THRESHOLD) and np.all(win.ppg_quality < QUALITY_THRESHOLD)
+    assert np.all(win.ecg_quality < QUALITY_THRESHOLD)
+    assert win.ppg is None and list(win.meta["dropped"]) == ["ppg"]
 
 
 def test_clipped_window_scores_lower():
@@ -257,30 +264,217 @@ def test_record_shorter_than_one_window():
     assert "10 s" in msg
 
 
+def _dropped(rec: Record, mod: str, reason: str) -> Windows:
+    """Preprocess ``rec`` expecting ``mod`` dropped for ``reason`` (regex) and the other channel to go on."""
+    win = preprocess(rec)
+    other = "ppg" if mod == "ecg" else "ecg"
+    assert getattr(win, mod) is None and getattr(win, other) is not None
+    assert win.modalities == (other,) and list(win.meta["dropped"]) == [mod]
+    assert re.search(reason, win.meta["dropped"][mod]), win.meta["dropped"]
+    why = win.meta["dropped"][mod]
+    assert win.meta["notes"][0] == f"{mod.upper()} dropped: {why}; the record goes on as {other.upper()} only"
+    assert getattr(win, f"{mod}_no_beats") is None and np.isnan(win.pat_ms).all()
+    assert np.isnan(getattr(win, f"{mod}_quality")).all() and np.isnan(getattr(win, f"hr_{mod}_bpm")).all()
+    assert np.isfinite(getattr(win, f"hr_{other}_bpm")).all() and not getattr(win, f"{other}_no_beats").any()
+    assert np.nanmedian(getattr(win, f"hr_{other}_bpm")) == pytest.approx(75.0, abs=3.0)
+    return win
+
+
 def test_flat_line():
     rec = simulated_pair(125.0, 30.0, source="flat.csv")
     rec.ecg = np.full(rec.n_samples, 0.42)
-    _one_line_error(rec, "ECG is a flat line")
+    _dropped(rec, "ecg", r"^flat line \(every sample = 0.42\)")
+
+
+def test_flat_ppg_goes_on_as_ecg_only():
+    """A PPG recorded as all zeros (a clip that fell off, common in CinC 2015) beside a good ECG."""
+    rec = simulated_pair(250.0, 40.0, source="flatppg.hea")
+    rec.ppg = np.zeros(rec.n_samples)
+    win = _dropped(rec, "ppg", r"^flat line \(every sample = 0\)$")
+    assert win.meta["notes"][0] == "PPG dropped: flat line (every sample = 0); the record goes on as ECG only"
+    assert win.pulse_peaks is None and win.ppg_clean is None and len(win) == 4
+    s = summarize(rec, win)
+    assert s["dropped"] == {"ppg": "flat line (every sample = 0)"} and list(s["quality"]) == ["ecg"]
+    assert s["heart_rate_bpm"] == {"ecg": pytest.approx(75.0, abs=3.0)} and s["no_beats"] == {"ecg": 0}
+    assert s["pat_ms"] is None and s["ppg_flipped"] is None and set(s["channels"]) == {"ecg", "ppg"}
+    text = format_summary(s)
+    assert "PPG  column None (units au); DROPPED: flat line (every sample = 0)" in text
+    assert "note: PPG dropped: flat line" in text
 
 
 def test_channel_without_finite_samples():
     rec = simulated_pair(125.0, 30.0, source="nan.csv")
     rec.ppg = np.full(rec.n_samples, np.nan)
-    _one_line_error(rec, "PPG channel has no finite samples")
+    _dropped(rec, "ppg", "^no finite samples$")
 
 
 def test_channel_unusable_everywhere():
     rec = simulated_pair(125.0, 30.0, source="square.csv")
-    rec.ppg = np.sign(np.sin(2 * np.pi * 0.02 * np.arange(rec.n_samples) / 125.0) + 1e-9)  # saturated rail
-    _one_line_error(rec, "PPG is unusable in every window")
+    # saturated: stuck at one rail or the other, with brief swings between them (so not just two values)
+    rec.ppg = np.clip(5 * np.sin(2 * np.pi * 0.05 * np.arange(rec.n_samples) / 125.0), -1, 1)
+    _dropped(rec, "ppg", r"unusable in every window \(.*clipped in \d+.* of 3\)")
+
+
+def test_channel_of_a_few_values_is_dropped_cheaply():
+    """A PPG toggling between two codes (a disconnected sensor's square wave): no waveform, dropped by
+    the cheap check that training code shares (``usable.dead_channel_reasons``)."""
+    from m2ae.signal.usable import dead_channel_reasons
+
+    rec = simulated_pair(125.0, 30.0, source="square.csv")
+    rec.ppg = np.sign(np.sin(2 * np.pi * 0.02 * np.arange(rec.n_samples) / 125.0) + 1e-9)
+    assert dead_channel_reasons(rec) == {"ppg": "only 2 distinct values: no waveform (sensor off, disconnected "
+                                                "or stuck)"}
+    _dropped(rec, "ppg", r"^only 2 distinct values")
+
+
+def test_dead_channel_reasons_is_cheap_and_agrees_with_preprocess():
+    """The check training code uses: flat, nearly flat (a few ADC steps), absurd, empty; {} for signal."""
+    from m2ae.signal.usable import dead_channel_reasons
+
+    rec = simulated_pair(250.0, 40.0, source="ok.csv")
+    assert dead_channel_reasons(rec) == {}
+    steps = np.round(rec.ppg * 1000) / 1000                     # ADC steps of 0.001
+    codes = 500 + np.arange(len(steps)) % 2                     # a sensor off, toggling between 2 codes ...
+    codes[100:110] = 500 + 20 * np.arange(1, 11)                # ... after one glitch of 200 steps (CinC r290)
+    quiet = 0.001 * codes
+    for bad, why in [(np.full(len(steps), np.nan), "^no finite samples$"), (steps * 1e300, "^absurd scale"),
+                     (np.zeros(len(steps)), r"^flat line \(every sample = 0\)$"),
+                     (quiet, r"^nearly flat \(no 10-s stretch spans 10 ADC steps")]:
+        rec2 = Record(ecg=rec.ecg, ppg=bad, fs=250.0, meta={"source": "dead.csv"})
+        got = dead_channel_reasons(rec2)
+        assert list(got) == ["ppg"] and re.search(why, got["ppg"]), got
+        assert preprocess(rec2).meta["dropped"] == got
+
+
+def test_both_channels_dead_is_refused_with_both_reasons():
+    rec = simulated_pair(125.0, 30.0, source="dead.csv")
+    rec.ecg = np.full(rec.n_samples, 0.42)
+    rec.ppg = np.full(rec.n_samples, np.nan)
+    msg = _one_line_error(rec, "no usable channel")
+    assert msg == "dead.csv: no usable channel — ECG: flat line (every sample = 0.42); PPG: no finite samples"
+
+
+def test_single_dead_channel_is_refused():
+    _one_line_error(Record(ecg=None, ppg=np.zeros(125 * 30), fs=125.0, meta={"source": "ppgonly.csv"}),
+                    r"^ppgonly.csv: no usable channel — PPG: flat line \(every sample = 0\)$")
+
+
+def _noise(n: int, seed: int, colour: str) -> np.ndarray:
+    """Unit-variance noise: white, or brown (integrated: slow, smooth, the hardest to tell from pulses)."""
+    x = np.random.default_rng(seed).standard_normal(n)
+    if colour == "brown":
+        x = np.cumsum(x)
+    return (x - x.mean()) / x.std()
+
+
+@pytest.mark.parametrize("seed,colour", [(11, "white"), (12, "brown"), (13, "brown")])
+def test_pulseless_ppg_beside_a_good_ecg_is_dropped(seed, colour):
+    """A PPG of noise: the detector still finds "beats" in it, but they never look alike and they
+    fall anywhere in the heartbeat, not at one delay after each R-peak."""
+    rec = simulated_pair(125.0, 120.0, source="pulseless.csv")
+    rec.ppg = 1000.0 + 50.0 * _noise(rec.n_samples, seed, colour)
+    win = _dropped(rec, "ppg", r"^no pulse \(in none of 12 windows do the detected beats look alike, "
+                               r"and only \d+% of R-peaks are followed by a pulse peak at one delay")
+    locked = int(re.search(r"only (\d+)%", win.meta["dropped"]["ppg"]).group(1))
+    assert locked < 100 * ql.PULSE_LOCK_MIN
+    assert not win.low_quality.any()
+    # alone, with no ECG to check it against, the same PPG is kept, flagged low quality and noted
+    alone = preprocess(Record(ecg=None, ppg=rec.ppg, fs=125.0, meta={"source": "pulseless.csv"}))
+    assert alone.meta["dropped"] == {} and alone.low_quality.all()
+    assert any(n.startswith("PPG: the detected beats look alike in none of 12 windows") for n in alone.meta["notes"])
+
+
+def test_noisy_but_real_ppg_locked_to_the_ecg_is_kept():
+    """A real pulse buried in noise, so that its beats look alike in no window: its peaks still
+    follow each R-peak at one delay, so the PPG is kept (a good PPG is never dropped)."""
+    rec = simulated_pair(125.0, 60.0, source="noisy.csv")
+    rec.ppg = rec.ppg + 0.9 * rec.ppg.std() * _noise(rec.n_samples, 21, "white")
+    win = preprocess(rec)
+    assert win.meta["dropped"] == {} and win.modalities == ("ecg", "ppg")
+
+
+def test_simulated_records_never_lose_their_ppg():
+    """Every rhythm, several rates and lengths, with the simulator's noise: no PPG is dropped (the
+    check over 400 such records and the sample records is noted above ``quality.PULSE_CLEAR_MIN``)."""
+    from m2ae.simulate import simulate_record
+
+    for seed, rhythm in enumerate(["NSR", "AF", "PVC", "SB", "ST", "AF"]):
+        rec = simulate_record(rhythm, duration_s=[10.0, 20.0, 30.0][seed % 3], fs_hz=[125.0, 250.0][seed % 2],
+                              seed=seed, noise=True)
+        win = preprocess(rec)
+        assert win.meta["dropped"] == {} and win.modalities == ("ecg", "ppg"), (rhythm, win.meta["dropped"])
+
+
+def _beatless_ecg(n: int, fs_hz: float, seed: int) -> np.ndarray:
+    """Baseline wander (0.2 + 0.05 Hz) and slow movement noise (< 2 Hz) at ECG amplitude (mV): no QRS."""
+    from scipy import signal as sps
+
+    t = np.arange(n) / fs_hz
+    b, a = sps.butter(2, 2.0, fs=fs_hz)
+    slow = sps.filtfilt(b, a, np.random.default_rng(seed).standard_normal(n))
+    return 0.4 * np.sin(2 * np.pi * 0.2 * t) + 0.2 * np.sin(2 * np.pi * 0.05 * t) + 0.05 * slow / slow.std()
+
+
+@pytest.mark.parametrize("with_ppg", [True, False])
+def test_beatless_ecg_is_kept_with_no_beats_marked(with_ppg):
+    """Asystole: the ECG is there (amplitude fine, not clipped, not missing) but has no beats. Kept,
+    every window marked, heart rate NaN (absent, never 0 bpm), no error, nothing dropped."""
+    rec = simulated_pair(250.0, 60.0, source="asystole.hea")
+    ecg = _beatless_ecg(rec.n_samples, 250.0, seed=3)
+    win = preprocess(Record(ecg=ecg, ppg=rec.ppg if with_ppg else None, fs=250.0, meta={"source": "asystole.hea"}))
+    assert win.meta["dropped"] == {} and win.ecg is not None and len(win) == 6
+    assert win.ecg_no_beats.dtype == bool and win.ecg_no_beats.all()
+    assert np.isnan(win.hr_ecg_bpm).all() and not (win.hr_ecg_bpm == 0).any()
+    assert (win.ecg_quality == 0).all() and win.low_quality.all()
+    assert any("ECG: no beats detected in any window" in n for n in win.meta["notes"])
+    if with_ppg:
+        assert not win.ppg_no_beats.any() and np.nanmedian(win.hr_ppg_bpm) == pytest.approx(75.0, abs=3.0)
+    else:
+        assert win.ppg_no_beats is None
+    s = summarize(Record(ecg=ecg, ppg=None, fs=250.0, meta={"source": "asystole.hea"}), win)
+    assert s["no_beats"]["ecg"] == 6 and s["heart_rate_bpm"]["ecg"] is None and s["dropped"] == {}
+    assert "heart rate n/a bpm; no beats detected in 6 of 6 windows" in format_summary(s)
+
+
+def test_windows_without_beats_are_marked_where_they_are():
+    """A 20-s pause in an otherwise beating ECG: only the windows inside it are marked."""
+    rec = simulated_pair(125.0, 60.0, source="pause.csv")
+    rec.ecg[125 * 20:125 * 40] = _beatless_ecg(125 * 20, 125.0, seed=5) * 0.1 + np.median(rec.ecg)
+    win = preprocess(rec)
+    assert win.ecg_no_beats.tolist() == [False, False, True, True, False, False]
+    assert np.isnan(win.hr_ecg_bpm[2:4]).all() and np.isfinite(np.delete(win.hr_ecg_bpm, [2, 3])).all()
+    assert not win.ppg_no_beats.any()
+    assert any("ECG: no beats detected in 2 of 6 windows" in n for n in win.meta["notes"])
+
+
+def test_channel_flat_for_part_of_the_record_is_kept():
+    """A PPG sensor unplugged for the second half: the live half keeps its pulses and normal quality."""
+    rec = simulated_pair(250.0, 60.0, source="unplugged.hea")
+    rec.ppg = np.round(rec.ppg * 10) / 10                      # ADC steps of 0.1 au
+    rec.ppg[250 * 30:] = 0.0                                   # sensor off after 30 s
+    win = preprocess(rec)
+    assert win.meta["dropped"] == {} and win.ppg is not None
+    assert win.ppg_no_beats.tolist() == [False, False, False, True, True, True]
+    assert (win.ppg_quality[:3] > QUALITY_THRESHOLD).all() and (win.ppg_quality[3:] == 0).all()
+    assert any(n.startswith("PPG: flat (no signal) in ") for n in win.meta["notes"])
 
 
 def test_no_usable_window_after_gap_splitting():
     rec = simulated_pair(125.0, 60.0, source="gappy.csv")
     for start in range(0, 60, 6):                  # a 2-s gap every 6 s
         rec.ecg[start * 125 + 500:start * 125 + 750] = np.nan
-    msg = _one_line_error(rec, "no usable 10-s stretch")
+    _dropped(rec, "ecg", r"^no usable 10-s stretch \(gaps longer than 1 s split it into pieces of at most 4.0 s\)$")
+    msg = _one_line_error(Record(ecg=rec.ecg, ppg=None, fs=125.0, meta={"source": "gappy.csv"}),
+                          "no usable channel — ECG: no usable 10-s stretch")
     assert "1 s" in msg
+
+
+def test_gaps_in_both_channels_that_never_leave_10_s_together():
+    rec = simulated_pair(125.0, 60.0, source="interleaved.csv")
+    for start in range(0, 60, 12):                 # each channel alone has 10-s stretches, never both at once
+        rec.ecg[start * 125:start * 125 + 250] = np.nan
+        rec.ppg[(start + 6) * 125:(start + 6) * 125 + 250] = np.nan
+    _one_line_error(rec, "no usable 10-s stretch: gaps longer than 1 s in ECG and PPG together")
 
 
 @pytest.mark.parametrize("stride_s", [0.0, -1.0, 0.001, float("nan")])
@@ -291,20 +485,20 @@ def test_bad_stride(stride_s):
 def test_absurd_amplitude():
     rec = simulated_pair(125.0, 30.0, source="scaled.csv")
     rec.ecg = rec.ecg * 1e300
-    _one_line_error(rec, "not a physiological signal")
+    _dropped(rec, "ecg", r"^absurd scale \(reaches .*not a physiological signal")
 
 
 def test_nearly_flat_line():
     rec = simulated_pair(125.0, 30.0, source="tiny.csv")
     rec.ppg = 1000.0 + 1e-10 * np.sin(np.arange(rec.n_samples))
-    _one_line_error(rec, "PPG is a flat line .*varies by only")
+    _dropped(rec, "ppg", r"^flat line \(it varies by only")
 
 
 def test_mostly_missing_samples_are_not_passed_off_as_signal():
     rng = np.random.default_rng(5)
     rec = simulated_pair(125.0, 30.0, source="holes.csv")
     rec.ppg[rng.random(rec.n_samples) < 0.6] = np.nan   # short gaps everywhere: 60% would be made up
-    _one_line_error(rec, "PPG is unusable in every window")
+    _dropped(rec, "ppg", r"^unusable in every window \(mostly missing samples in (\d) of \1\)$")
 
 
 def test_window_mostly_interpolated_is_flagged():
@@ -344,3 +538,66 @@ def test_inverted_ecg_is_reported_not_flipped():
     assert upright.meta["ecg_inverted"] is False and inverted.meta["ecg_inverted"] is True
     assert any("point mostly downward" in n for n in inverted.meta["notes"])
     np.testing.assert_allclose(inverted.ecg, -upright.ecg, atol=1e-5)   # the data stay as recorded
+
+
+# --- real ICU records with dead channels (CinC 2015) ------------------------------------------------
+
+CINC_DIR = Path(__file__).resolve().parents[1].parent / "shared" / "data" / "cinc2015" / "records"
+
+
+@pytest.fixture(scope="module")
+def cinc() -> Callable[[str], Windows]:
+    """Preprocess one CinC 2015 record by name (r001...r550); skips when the corpus is absent."""
+    if not CINC_DIR.is_dir():
+        pytest.skip(f"CinC 2015 corpus not available: {CINC_DIR} is absent (fresh clone outside the workspace)")
+    import m2ae
+
+    def run(name: str) -> Windows:
+        return preprocess(m2ae.load_record(CINC_DIR / f"{name}.hea"))
+    return run
+
+
+def test_cinc_flat_ppg_goes_on_as_ecg_only(cinc):
+    """r065 (false VT alarm): PLETH is 0 throughout. Refused before; now an ECG-only record."""
+    win = cinc("r065")
+    assert win.modalities == ("ecg",) and win.meta["dropped"] == {"ppg": "flat line (every sample = 0)"}
+    assert win.meta["notes"][0] == "PPG dropped: flat line (every sample = 0); the record goes on as ECG only"
+    assert len(win) == 30 and not win.ecg_no_beats.any() and win.ppg_no_beats is None
+    assert np.nanmedian(win.hr_ecg_bpm) == pytest.approx(106.0, abs=4.0)
+
+
+def test_cinc_flat_ecg_goes_on_as_ppg_only(cinc):
+    """r153 (false alarm): lead II is 0 throughout, the PPG has pulses."""
+    win = cinc("r153")
+    assert win.modalities == ("ppg",) and win.meta["dropped"] == {"ecg": "flat line (every sample = 0)"}
+    assert win.ecg_no_beats is None and not win.ppg_no_beats.any() and np.isfinite(win.hr_ppg_bpm).all()
+
+
+def test_cinc_flat_ppg_and_beatless_ecg_is_kept(cinc):
+    """r337 (false VT alarm): PLETH 0 throughout, lead II without a single detectable beat. Refused
+    before; now ECG only with every window marked "no beats detected" and no heart rate."""
+    win = cinc("r337")
+    assert win.modalities == ("ecg",) and list(win.meta["dropped"]) == ["ppg"]
+    assert len(win) == 33 and win.ecg_no_beats.all() and np.isnan(win.hr_ecg_bpm).all()
+    assert any("ECG: no beats detected in any window" in n for n in win.meta["notes"])
+
+
+def test_cinc_true_alarm_without_beats_after_the_alarm(cinc):
+    """r366 (true alarm, 330 s): the heart rate falls to ~30 bpm and from the alarm at 300 s no beat
+    is detected. The ECG windows from 300 s on are marked; the PPG, without a pulse anywhere, is dropped."""
+    win = cinc("r366")
+    assert win.modalities == ("ecg",) and win.meta["dropped"]["ppg"].startswith("no pulse (")
+    after = win.starts_s >= 300.0
+    assert after.sum() == 3 and win.ecg_no_beats[after].all() and np.isnan(win.hr_ecg_bpm[after]).all()
+    assert win.ecg_no_beats[~after].mean() < 0.1 and np.isfinite(win.hr_ecg_bpm[~after]).mean() > 0.9
+
+
+def test_cinc_ppg_dead_for_half_the_record_is_kept(cinc):
+    """r364: PLETH flat for the first 170 s, pulses after. Refused before ("unusable in every window":
+    the flat half set the amplitude reference); now kept, the flat windows marked."""
+    win = cinc("r364")
+    assert win.modalities == ("ecg", "ppg") and win.meta["dropped"] == {}
+    early = win.starts_s < 170.0
+    assert win.ppg_no_beats[early].all() and (win.ppg_quality[early] == 0).all()
+    assert not win.ppg_no_beats[~early].any() and np.median(win.ppg_quality[~early]) > QUALITY_THRESHOLD
+    assert np.isfinite(win.hr_ppg_bpm[~early]).all() and np.median(win.hr_ppg_bpm[~early]) == pytest.approx(98.0, abs=5.0)

@@ -11,7 +11,7 @@ from __future__ import annotations
 
 import os
 import sys
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import Any
 
@@ -111,7 +111,11 @@ def _analyse(key: str, _source: CurrentRecord) -> tuple[Record, Windows]:
         rec = m2ae.load_record(src.path, fs=src.fs, ecg=src.ecg, ppg=src.ppg)
     else:
         rec = uploads.read_upload(src.files or {}, fs=src.fs, ecg=src.ecg, ppg=src.ppg)
-    return rec, m2ae.preprocess(rec)
+    win = m2ae.preprocess(rec)
+    # A dead channel that preprocessing dropped (flat, no pulse) is left out of the record too, so
+    # every page offers only the modalities the windows carry; the Record page says why.
+    dead = {m: None for m in (win.meta.get("dropped") or {}) if getattr(rec, m, None) is not None}
+    return (replace(rec, **dead) if dead else rec), win
 
 
 def analyse(src: CurrentRecord) -> tuple[Record, Windows]:

@@ -37,6 +37,8 @@ class WindowView:
     low_quality: bool = False
     hr_bpm: float = float("nan")
     pat_ms: float = float("nan")
+    ecg_no_beats: bool = False      # the detector found no beats to count in this window (e.g. asystole)
+    ppg_no_beats: bool = False
 
 
 def _at(arr: Any, i: int, default: Any = float("nan")) -> Any:
@@ -92,7 +94,29 @@ def window_view(win: Windows, i: int) -> WindowView:
         units={"ecg": units.get("ecg", "a.u."), "ppg": units.get("ppg", "a.u.")},
         ecg_quality=float(_at(win.ecg_quality, i)), ppg_quality=float(_at(win.ppg_quality, i)),
         low_quality=bool(_at(win.low_quality, i, False)), hr_bpm=float(hr), pat_ms=float(_at(win.pat_ms, i)),
+        ecg_no_beats=bool(_at(win.ecg_no_beats, i, False)), ppg_no_beats=bool(_at(win.ppg_no_beats, i, False)),
     )
+
+
+_MARKDOWN_SPECIAL = set("\\`*_{}[]()#+-.!|<>~$:")
+
+
+def escape_markdown(text: str) -> str:
+    """``text`` (e.g. a note naming a file's column) shown literally by ``st.markdown``/``st.warning``:
+    every Markdown punctuation mark backslash-escaped, line breaks flattened."""
+    return "".join("\\" + c if c in _MARKDOWN_SPECIAL else c for c in " ".join(str(text).split()))
+
+
+def dropped_channels(win: Windows) -> list[str]:
+    """One plain sentence per channel preprocessing dropped as dead (``meta["dropped"]``), e.g.
+    "PPG dropped: flat line (every sample = 0); the record goes on as ECG only"."""
+    dropped = dict((win.meta or {}).get("dropped") or {})
+    notes = [str(n) for n in (win.meta or {}).get("notes") or []]
+    out = []
+    for mod, why in dropped.items():
+        said = [n for n in notes if n.startswith(f"{mod.upper()} dropped:")]
+        out.append(said[0] if said else f"{mod.upper()} dropped: {why}")
+    return out
 
 
 def quality_table(win: Windows) -> pd.DataFrame:

@@ -9,7 +9,7 @@ from m2ae.contract import QUALITY_THRESHOLD
 from m2ae.io import uploads
 from m2ae_ui import figures, state, warm
 from m2ae_ui.guard import page_guard, short_message
-from m2ae_ui.windows import quality_table, record_figures, window_view
+from m2ae_ui.windows import dropped_channels, escape_markdown, quality_table, record_figures, window_view
 
 ERROR_KEY = "record_error"
 TICKS_KEY = "_familiarity_ticks"  # runs of _familiarity_pending in this session
@@ -153,6 +153,8 @@ with page_guard("Record"):
     if shown:
         st.caption("Known labels (from the record's source, not the model): "
                    + ", ".join(f"{k.replace('_name', '')} {v}" for k, v in shown.items()))
+    for note in dropped_channels(win):
+        st.warning(escape_markdown(note), icon=":material/report:")
     c = st.columns(6)
     c[0].metric("Duration", f"{rec.duration_s:.0f} s")
     c[1].metric("Sampling rate", f"{rec.fs:g} Hz", help="Resampled to 125 Hz for the model")
@@ -186,6 +188,10 @@ with page_guard("Record"):
     w[1].metric("PAT", _fmt(view.pat_ms, "ms"))
     w[2].metric("ECG quality", _fmt(view.ecg_quality, "", 2))
     w[3].metric("PPG quality", _fmt(view.ppg_quality, "", 2))
+    beatless = [m.upper() for m in ("ecg", "ppg") if getattr(view, f"{m}_no_beats")]
+    if beatless:
+        st.info(f"No beats detected in this window's {' or '.join(beatless)}: its heart rate is left blank "
+                "(absent, not 0 bpm)." + (" In an ECG that is what asystole looks like." if view.ecg_no_beats else ""))
     if view.low_quality:
         st.warning(f"This window's signal quality is below {QUALITY_THRESHOLD:g}: peaks, heart rate and model "
                    "outputs for it are less reliable.", icon=":material/signal_cellular_connected_no_internet_0_bar:")
@@ -215,8 +221,9 @@ with page_guard("Record"):
     # closed, and the table widget's code (~1.3 MB of JS) would load with the first page.
     if st.toggle("Show the per-window table", key="record_show_table"):
         st.dataframe(table, hide_index=True)
-    notes = rec.meta.get("notes") or []
+    # The windows' notes: the reader's and what preprocessing did (dropped channels, gaps, resampling).
+    notes = win.meta.get("notes") or rec.meta.get("notes") or []
     if notes:
         with st.expander("Reading notes"):
             for n in notes:
-                st.markdown(f"- {n}")
+                st.markdown(f"- {escape_markdown(n)}")

@@ -135,7 +135,11 @@ def real_set(paths: list[Path]) -> tuple[EvalSet | None, dict[str, Any]]:
         if len(win) == 0:
             skipped.append({"record": f.name, "why": "shorter than one 10-s window"})
             continue
-        assert win.ecg is not None and win.ppg is not None  # a paired record gives paired windows
+        if win.ecg is None or win.ppg is None:  # preprocess dropped a dead channel: no longer paired
+            dropped = "; ".join(f"{m.upper()} dropped: {r}" for m, r in (win.meta.get("dropped") or {}).items())
+            skipped.append({"record": f.name, "why": "not paired after preprocessing (" + (dropped or "a channel "
+                            "was dropped") + ")"})
+            continue
         starts = np.round(np.asarray(win.starts_s) * win.fs).astype(int)
         width = win.ecg.shape[1]
         for s in starts:

@@ -29,7 +29,8 @@ def window_metadata(rec: Record, win: Windows, source_label: str | None = None) 
     source, modalities ("ecg+ppg" / "ecg" / "ppg"), lead, ecg_quality / ppg_quality ([0, 1], NaN when
     absent), low_quality (a present channel below the threshold; kept, flagged), hr_ecg_bpm,
     hr_ppg_bpm, pat_ms, ecg_center / ecg_scale / ppg_center / ppg_scale (window normalisation, to
-    show waveforms in the record's units), then ``label_<name>`` for each of the record's labels.
+    show waveforms in the record's units), dropped (the record's dead channels that preprocessing
+    left out, "PPG: <reason>", "" when none), then ``label_<name>`` for each of the record's labels.
     """
     n = len(win)
     meta = rec.meta or {}
@@ -61,6 +62,7 @@ def window_metadata(rec: Record, win: Windows, source_label: str | None = None) 
         "ecg_scale": col("ecg_scale"),
         "ppg_center": col("ppg_center"),
         "ppg_scale": col("ppg_scale"),
+        "dropped": "; ".join(f"{m.upper()}: {r}" for m, r in (win.meta.get("dropped") or {}).items()),
     })
     labels = meta.get("labels") or {}
     if isinstance(labels, dict):

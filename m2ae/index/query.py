@@ -140,9 +140,15 @@ def place_record(path_or_record: Any, index: FingerprintIndex | str | Path | Non
     >>> place_record("sample_data/nsr_wfdb/nsr.hea")["record_xy"]   # doctest: +SKIP
     """
     from ..signal.filters import contract_windows_fast
+    from ..signal.usable import dead_channel_reasons
 
     model, idx, rec, name = _open_query(path_or_record, index, model, read_kwargs)
-    win = contract_windows_fast(rec.ecg, rec.ppg, rec.fs)
+    # A flat or empty channel is left out, as ``m2ae.preprocess`` leaves it out for ``query_record``
+    # (a PPG without a pulse needs peak detection to tell and is fingerprinted here).
+    dead = dead_channel_reasons(rec)
+    if len(dead) == len(rec.modalities):
+        raise InputError(f"{name}: no usable channel — " + "; ".join(f"{m.upper()}: {r}" for m, r in dead.items()))
+    win = contract_windows_fast(None if "ecg" in dead else rec.ecg, None if "ppg" in dead else rec.ppg, rec.fs)
     if len(win) == 0:
         raise InputError(f"{name}: no usable 10-s window to place (record lasts {rec.duration_s:.1f} s)")
     q = query_windows(idx, model, win, k=None, familiarity=False)

@@ -6,6 +6,11 @@ upright (decided once per record) → R-peaks / pulse peaks (neurokit2, once per
 windows → robust normalisation keeping center/scale → per-window quality, heart rate and
 R → pulse-peak delay.
 
+Real monitors often record one dead channel (a PPG clip that fell off, a lead switched off). A dead
+modality is dropped with a note and the record goes on with the other one (``meta["dropped"]``);
+only a record without any usable channel is refused. An ECG without detectable beats is not dead:
+asystole looks like that. Its windows are kept and marked (``ecg_no_beats``), heart rate left NaN.
+
 >>> import m2ae
 >>> win = m2ae.preprocess(m2ae.load_record("bidmc_01_Signals.csv"))   # doctest: +SKIP
 >>> win.ecg.shape, float(np.nanmedian(win.hr_ecg_bpm))                 # doctest: +SKIP
@@ -21,27 +26,30 @@ from ..contract import FS_HZ, QUALITY_THRESHOLD, WINDOW_S, WINDOW_SAMPLES
 from ..errors import InputError
 from ..record import Record, Windows
 from . import filters, peaks as pk, quality as ql
+from .usable import dead_channel_reasons
 
 MAX_GAP_S = 1.0  # NaN runs up to this long are interpolated; longer ones split the record
 MAX_WINDOWS = 100_000  # ~1 GB of float32 windows per modality; 11.6 days at the default 10-s stride
-MAX_ABS_VALUE = 1e12  # no unit of ECG/PPG reaches this: a scaling error, and float filters would overflow
+MODALITY_NAMES = {"ecg": "ECG", "ppg": "PPG"}
 
 
-def _check_channel(name: str, mod: str, x: np.ndarray) -> None:
-    finite = np.isfinite(x)
-    if not finite.any():
-        raise InputError(f"{name}: {mod.upper()} channel has no finite samples")
-    values = x[finite]
-    lo, hi = float(values.min()), float(values.max())
-    peak = max(abs(lo), abs(hi))
-    if peak > MAX_ABS_VALUE:
-        raise InputError(f"{name}: {mod.upper()} reaches {peak:.3g}, not a physiological signal in any unit "
-                         f"(check the file's scaling)")
-    if hi == lo:
-        raise InputError(f"{name}: {mod.upper()} is a flat line (every sample = {hi:g}); nothing to analyse")
-    if hi - lo <= max(1e-9 * peak, 1e-15):
-        raise InputError(f"{name}: {mod.upper()} is a flat line (it varies by only {hi - lo:.3g} around {hi:g}); "
-                         f"nothing to analyse")
+class _DeadChannels(Exception):
+    """Raised inside one preprocessing pass: these channels ({modality: reason}) are dead; rerun without them."""
+
+    def __init__(self, reasons: dict[str, str]):
+        super().__init__("; ".join(f"{m}: {r}" for m, r in reasons.items()))
+        self.reasons = reasons
+
+
+def _refusal(name: str, reasons: dict[str, str]) -> str:
+    """The one-line InputError text for a record none of whose channels is usable."""
+    return f"{name}: no usable channel — " + "; ".join(
+        f"{MODALITY_NAMES[m]}: {r}" for m, r in reasons.items())
+
+
+def _drop_note(mod: str, reason: str, kept: tuple[str, ...]) -> str:
+    goes_on = " + ".join(MODALITY_NAMES[m] for m in kept)
+    return f"{MODALITY_NAMES[mod]} dropped: {reason}; the record goes on as {goes_on} only"
 
 
 def _window_fraction(mask: np.ndarray, fs_hz: float, n_total: int, starts: np.ndarray) -> np.ndarray:
@@ -53,17 +61,30 @@ def _window_fraction(mask: np.ndarray, fs_hz: float, n_total: int, starts: np.nd
     return (count[starts + WINDOW_SAMPLES] - count[starts]) / WINDOW_SAMPLES
 
 
-def _segments_of(rec: Record) -> tuple[dict[str, np.ndarray], list[tuple[int, int]], list[str]]:
-    """Gap-fill every channel; return filled channels, the gap-free segments common to all, notes."""
+def _segments_of(rec: Record, mods: tuple[str, ...], min_len: int
+                 ) -> tuple[dict[str, np.ndarray], list[tuple[int, int]], list[str]]:
+    """Gap-fill the channels ``mods``; return filled channels, the gap-free segments common to all, notes.
+
+    A channel whose own gaps leave no stretch of ``min_len`` samples is dead (``_DeadChannels``):
+    it would otherwise cut every window out of the other channel too.
+    """
     filled, notes, valid = {}, [], np.ones(rec.n_samples, dtype=bool)
-    for mod in rec.modalities:
-        y, segs, n = filters.fill_gaps(getattr(rec, mod), rec.fs, MAX_GAP_S, name=mod.upper())
+    dead = {}
+    for mod in mods:
+        y, segs, n = filters.fill_gaps(getattr(rec, mod), rec.fs, MAX_GAP_S, name=MODALITY_NAMES[mod])
+        longest = max((b - a for a, b in segs), default=0)
+        if longest < min_len:
+            dead[mod] = (f"no usable 10-s stretch (gaps longer than {MAX_GAP_S:g} s split it into pieces "
+                         f"of at most {longest / rec.fs:.1f} s)")
+            continue
         filled[mod] = y
         notes += n
         chan_ok = np.zeros(rec.n_samples, dtype=bool)
         for a, b in segs:
             chan_ok[a:b] = True
         valid &= chan_ok
+    if dead:
+        raise _DeadChannels(dead)
     edges = np.diff(np.concatenate(([0], valid.view(np.int8), [0])))
     segments = list(zip(np.flatnonzero(edges == 1).tolist(), np.flatnonzero(edges == -1).tolist()))
     return filled, segments, notes
@@ -86,10 +107,40 @@ def _clean_segments(filled: dict[str, np.ndarray], fs_hz: float, segments: list[
     return clean, bounds
 
 
-def _measure_channel(name: str, mod: str, raw: np.ndarray, fs_hz: float, x: np.ndarray,
-                     bounds: list[tuple[int, int]], starts: np.ndarray, breaks: np.ndarray,
-                     notes: list[str]) -> dict[str, np.ndarray]:
-    """Windows, normalisation, peaks, heart rate and quality of one channel (``x``: clean, 125 Hz)."""
+def _unusable_reason(mod: str, flat: np.ndarray, amp: np.ndarray, clip: np.ndarray, interp: np.ndarray,
+                     usable: np.ndarray) -> str | None:
+    """Why no window of a channel is usable (each window counted once, by its first problem), or None."""
+    if usable.any():
+        return None
+    if flat.all():
+        return (f"flat line in every window (the {MODALITY_NAMES[mod]} spans fewer than {ql.FLAT_STEPS:g} "
+                f"ADC steps: sensor off or disconnected)")
+    causes = {"flat": flat, "clipped": ~flat & (clip <= 0),
+              "mostly missing samples": ~flat & (clip > 0) & (interp <= 0),
+              "amplitude far off the record's typical one": ~flat & (clip > 0) & (interp > 0) & (amp <= 0)}
+    parts = [f"{what} in {int(m.sum())}" for what, m in causes.items() if m.any()]
+    return f"unusable in every window ({', '.join(parts)} of {len(flat)})"
+
+
+def _no_pulse_reason(n: int, locked: float) -> str:
+    """Why a PPG was judged pulseless (``ql.shows_pulse`` said no), in plain words."""
+    why = f"no pulse (in none of {n} windows do the detected beats look alike"
+    if np.isfinite(locked):
+        return (why + f", and only {100 * locked:.0f}% of R-peaks are followed by a pulse peak at one delay "
+                f"(±{1000 * ql.PULSE_LOCK_S:g} ms; a real pulse gives most, noise 10–20%): "
+                "noise or no perfusion signal)")
+    return why + " and no window has a pulse rate: noise or no perfusion signal)"
+
+
+def _measure_channel(mod: str, raw: np.ndarray, fs_hz: float, x: np.ndarray, bounds: list[tuple[int, int]],
+                     starts: np.ndarray, breaks: np.ndarray, notes: list[str]) -> dict[str, np.ndarray]:
+    """Windows, normalisation, peaks, heart rate and quality of one channel (``x``: clean, 125 Hz).
+
+    Raises ``_DeadChannels`` when no window carries usable signal (flat, clipped, mostly missing or
+    wildly off-scale everywhere); whether a PPG shows a pulse is judged later, beside the ECG. An
+    ECG without any detectable beat is kept: that is what asystole looks like.
+    """
+    label = MODALITY_NAMES[mod]
     windows = np.lib.stride_tricks.sliding_window_view(x, WINDOW_SAMPLES)[starts]      # [N, 1250] copy
     z, center, scale = filters.robust_normalise(windows, axis=-1)
     detect = pk.detect_r_peaks if mod == "ecg" else pk.detect_pulse_peaks
@@ -101,21 +152,35 @@ def _measure_channel(name: str, mod: str, raw: np.ndarray, fs_hz: float, x: np.n
     peaks_all = np.concatenate(peaks).astype(np.int64)
     hr = pk.window_heart_rate(peaks_all, starts, WINDOW_SAMPLES, FS_HZ, breaks)
 
+    flat, _ = ql.flat_windows(windows, ql.adc_step(raw))
+    hr[flat] = np.nan                         # "beats" in a window without signal are quantisation noise
     clip_mask = ql.clipped_mask(raw, fs_hz)
     if clip_mask.mean() >= 1e-3:
-        notes.append(f"{mod.upper()}: {100 * clip_mask.mean():.1f}% of samples stuck at the signal's "
+        notes.append(f"{label}: {100 * clip_mask.mean():.1f}% of samples stuck at the signal's "
                      f"extreme value (clipped)")
-    clip_frac = _window_fraction(clip_mask, fs_hz, len(x), starts)
-    interp_frac = _window_fraction(~np.isfinite(raw), fs_hz, len(x), starts)
-    sanity = (ql.amplitude_score(scale) * ql.clip_score(clip_frac) * ql.interpolated_score(interp_frac)
-              * ql.heart_rate_score(hr))
-    if not (sanity > 0).any():
-        raise InputError(f"{name}: {mod.upper()} is unusable in every window (no beats at 25–240 bpm, "
-                         f"clipped, mostly missing samples, or flat)")
-    quality = ql.window_template_score(peaks_all, np.concatenate(beat_r), starts, WINDOW_SAMPLES) * sanity
+    clip = ql.clip_score(_window_fraction(clip_mask, fs_hz, len(x), starts))
+    interp = ql.interpolated_score(_window_fraction(~np.isfinite(raw), fs_hz, len(x), starts))
+    amp = ql.amplitude_score(scale, flat)
+    usable = amp * clip * interp > 0          # signal there, on scale, not clipped, not made up
+    why = _unusable_reason(mod, flat, amp, clip, interp, usable)
+    if why is not None:
+        raise _DeadChannels({mod: why})
+    template = ql.window_template_score(peaks_all, np.concatenate(beat_r), starts, WINDOW_SAMPLES)
+    n = len(starts)
+    no_beats = ~np.isfinite(hr)
+    if flat.any():
+        notes.append(f"{label}: flat (no signal) in {int(flat.sum())} of {n} windows")
+    if no_beats.all() and mod == "ecg":
+        notes.append("ECG: no beats detected in any window (asystole, or a lead without QRS complexes?); "
+                     "kept, heart rate left blank")
+    elif no_beats.any():
+        notes.append(f"{label}: no beats detected in {int(no_beats.sum())} of {n} windows "
+                     f"(heart rate left blank there)")
+    quality = template * amp * clip * interp * ql.heart_rate_score(hr)
     return {mod: z.astype(np.float32), f"{mod}_center": center.astype(np.float32),
             f"{mod}_scale": scale.astype(np.float32), f"{mod}_quality": quality.astype(np.float32),
-            f"hr_{mod}_bpm": hr.astype(np.float32), "peaks": peaks_all}
+            f"hr_{mod}_bpm": hr.astype(np.float32), f"{mod}_no_beats": no_beats, "peaks": peaks_all,
+            "template": template, "usable": usable}
 
 
 def preprocess(rec: Record, stride_s: float = WINDOW_S, quality_threshold: float = QUALITY_THRESHOLD) -> Windows:
@@ -125,13 +190,21 @@ def preprocess(rec: Record, stride_s: float = WINDOW_S, quality_threshold: float
     stride_s : window stride in s (10 = back-to-back windows; 5 = half-overlapping).
     quality_threshold : windows with a present channel below it are flagged ``low_quality`` (kept).
 
-    Heart rate per window = 60 / mean beat interval (missed/doubled beats dropped). ``pat_ms`` =
-    median over the window's R-peaks of the time to that beat's PPG systolic peak (the peak, not
-    the foot: the peak is what ``nk.ppg_peaks`` detects reliably; the foot comes ~100–150 ms
-    earlier). Usually that is the next pulse peak; when the device delay exceeds a beat interval the
-    pairing shifts (see ``peaks.beat_delays_s``). Raises ``InputError`` (one line naming
-    ``rec.meta['source']``) for a record shorter than one window, a flat, empty or absurdly scaled
-    channel, a channel unusable in every window, or no 10-s stretch free of gaps longer than 1 s.
+    Heart rate per window = 60 / mean beat interval (missed/doubled beats dropped); NaN, never 0,
+    where no beats are detected (``*_no_beats``). ``pat_ms`` = median over the window's R-peaks of
+    the time to that beat's PPG systolic peak (the peak, not the foot: the peak is what
+    ``nk.ppg_peaks`` detects reliably; the foot comes ~100–150 ms earlier). Usually that is the
+    next pulse peak; when the device delay exceeds a beat interval the pairing shifts (see
+    ``peaks.beat_delays_s``).
+
+    A dead channel — no finite samples, a flat, nearly flat or absurdly scaled line
+    (``usable.dead_channel_reasons``), no 10-s stretch between long gaps, unusable in every window
+    (flat, clipped, mostly missing), or for PPG no pulse (beats alike in no window AND not locked to
+    the ECG's R-peaks, see ``quality.shows_pulse``) — is dropped: ``meta["dropped"]`` =
+    {modality: reason}, a note says so, and the record goes on with the other channel. Raises
+    ``InputError`` (one line naming ``rec.meta['source']``) when no channel is usable (listing each
+    channel's reason), for a record shorter than one window, a bad stride, too many windows, or
+    channels whose gap-free stretches never overlap for 10 s.
     """
     name = str(rec.meta.get("source", "record"))
     if not np.isfinite(stride_s) or stride_s < 1.0 / FS_HZ:
@@ -143,20 +216,36 @@ def preprocess(rec: Record, stride_s: float = WINDOW_S, quality_threshold: float
     if n_windows_max > MAX_WINDOWS:
         raise InputError(f"{name}: {rec.duration_s:.0f} s at a {stride_s:g}-s stride would give {n_windows_max} "
                          f"windows (limit {MAX_WINDOWS}); use a larger stride or split the record")
-    for mod in rec.modalities:
-        _check_channel(name, mod, getattr(rec, mod))
+    dropped = dead_channel_reasons(rec)       # the cheap checks first: no filtering of a flat line
+    while True:
+        # Each pass either succeeds or finds more dead channels: at most one pass per channel, plus one.
+        kept = tuple(m for m in rec.modalities if m not in dropped)
+        if not kept:
+            raise InputError(_refusal(name, dropped))
+        try:
+            return _preprocess_channels(rec, kept, dropped, name, stride_s, quality_threshold)
+        except _DeadChannels as dead:
+            dropped.update(dead.reasons)
 
-    filled, segments, notes = _segments_of(rec)
+
+def _preprocess_channels(rec: Record, mods: tuple[str, ...], dropped: dict[str, str], name: str, stride_s: float,
+                         quality_threshold: float) -> Windows:
+    """One pass of ``preprocess`` over the channels ``mods`` (the others are ``dropped``: {modality: reason}).
+
+    Raises ``_DeadChannels`` when one of ``mods`` turns out dead; the caller reruns without it, so
+    the dead channel's gaps, notes and peaks leave no trace in the result.
+    """
     min_len = int(np.ceil(WINDOW_S * rec.fs))
+    filled, segments, notes = _segments_of(rec, mods, min_len)
     long_segments = [(a, b) for a, b in segments if b - a >= min_len]
     if not long_segments:
         longest = max((b - a for a, b in segments), default=0) / rec.fs
-        raise InputError(f"{name}: no usable 10-s stretch: gaps longer than {MAX_GAP_S:g} s split the record "
-                         f"into pieces of at most {longest:.1f} s")
+        raise InputError(f"{name}: no usable 10-s stretch: gaps longer than {MAX_GAP_S:g} s in ECG and PPG "
+                         f"together split the record into pieces of at most {longest:.1f} s")
     if len(long_segments) < len(segments):
-        dropped = sum(b - a for a, b in segments if b - a < min_len) / rec.fs
+        short_s = sum(b - a for a, b in segments if b - a < min_len) / rec.fs
         notes.append(f"{len(segments) - len(long_segments)} piece(s) shorter than 10 s between gaps "
-                     f"({dropped:.1f} s) left out")
+                     f"({short_s:.1f} s) left out")
 
     up, down = filters.rational_ratio(rec.fs, FS_HZ)
     if up != down:
@@ -185,20 +274,41 @@ def preprocess(rec: Record, stride_s: float = WINDOW_S, quality_threshold: float
 
     out: dict[str, Any] = {}
     peaks: dict[str, np.ndarray] = {}
-    for mod in rec.modalities:
-        res = _measure_channel(name, mod, getattr(rec, mod), rec.fs, clean[mod], bounds, starts, breaks, notes)
+    dead: dict[str, str] = {}
+    checks: dict[str, tuple[np.ndarray, np.ndarray]] = {}     # per channel: template score, usable windows
+    for mod in mods:                          # measure every channel, so all dead ones are found in one pass
+        try:
+            res = _measure_channel(mod, getattr(rec, mod), rec.fs, clean[mod], bounds, starts, breaks, notes)
+        except _DeadChannels as e:
+            dead.update(e.reasons)
+            continue
         peaks[mod] = res.pop("peaks")
+        checks[mod] = (res.pop("template"), res.pop("usable"))
         out.update(res)
-
-    n = len(starts)
-    low = np.zeros(n, dtype=bool)
-    for mod in rec.modalities:
-        low |= out[f"{mod}_quality"] < quality_threshold
-    pat = np.full(n, np.nan)
+    delays, pairing = None, 0
     if len(peaks) == 2:
         r_s = pk.refine_peak_times_s(clean["ecg"], peaks["ecg"], FS_HZ)
         pulse_s = pk.refine_peak_times_s(clean["ppg"], peaks["ppg"], FS_HZ)
         delays, pairing = pk.beat_delays_s(r_s, pulse_s, breaks / FS_HZ)
+    if "ppg" in checks:                       # judged beside the ECG's R-peaks, so after both are measured
+        template, usable = checks["ppg"]
+        locked = (float("nan") if delays is None
+                  else ql.pulse_locked_fraction(delays, peaks["ecg"], starts, usable, WINDOW_SAMPLES))
+        if not ql.shows_pulse(template, usable, out["hr_ppg_bpm"], locked):
+            dead["ppg"] = _no_pulse_reason(len(starts), locked)
+        elif not np.isfinite(locked) and not ql.beats_alike(template, usable, out["hr_ppg_bpm"]):
+            # kept for want of an ECG to check it against; say so, as its quality alone cannot
+            notes.append(f"PPG: the detected beats look alike in none of {len(starts)} windows (no pulse?); "
+                         f"kept, as there are no R-peaks to check it against")
+    if dead:
+        raise _DeadChannels(dead)
+
+    n = len(starts)
+    low = np.zeros(n, dtype=bool)
+    for mod in mods:
+        low |= out[f"{mod}_quality"] < quality_threshold
+    pat = np.full(n, np.nan)
+    if delays is not None:
         pat = pk.window_pat_ms(peaks["ecg"], delays, starts, WINDOW_SAMPLES)
         if pairing != 0:
             notes.append(f"pulse peaks paired with R-peaks {pairing:+d} beat(s) from the next one "
@@ -206,10 +316,13 @@ def preprocess(rec: Record, stride_s: float = WINDOW_S, quality_threshold: float
     nan_n = np.full(n, np.nan, dtype=np.float32)
 
     meta = dict(rec.meta)
-    meta["notes"] = list(rec.meta.get("notes", [])) + notes
+    # Drops first: they change what everything after them means.
+    drop_notes = [_drop_note(m, dropped[m], mods) for m in rec.modalities if m in dropped]
+    meta["notes"] = list(rec.meta.get("notes", [])) + drop_notes + notes
     meta.update(fs_original_hz=rec.fs, duration_s=rec.duration_s, stride_s=float(stride_s),
                 quality_threshold=float(quality_threshold), ppg_flipped=bool(flipped), ecg_inverted=bool(ecg_inverted),
-                segments_s=[(a / FS_HZ, b / FS_HZ) for a, b in bounds])
+                segments_s=[(a / FS_HZ, b / FS_HZ) for a, b in bounds],
+                dropped={m: dropped[m] for m in rec.modalities if m in dropped})
     return Windows(
         ecg=out.get("ecg"), ppg=out.get("ppg"), starts_s=starts / FS_HZ,
         ecg_center=out.get("ecg_center"), ecg_scale=out.get("ecg_scale"),
@@ -217,72 +330,6 @@ def preprocess(rec: Record, stride_s: float = WINDOW_S, quality_threshold: float
         ecg_quality=out.get("ecg_quality", nan_n), ppg_quality=out.get("ppg_quality", nan_n),
         low_quality=low, hr_ecg_bpm=out.get("hr_ecg_bpm", nan_n), hr_ppg_bpm=out.get("hr_ppg_bpm", nan_n),
         pat_ms=pat.astype(np.float32), ecg_clean=clean.get("ecg"), ppg_clean=clean.get("ppg"),
-        r_peaks=peaks.get("ecg"), pulse_peaks=peaks.get("ppg"), meta=meta, fs=FS_HZ,
+        r_peaks=peaks.get("ecg"), pulse_peaks=peaks.get("ppg"),
+        ecg_no_beats=out.get("ecg_no_beats"), ppg_no_beats=out.get("ppg_no_beats"), meta=meta, fs=FS_HZ,
     )
-
-
-def _median(x: np.ndarray | None) -> float | None:
-    if x is None:
-        return None
-    x = np.asarray(x, dtype=np.float64)
-    x = x[np.isfinite(x)]
-    return round(float(np.median(x)), 3) if len(x) else None
-
-
-def summarize(rec: Record, win: Windows) -> dict[str, Any]:
-    """The ``m2ae read --json`` summary: what was found, how, and what the signal contract made of it.
-
-    Heart rates and pulse-arrival delay are medians over windows; quality is per channel (median, min).
-    """
-    meta = rec.meta
-    units = meta.get("units") or {}
-    matched_by = meta.get("matched_by") or {}
-    channels: dict[str, Any] = {}
-    for mod in rec.modalities:
-        channels[mod] = {
-            "column": meta.get(f"{mod}_column"),
-            "matched_by": meta.get(f"{mod}_matched_by", matched_by.get(mod) if isinstance(matched_by, dict) else None),
-            "lead": meta.get("lead") if mod == "ecg" else None,
-            "units": units.get(mod) if isinstance(units, dict) else None,
-        }
-    quality = {}
-    for mod in rec.modalities:
-        q = getattr(win, f"{mod}_quality")
-        quality[mod] = {"median": _median(q), "min": round(float(np.nanmin(q)), 3) if len(q) else None}
-    return {
-        "source": meta.get("source"),
-        "fs_hz": rec.fs,
-        "duration_s": round(rec.duration_s, 3),
-        "channels": channels,
-        "contract": {"fs_hz": FS_HZ, "window_s": WINDOW_S, "stride_s": win.meta.get("stride_s", WINDOW_S)},
-        "n_windows": len(win),
-        "n_low_quality": int(np.sum(win.low_quality)) if win.low_quality is not None else 0,
-        "quality_threshold": win.meta.get("quality_threshold", QUALITY_THRESHOLD),
-        "quality": quality,
-        "heart_rate_bpm": {mod: _median(getattr(win, f"hr_{mod}_bpm")) for mod in rec.modalities},
-        "pat_ms": _median(win.pat_ms) if len(rec.modalities) == 2 else None,
-        "ppg_flipped": win.meta.get("ppg_flipped", False) if rec.ppg is not None else None,
-        "ecg_inverted": win.meta.get("ecg_inverted", False) if rec.ecg is not None else None,
-        "labels": meta.get("labels") or {},
-        "notes": win.meta.get("notes", []),
-    }
-
-
-def format_summary(s: dict[str, Any]) -> str:
-    """``summarize``'s dict as a few readable lines (``m2ae read`` without ``--json``)."""
-    def num(v: Any, fmt: str) -> str:
-        return "n/a" if v is None else format(v, fmt)
-
-    lines = [f"{s['source']}: {s['duration_s']:.1f} s at {s['fs_hz']:g} Hz → {s['n_windows']} windows of "
-             f"{s['contract']['window_s']:g} s at {s['contract']['fs_hz']:g} Hz "
-             f"({s['n_low_quality']} below quality {s['quality_threshold']:g})"]
-    for mod, ch in s["channels"].items():
-        how = ", ".join(f"{k.replace('_', ' ')} {v}" for k, v in ch.items() if v is not None and k != "column")
-        q = s["quality"][mod]
-        lines.append(f"  {mod.upper()}  column {ch['column']!r}" + (f" ({how})" if how else "")
-                     + f"; quality median {num(q['median'], '.2f')} (min {num(q['min'], '.2f')})"
-                     + f"; heart rate {num(s['heart_rate_bpm'][mod], '.1f')} bpm")
-    if s.get("pat_ms") is not None:
-        lines.append(f"  R-peak → pulse-peak delay {s['pat_ms']:.0f} ms (median over windows)")
-    lines += [f"  note: {n}" for n in s.get("notes", [])]
-    return "\n".join(lines)
