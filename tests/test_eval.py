@@ -42,7 +42,7 @@ def _finite_or_none(x):
 
 def test_run_eval_smoke(tiny_model):
     res = run_eval(tiny_model, data=[], sim_subjects=6, n_candidates=30, train_subjects=10,
-                   train_windows_per_subject=2, heads_subjects=12)
+                   train_windows_per_subject=2, heads_subjects=12, cinc2015=False)
     assert res["real"] == {"status": "absent"} and res["data"]["real"]["status"] == "absent"
     held = res["simulated_heldout"]
     assert res["data"]["simulated_heldout"]["windows"] == 30 == held["windows"]
@@ -102,7 +102,7 @@ def test_cli_eval_json_and_card(tmp_path):
     ckpt = tmp_path / "tiny.pt"
     save_checkpoint(ckpt, net, heads, card={"name": "tiny"})
     rc = main(["eval", "--model", str(ckpt), "--data", str(tmp_path / "missing"), "--sim-subjects", "4",
-               "--candidates", "12", "--heads-subjects", "8", "--write-card", "--json"])
+               "--candidates", "12", "--heads-subjects", "8", "--no-cinc2015", "--write-card", "--json"])
     assert rc == 0
     card = read_card(ckpt)
     assert card["eval"]["real"]["status"] == "absent"
@@ -114,7 +114,7 @@ def test_cli_eval_prints_json(tmp_path, capsys):
     ckpt = tmp_path / "tiny.pt"
     save_checkpoint(ckpt, net, heads)
     assert main(["eval", "--model", str(ckpt), "--data", "--sim-subjects", "3", "--candidates", "9",
-                 "--heads-subjects", "6", "--json"]) == 0
+                 "--heads-subjects", "6", "--no-cinc2015", "--json"]) == 0
     res = json.loads(capsys.readouterr().out)
     assert res["simulated_heldout"]["windows"] == 9 and res["real"]["status"] == "absent"
 
@@ -143,7 +143,7 @@ def test_real_records_windows_and_peaks(bidmc_csv):
 
 def test_run_eval_on_real_records(tiny_model, real_dir):
     res = run_eval(tiny_model, data=[real_dir], sim_subjects=3, n_candidates=9, train_subjects=10,
-                   train_windows_per_subject=2, heads_subjects=6)
+                   train_windows_per_subject=2, heads_subjects=6, cinc2015=False)
     real = res["real"]
     assert res["data"]["real"]["status"] == "ok"
     assert real["windows"] == sum(r["windows"] for r in res["data"]["real"]["records"]) >= 48

@@ -8,7 +8,7 @@ from __future__ import annotations
 import pandas as pd
 import streamlit as st
 
-from m2ae.model.card import headline_rows
+from m2ae.model.card import head_labels_source, headline_rows
 from m2ae_ui import state
 from m2ae_ui.guard import page_guard
 from m2ae_ui.tables import find_entries, flatten
@@ -87,7 +87,7 @@ with page_guard("Model card"):
         if heads:
             rows = []
             for name, h in heads.items():
-                rows.append({"head": name, "kind": h.get("kind", ""),
+                rows.append({"head": name, "labels": head_labels_source(h), "kind": h.get("kind", ""),
                              "outputs": (", ".join(map(str, h.get("class_names") or h.get("classes") or []))
                                          or h.get("unit", "")),
                              "trained on": h.get("training_data", ""),

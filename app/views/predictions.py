@@ -5,6 +5,7 @@ import numpy as np
 import streamlit as st
 
 from m2ae.contract import QUALITY_THRESHOLD
+from m2ae.model.card import LABEL_SOURCES, head_labels_source
 from m2ae_ui import figures, state
 from m2ae_ui.guard import page_guard
 from m2ae_ui.predictions import head_summary, rhythm_interval_warning
@@ -39,13 +40,16 @@ with page_guard("Predictions & explanations"):
                "intervals. They describe the demo model, not a diagnosis.")
 
     heads = list(preds)
+    head_cards = model.card.get("heads") or {}
     per_row = 3
     for start in range(0, len(heads), per_row):
         cols = st.columns(per_row)
         for col, name in zip(cols, heads[start:start + per_row]):
             h = head_summary(preds[name], i)
             box = col.container(border=True)
-            box.caption(name)
+            # real vs simulated labels beside every output: a head that learnt from the simulator
+            # says nothing certain about a real patient
+            box.caption(f"{name} · {LABEL_SOURCES[head_labels_source(head_cards.get(name))]}")
             if h["kind"] == "class":
                 box.markdown(f"**{h['label']}**")
                 box.progress(min(max(h["probability"], 0.0), 1.0),

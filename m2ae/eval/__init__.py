@@ -6,6 +6,11 @@ Data (the JSON names which one each number came from):
 - ``real``: real paired ECG+PPG records (default: ``$M2AE_REAL_DATA``, else ``../shared/data/real``
   relative to the current directory; ``--data`` to choose), cut with ``m2ae.preprocess``; reported
   as ``{"status": "absent"}`` when missing;
+- ``cinc2015``: the CinC 2015 real ICU alarm corpus' fixed **test** split (default
+  ``$M2AE_CINC2015_DATA``, else ``../shared/data/cinc2015``; ``--cinc2015`` to choose), its windows
+  cached after the first run; its baselines are fitted on the corpus' train split and its alarm
+  models chosen on the validation split (``cinc2015``, ``alarm_section``, ``alarm_baselines``,
+  ``alarm_rules``);
 - ``simulated_train``: a small set of training-seed subjects on which the baselines (ridge,
   templates, logistic regression, the fingerprint decoder) are fitted in the same run. The model
   never sees the evaluation sets, and nothing is tuned on them.

@@ -8,7 +8,11 @@ from typing import Any
 
 from ..contract import MODALITIES
 from . import metrics as M
+from .cinc2015 import cinc2015_lines, cinc2015_rows
 from .reconstruction import RECONSTRUCTION_SCORES
+
+# data sets with the shared sections (cross-modal, masked, retrieval), in report order
+DATA_SETS = ("simulated_heldout", "real", "cinc2015")
 
 
 def headline(res: dict[str, Any]) -> list[dict[str, Any]]:
@@ -29,7 +33,7 @@ def headline(res: dict[str, Any]) -> list[dict[str, Any]]:
                      "model_better": (model_v > base_v if hib else model_v < base_v) if ok else None,
                      "ci95": ci, "verdict": M.verdict(ci, hib) if ok else None})
 
-    for data in ("simulated_heldout", "real"):
+    for data in DATA_SETS:
         sec = res.get(data, {})
         if "cross_modal" not in sec:
             continue
@@ -63,13 +67,14 @@ def headline(res: dict[str, Any]) -> list[dict[str, Any]]:
                 base_name = "logistic_hrv_pat" if e["metric"] == "auroc" else "linear_hrv_pat"
                 add(data, f"head_{head}_{inp}", e["metric"], e["metric"] == "auroc", row.get("model"), base_name,
                     row.get(f"baseline_{base_name}"), row.get("ci95_model_minus_baseline"))
+    cinc2015_rows(res.get("cinc2015") or {}, add)  # record-level matching and the alarm heads
     return rows
 
 
 def summarize_headline(rows: list[dict[str, Any]]) -> dict[str, dict[str, int]]:
     """Per data set: comparisons, model_better (point estimates), and better / tie / worse verdicts."""
     out = {}
-    for data in ("simulated_heldout", "real"):
+    for data in DATA_SETS:
         mine = [r for r in rows if r["data"] == data and r["model_better"] is not None]
         if mine:
             verdicts = [r.get("verdict") for r in mine]
@@ -85,8 +90,10 @@ def format_table(res: dict[str, Any]) -> str:
     def f(v):
         return "  n/a " if v is None or (isinstance(v, float) and not math.isfinite(v)) else f"{v:6.3f}"
 
-    for name in ("simulated_heldout", "real"):
+    for name in DATA_SETS:
         sec = res.get(name, {})
+        if name == "cinc2015" and not sec:
+            continue  # a run that did not ask for the real-corpus section
         lines += ["", f"== {name}: {sec.get('data', sec.get('status', ''))}"]
         if "cross_modal" not in sec:
             continue
@@ -129,7 +136,10 @@ def format_table(res: dict[str, Any]) -> str:
                     b = row.get("baseline_logistic_hrv_pat", row.get("baseline_linear_hrv_pat"))
                     cells.append(f"{inp} {f(row.get('model'))} vs {f(b)}")
                 lines.append(f"  {h + ' ' + e['metric']:32s} " + " | ".join(cells))
-        p = sec["privacy"]
+        lines += cinc2015_lines(sec) if name == "cinc2015" else []
+        p = sec.get("privacy")
+        if p is None:
+            continue
         lines.append(f"privacy: re-identification {f(p['reidentification_top1']['model'])} "
                      f"(chance {f(p['reidentification_top1']['chance'])}); fingerprint→window NMSE "
                      f"ECG {f(p['fingerprint_decoder_nmse']['ecg'])} PPG {f(p['fingerprint_decoder_nmse']['ppg'])}")

@@ -17,6 +17,7 @@ import numpy as np
 from ..contract import FS_HZ, PATCH_SAMPLES
 from ..errors import InputError
 from .baseline_fit import Baselines, fit_baselines, input_features
+from .cinc2015 import cinc2015_section
 from .datasets import EvalSet, default_real_dir, real_set, simulated_set
 from .familiarity_gate import familiarity_section
 from .heads import heads_section, p_wave_stress_section
@@ -57,6 +58,9 @@ BASELINE_DESCRIPTIONS = {
                                     "pulse peaks (instead of the model's ECG rebuilt from the PPG)",
     "fingerprint_decoder": "sklearn Ridge (alpha 1) from the ECG+PPG fingerprint to each raw window, fitted on "
                            "simulated_train",
+    "cinc2015": "on the CinC 2015 rows, ridge, mean_beat_template and the feature scaling are refitted on the "
+                "corpus' train split (its ECG+PPG records' windows); classical_logistic and rule_checker are the "
+                "alarm baselines (m2ae.eval.alarm_baselines, m2ae.eval.alarm_rules), thresholds set on validation",
 }
 
 
@@ -120,7 +124,8 @@ def run_eval(model: M2AEModel | str | Path | None = None,
              seed: int | None = None, train_subjects: int = BASELINE_TRAIN_SUBJECTS,
              train_windows_per_subject: int = 2, n_candidates: int = N_CANDIDATES,
              recon_windows_per_subject: int = 5, heads_subjects: int = HEADS_SUBJECTS,
-             quiet: bool = True) -> dict[str, Any]:
+             quiet: bool = True, cinc2015: str | Path | bool | None = None,
+             cinc2015_cache: str | Path | None = None) -> dict[str, Any]:
     """Evaluate ``model`` (an M2AEModel, a checkpoint path, or None for the shipped one).
 
     data : paths of real paired records/folders; None = ``default_real_dir()`` (``$M2AE_REAL_DATA``,
@@ -129,6 +134,10 @@ def run_eval(model: M2AEModel | str | Path | None = None,
         up to ``n_candidates`` candidates.
     seed : first held-out simulator seed (default: ``m2ae.simulate.splits`` evaluation seed).
     heads_subjects : held-out simulated subjects the heads are scored on (2 windows each, seed + 2).
+    cinc2015 : the CinC 2015 corpus for the real-corpus section (``m2ae.eval.cinc2015``, its test
+        split); None = ``$M2AE_CINC2015_DATA``, else ``../shared/data/cinc2015`` from the current
+        directory (a note when absent); False = skip the section. ``cinc2015_cache``: where its
+        preprocessed windows are cached (default ``$M2AE_CACHE_DIR`` or ``~/.cache/m2ae``).
     Returns a JSON-able dict (see ``m2ae.eval``'s docstring); NaN where a metric is undefined.
     """
     from ..model import load_model
@@ -189,6 +198,13 @@ def run_eval(model: M2AEModel | str | Path | None = None,
     result["data"]["real"] = info
     result["real"] = (evaluate_set(model, real, base, n_candidates, eval_seed, quiet, index=fam_index)
                       if real is not None else {"status": info["status"]})
+    if cinc2015 is False:
+        result["data"]["cinc2015"] = {"status": "not requested"}
+    else:
+        _log("CinC 2015 real ICU corpus: test split (windows cached after the first run)", quiet)
+        result["cinc2015"], result["data"]["cinc2015"] = cinc2015_section(
+            model, None if cinc2015 is None or cinc2015 is True else cinc2015, base, eval_seed,
+            n_candidates=n_candidates, cache_dir=cinc2015_cache, quiet=quiet)
     result["baselines"] = dict(BASELINE_DESCRIPTIONS)
     result["settings"] = {"max_lag_s": MAX_LAG_S, "n_candidates": n_candidates, "fs_hz": FS_HZ,
                           "patch_samples": PATCH_SAMPLES, "eval_seed": eval_seed, "train_seed": train_seed,

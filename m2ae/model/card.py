@@ -94,17 +94,42 @@ def _table(d: dict[str, Any], prefix: str = "") -> list[str]:
     return rows
 
 
+LABEL_SOURCES = {"real": "learnt from real labels", "simulated": "learnt from simulated labels",
+                 "unknown": "labels of unknown origin"}
+
+
+def head_labels_source(entry: dict[str, Any] | None) -> str:
+    """Where a head's labels came from: "real", "simulated" or "unknown", from its card entry.
+
+    The entry's ``labels_source`` when it has one; cards written before that field existed are read
+    from ``training_data`` (the demo heads name ``m2ae.simulate``, the alarm heads ``real labels``)."""
+    entry = entry or {}
+    source = entry.get("labels_source")
+    if source in LABEL_SOURCES:
+        return str(source)
+    text = str(entry.get("training_data", "")).lower()
+    if "m2ae.simulate" in text or "simulat" in text:
+        return "simulated"
+    if "real labels" in text or "cinc2015" in text:
+        return "real"
+    return "unknown"
+
+
 _TASK_NAMES = {"ppg_to_ecg": "PPG→ECG from PPG alone", "ecg_to_ppg": "ECG→PPG from ECG alone",
                "same_subject_top1": "same-subject retrieval",
                "ppg_to_paired_ecg_top1": "PPG→paired ECG, fingerprint only",
                "ppg_to_paired_ecg_top1_two_stage":
-                   "PPG→paired ECG, two-stage (fingerprint shortlist 50 + lagged QRS-band correlation)"}
+                   "PPG→paired ECG, two-stage (fingerprint shortlist 50 + lagged QRS-band correlation)",
+               "ppg_to_ecg_record_top1": "patient matching: PPG-only → ECG-only fingerprint of the same record",
+               "ppg_to_ecg_record_top5": "patient matching: PPG-only → ECG-only fingerprint of the same record",
+               "alarm_VT": "VT alarm: true vs false", "alarm_other": "other alarms: true vs false",
+               "alarm_all_types": "all alarms: true vs false"}
 _METRIC_NAMES = {"median_r_lagged": "median r, lagged", "median_nmse_lagged": "median NMSE, lagged",
                  "median_r": "median r, plain (timing from the typical pulse arrival)",
-                 "median_nmse_hidden": "NMSE on hidden patches", "top1": "top-1", "auroc": "AUROC",
-                 "mae": "MAE (years)"}
+                 "median_nmse_hidden": "NMSE on hidden patches", "top1": "top-1", "top5": "top-5", "auroc": "AUROC",
+                 "mae": "MAE (years)", "challenge_score": "Challenge score, % (TP+TN)/(TP+TN+FP+5·FN)"}
 _MODE_NAMES = {"both": "ECG+PPG", "ecg": "ECG only", "ppg": "PPG only"}
-_DATA_NAMES = {"simulated_heldout": "simulated", "real": "real"}
+_DATA_NAMES = {"simulated_heldout": "simulated", "real": "real", "cinc2015": "real ICU (CinC 2015 test split)"}
 README_TABLE_START, README_TABLE_END = "<!-- eval-table:start -->", "<!-- eval-table:end -->"
 
 
@@ -172,6 +197,11 @@ def render_headline_table(card: dict[str, Any]) -> str:
         sentence += (f" Privacy (simulated): re-identification top-1 from fingerprints {re_id['model']:.2f} "
                      f"(chance {re_id['chance']:.3f}); a ridge decoder from fingerprint to raw window reaches NMSE "
                      f"{dec['ecg']:.2f} (ECG) / {dec['ppg']:.2f} (PPG), where 1.0 is no better than the mean.")
+    alarm = (ev.get("cinc2015") or {}).get("alarm") or {}
+    if "all_types" in alarm:
+        sentence += (f" Alarm rows (real ICU, CinC 2015 test split, {alarm['records']['test']['records']} records): "
+                     f"head from {alarm['head_source'].split(':')[0].split(' (')[0]}; thresholds set on the "
+                     f"validation split. Anchor: {alarm['anchor']}.")
     stress = (ev.get("simulated_heldout") or {}).get("rhythm_without_p_waves") or {}
     if "without_p_waves" in stress:
         w, wo = stress["with_p_waves"], stress["without_p_waves"]
@@ -216,13 +246,13 @@ def render_markdown(card: dict[str, Any]) -> str:
             lines += [f"## {title}", "", "| field | value |", "| --- | --- |", *_table(card[key]), ""]
     if card.get("heads"):
         lines += ["## Task heads (frozen-fingerprint probes)", "",
-                  "| head | kind | outputs | shape (chosen on the calibration split) | trained on "
+                  "| head | labels | kind | outputs | shape (chosen on the calibration split) | trained on "
                   "| held-out metric | date |",
-                  "| --- | --- | --- | --- | --- | --- | --- |"]
+                  "| --- | --- | --- | --- | --- | --- | --- | --- |"]
         for name, h in card["heads"].items():
             metric = ", ".join(f"{k}: {_fmt(v)}" for k, v in (h.get("metrics") or {}).items())
             outs = ", ".join(map(str, h.get("classes", []))) or h.get("unit", "")
-            lines.append(f"| {name} | {h.get('kind', '')} | {outs} | {h.get('shape', '')} "
+            lines.append(f"| {name} | {head_labels_source(h)} | {h.get('kind', '')} | {outs} | {h.get('shape', '')} "
                          f"| {h.get('training_data', '')} "
                          f"| {metric} | {h.get('date', '')} |")
         for name, h in card["heads"].items():

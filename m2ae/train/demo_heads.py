@@ -55,7 +55,10 @@ def fit_demo_heads(model: M2AEModel, n_subjects: int = 600, windows_per_subject:
             f"calibration (seed {HEADS_CAL_SEED}), {sizes['test'][1]} test (seed {HEADS_TEST_SEED}); "
             f"{windows_per_subject} windows each"
             + (f"; {faint_p_share:.0%} of subjects with faint or no P waves" if faint_p_share else ""))
-    return fit_heads(model, specs, splits, epochs=epochs, training_data=desc, device=device)
+    heads, card = fit_heads(model, specs, splits, epochs=epochs, training_data=desc, device=device)
+    for entry in card.values():
+        entry["labels_source"] = "simulated"  # the card and app say which heads learnt from real labels
+    return heads, card
 
 
 def refit_demo_heads(model_path: str | Path | None, out: str | Path, n_subjects: int = 1500, epochs: int = 40,

@@ -110,6 +110,8 @@ def fit_heads_from_labels(labels_csv: str | Path, model: str | Path | None, out:
     desc = (f"{labels_path.name}: {len(table)} records ({len(parts['train'])} train, {len(parts['cal'])} "
             f"calibration, {len(parts['test'])} test)")
     heads, card_heads = fit_heads(fitted_on, specs, splits, training_data=desc)
+    for entry in card_heads.values():
+        entry["labels_source"] = "real"  # labels of recorded signals, not the simulator's ground truth
     ckpt = load_checkpoint(fitted_on.path)
     base = model_from_checkpoint(ckpt, device="cpu")
     card = dict(ckpt.get("card", {}))
