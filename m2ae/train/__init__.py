@@ -19,7 +19,7 @@ from __future__ import annotations
 
 from .card import parent_lineage, training_card
 from .config import TrainConfig, load_config
-from .data import build_source
+from .sources import build_source
 from .loop import lr_at, train
 from .validation import pulse_arrival_card, validate, validation_windows
 

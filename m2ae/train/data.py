@@ -1,5 +1,5 @@
 """Training data: batches of contract windows from the simulator, from corpora, or a mix
-(``build_source`` assembles them as a ``TrainConfig`` says).
+(``m2ae.train.sources.build_source`` assembles them as a ``TrainConfig`` says).
 
 Every batch is a pure function of ``(seed, rank, step)``: ``StepBatches[step]`` draws it from
 ``np.random.default_rng([PRETRAIN_SEED + seed, rank, step])``. So DataLoader workers parallelise
@@ -31,7 +31,6 @@ from ..signal.crop import crop_pairs
 from ..signal.filters import ecg_bandpass, fill_gaps, ppg_bandpass, ppg_fix_polarity, resample_to
 from ..simulate.labelled import HEAD_LABEL_KEYS
 from ..simulate.splits import PRETRAIN_SEED
-from .config import TrainConfig
 
 
 class BatchSource(Protocol):
@@ -222,37 +221,3 @@ class StepBatches(torch.utils.data.Dataset):
         b.setdefault("source", np.zeros(self.batch_size, dtype=np.int64))
         return {k: torch.from_numpy(np.ascontiguousarray(b[k]))
                 for k in ("ecg", "ppg", "present_ecg", "present_ppg", "group", "source")}
-
-
-def source_parts(source: BatchSource) -> list[BatchSource]:
-    """The sources a batch's ``"source"`` column indexes: a mix's parts, else the source itself."""
-    return list(source.sources) if isinstance(source, MixedSource) else [source]
-
-
-def build_source(cfg: TrainConfig, out: Path, rank: int = 0) -> BatchSource:
-    """Simulator, corpora (``cfg.data_split`` records, dead channels dropped, cached as filtered
-    segments beside ``out``: ``corpus_data.corpus_store``), registry recordings, or a mix, as ``cfg``
-    says. Rank 0 builds a missing corpus cache; the other ranks wait for it."""
-    min_len = WINDOW_SAMPLES + 2 * int(round(cfg.max_shift_s * FS_HZ))
-    sources: list[BatchSource] = []
-    weights: list[float] = []
-    if not cfg.data or cfg.sim_fraction > 0:
-        sources.append(SimulatorSource(max_shift_s=cfg.max_shift_s, noise=cfg.sim_noise,
-                                       windows_per_subject=cfg.windows_per_subject,
-                                       faint_p_share=cfg.sim_faint_p_share))
-        weights.append(cfg.sim_fraction if cfg.data else 1.0)
-    if cfg.data:
-        from .corpus_data import cache_dir, corpus_store
-
-        store, info = corpus_store(cfg, cache_dir(cfg, out), min_len, rank)
-        sources.append(SegmentSource(store, max_shift_s=cfg.max_shift_s, info=info))
-        weights.append(max(0.0, 1.0 - cfg.sim_fraction))
-    if cfg.registry_fraction > 0:
-        from ..simulate.registry import registry_records
-
-        store = SegmentStore.from_records(registry_records(), min_len=min_len)
-        sources.append(SegmentSource(store, max_shift_s=cfg.max_shift_s, kind="registry"))
-        weights.append(cfg.registry_fraction * sum(weights) / max(1e-9, 1.0 - cfg.registry_fraction))
-    if len(sources) == 1:
-        return sources[0]
-    return MixedSource(sources, weights)

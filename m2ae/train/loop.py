@@ -121,7 +121,8 @@ def train(cfg: TrainConfig, out: str | Path, resume: bool = False,
     from torch.nn.parallel import DistributedDataParallel as DDP
 
     from ..model.checkpoint import save_checkpoint, weights_version
-    from .data import StepBatches, build_source, source_parts
+    from .data import StepBatches
+    from .sources import build_source, source_parts
 
     out = Path(out)
     procs = _start_processes(cfg)
