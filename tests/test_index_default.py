@@ -27,7 +27,7 @@ def test_manifest_size_and_content(shipped):
     idx, model = shipped
     m = json.loads((DEFAULT / "manifest.json").read_text())
     assert m["model_version"] == model.version
-    assert m["build_command"] == "m2ae index build sample_data --out indexes/default --simulate 2000 --seed 0"
+    assert m["build_command"] == 'm2ae index build sample_data/af_csv sample_data/ecg_only_edf sample_data/nsr_wfdb sample_data/ppg_only_csv sample_data/pvc_wfdb sample_data/sb_edf sample_data/st_npz m2ae/simulate/registry_excerpts ../shared/data/cinc2015 --out m2ae/index/default --simulate 2000 --seed 0 --splits train validation'
     assert m["build_command"] in (ROOT / "m2ae" / "index" / "README.md").read_text()
     assert m["model_checkpoint"] == "m2ae/model/m2ae-demo.pt" and m["created"] and m["data"]
     assert idx.count >= 10_000 and idx.metadata["subject_id"].nunique() >= 2_000
@@ -37,7 +37,7 @@ def test_manifest_size_and_content(shipped):
         assert col in idx.metadata.columns
     assert m["map"]["method"] == "umap"
     size_mb = sum(f.stat().st_size for f in DEFAULT.iterdir()) / 2**20
-    assert size_mb <= 40, size_mb
+    assert size_mb <= 64, size_mb  # 2,000 simulated subjects + 439 real ICU records (train + validation)
     w = idx.waveforms([0, idx.count - 1])
     assert w["ecg"].shape == (2, 625)
 
