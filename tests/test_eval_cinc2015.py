@@ -3,7 +3,6 @@ every part is there, baselines come from the train split, the alarm models from 
 and the test records are only scored; the headline and the table carry it; an absent corpus is a note."""
 from __future__ import annotations
 
-import os
 from pathlib import Path
 
 import numpy as np
@@ -18,18 +17,8 @@ from m2ae.model import M2AE, M2AEConfig, Head, M2AEModel
 from m2ae.train.alarm import fit_alarm_heads
 from m2ae.train.alarm_data import load_alarm_records
 
-ROOT = Path(__file__).resolve().parents[1]
-CINC_DIR = Path(os.environ.get("M2AE_CINC2015_DATA", ROOT.parent / "shared" / "data" / "cinc2015"))
 TINY = dict(dim=16, encoder_depth=1, bottleneck_depth=1, n_heads=2, decoder_dim=16, decoder_depth=1,
             decoder_heads=2, fingerprint_dim=16)
-
-
-@pytest.fixture(scope="module")
-def cinc_dir() -> Path:
-    if not (CINC_DIR / "labels.csv").is_file() or not (CINC_DIR / "records").is_dir():
-        pytest.skip(f"CinC 2015 corpus not available: {CINC_DIR} has no labels.csv + records/ "
-                    f"(fresh clone outside the workspace; set M2AE_CINC2015_DATA)")
-    return CINC_DIR
 
 
 @pytest.fixture(scope="module")

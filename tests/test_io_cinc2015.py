@@ -8,7 +8,6 @@ from __future__ import annotations
 
 import csv
 import logging
-import os
 from collections import Counter
 from pathlib import Path
 
@@ -21,17 +20,8 @@ from m2ae.io.corpus import ALARM_TIME_S, SPLITS, make_cinc2015_split
 from m2ae.io.corpus.cinc2015_split import FORCED_TEST, SPLIT_FILE
 
 ROOT = Path(__file__).resolve().parents[1]
-CINC_DIR = Path(os.environ.get("M2AE_CINC2015_DATA", ROOT.parent / "shared" / "data" / "cinc2015"))
 FS = 250
 HEADER = ["record", "alarm_type", "true_alarm", "original_name", "channels", "has_ppg", "seconds"]
-
-
-@pytest.fixture(scope="module")
-def cinc_dir() -> Path:
-    if not (CINC_DIR / "labels.csv").is_file() or not (CINC_DIR / "records").is_dir():
-        pytest.skip(f"CinC 2015 corpus not available: {CINC_DIR} has no labels.csv + records/ "
-                    f"(fresh clone outside the workspace; set M2AE_CINC2015_DATA)")
-    return CINC_DIR
 
 
 def _signals(seconds: float = 12.0, ppg: bool = True) -> tuple[np.ndarray, list[str], list[str]]:

@@ -10,7 +10,6 @@ from __future__ import annotations
 import csv
 import json
 import logging
-import os
 from pathlib import Path
 
 import numpy as np
@@ -24,7 +23,6 @@ from m2ae.train.corpus_data import corpus_store, names_sha256, real_validation_w
 
 ROOT = Path(__file__).resolve().parents[1]
 TINY_TOML = ROOT / "configs" / "tiny.toml"
-CINC_DIR = Path(os.environ.get("M2AE_CINC2015_DATA", ROOT.parent / "shared" / "data" / "cinc2015"))
 TRAIN = cinc2015_records("train")[:3]
 VALIDATION = cinc2015_records("validation")[:2]
 TEST = cinc2015_records("test")[:1]
@@ -140,14 +138,11 @@ def test_cinc2015_config_fine_tunes_the_shipped_weights():
     assert cfg.model.to_dict() == card["model"]["config"]  # the shipped weights fit this architecture
 
 
-def test_real_corpus_train_split_is_read_without_held_out_records(tmp_path):
+def test_real_corpus_train_split_is_read_without_held_out_records(tmp_path, cinc_dir):
     """On the real corpus: the first train-split records only, none of validation or test."""
-    if not (CINC_DIR / "labels.csv").is_file() or not (CINC_DIR / "records").is_dir():
-        pytest.skip(f"CinC 2015 corpus not available: {CINC_DIR} has no labels.csv + records/ "
-                    f"(fresh clone outside the workspace; set M2AE_CINC2015_DATA)")
     from itertools import islice
 
     from m2ae.io import iter_corpus
 
-    names = [r.meta["record_id"] for r in islice(iter_corpus(CINC_DIR, split="train"), 5)]
+    names = [r.meta["record_id"] for r in islice(iter_corpus(cinc_dir, split="train"), 5)]
     assert names == cinc2015_records("train")[:5]
