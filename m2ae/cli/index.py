@@ -120,16 +120,21 @@ def cmd_index_calibrate(args: argparse.Namespace) -> int:
     return 0
 
 
+def _add_embedding_options(p: argparse.ArgumentParser) -> None:
+    """Options shared by `m2ae embed` and `m2ae index build`: batching, reader workers, output, split sides."""
+    p.add_argument("--batch-size", type=int, default=256, help="windows per model call (default 256)")
+    p.add_argument("--workers", type=int, help="DataLoader workers reading records (default: 0 on <= 2 cores)")
+    p.add_argument("--json", action="store_true")
+    p.add_argument("--splits", nargs="+", choices=["train", "validation", "test"], metavar="SIDE",
+                   help="corpora with a record split (cinc2015): only these sides, e.g. train validation")
+
+
 def add_commands(sub: argparse._SubParsersAction) -> None:
     s = sub.add_parser("embed", help="fingerprint every window of files/folders/corpora")
     s.add_argument("paths", nargs="+")
     s.add_argument("--out", required=True, help="output folder (fingerprints.npy + metadata.parquet/csv)")
     s.add_argument("--model", help="checkpoint (default: shipped)")
-    s.add_argument("--batch-size", type=int, default=256, help="windows per model call (default 256)")
-    s.add_argument("--workers", type=int, help="DataLoader workers reading records (default: 0 on <= 2 cores)")
-    s.add_argument("--json", action="store_true")
-    s.add_argument("--splits", nargs="+", choices=["train", "validation", "test"], metavar="SIDE",
-                   help="corpora with a record split (cinc2015): only these sides, e.g. train validation")
+    _add_embedding_options(s)
     s.set_defaults(func=cmd_embed)
 
     s = sub.add_parser("index", help="build and query fingerprint indexes")
@@ -142,11 +147,7 @@ def add_commands(sub: argparse._SubParsersAction) -> None:
     b.add_argument("--seed", type=int, default=0, help="simulator seed (default 0)")
     b.add_argument("--duration", type=float, default=60.0, help="seconds per simulated subject (default 60)")
     b.add_argument("--map", choices=["umap", "pca"], default="umap", help="2-D map method (default umap)")
-    b.add_argument("--batch-size", type=int, default=256, help="windows per model call (default 256)")
-    b.add_argument("--workers", type=int, help="DataLoader workers reading records (default: 0 on <= 2 cores)")
-    b.add_argument("--json", action="store_true")
-    b.add_argument("--splits", nargs="+", choices=["train", "validation", "test"], metavar="SIDE",
-                   help="corpora with a record split (cinc2015): only these sides, e.g. train validation")
+    _add_embedding_options(b)
     b.set_defaults(func=cmd_index_build)
     q = xs.add_parser("query", help="find the records most similar to one record")
     q.add_argument("path")
