@@ -22,13 +22,18 @@ class Record:
         ``subject_id``, ``lead`` (ECG lead name), ``ecg_column``/``ppg_column`` (how channels were
         matched), ``units`` ({"ecg": "mV", "ppg": "au"}), ``labels`` (dict: rhythm, hypertension,
         age, sex, ...), ``start_time`` (ISO clock time, when the record has one), ``notes`` (list of
-        strings: interpolated gaps, resampling, ...).
+        strings: interpolated gaps, resampling, ...), ``events`` (list of ``{"time_s": float, "label":
+        str}``: marked moments such as a monitor alarm or a WFDB annotation; see ``record_events``).
+    ecg_leads : every ECG lead the source carried, lead name -> 1-D array in the same units and length
+        as ``ecg`` (the model's input lead, named ``meta["lead"]``, is one of them); None when the
+        source had one ECG lead or none. For display and for combining leads in beat detection.
     """
 
     ecg: np.ndarray | None
     ppg: np.ndarray | None
     fs: float
     meta: dict[str, Any] = field(default_factory=dict)
+    ecg_leads: dict[str, np.ndarray] | None = None
 
     def __post_init__(self) -> None:
         name = self.meta.get("source", "record")
@@ -51,6 +56,8 @@ class Record:
                 f"{name}: ECG and PPG lengths differ ({len(self.ecg)} vs {len(self.ppg)} samples)"
             )
         self.fs = float(self.fs)
+        if self.ecg_leads is not None:
+            self.ecg_leads = _checked_leads(self.ecg_leads, self.n_samples, name)
 
     @property
     def modalities(self) -> tuple[str, ...]:
@@ -70,6 +77,49 @@ class Record:
         return self.n_samples / self.fs
 
 
+def _checked_leads(leads: dict[str, Any], n_samples: int, name: str) -> dict[str, np.ndarray] | None:
+    out: dict[str, np.ndarray] = {}
+    for lead, x in leads.items():
+        x = np.asarray(x)
+        if x.ndim != 1 or len(x) != n_samples:
+            raise InputError(f"{name}: ECG lead {str(lead)!r} has shape {x.shape}, expected ({n_samples},)")
+        if not np.issubdtype(x.dtype, np.number) or np.issubdtype(x.dtype, np.complexfloating):
+            raise InputError(f"{name}: ECG lead {str(lead)!r} is not real numeric data (dtype {x.dtype})")
+        out[str(lead)] = x.astype(np.float64, copy=False)
+    return out or None
+
+
+def record_events(meta: dict[str, Any]) -> list[dict[str, Any]]:
+    """The marked moments of a record, earliest first: ``[{"time_s": float, "label": str}, ...]``.
+
+    Read from ``meta["events"]`` and from a monitor alarm in ``meta["labels"]`` (``alarm_time_s`` with
+    ``alarm_type`` and ``true_alarm``, as the CinC 2015 corpus gives them). Entries without a finite
+    time are skipped.
+
+    >>> record_events({"labels": {"alarm_time_s": 300, "alarm_type": "Ventricular_Tachycardia"}})
+    [{'time_s': 300.0, 'label': 'alarm: Ventricular_Tachycardia'}]
+    """
+    events: list[dict[str, Any]] = []
+    for ev in meta.get("events") or []:
+        try:
+            t = float(ev["time_s"])
+        except (KeyError, TypeError, ValueError):
+            continue
+        if np.isfinite(t):
+            events.append({"time_s": t, "label": str(ev.get("label", "event"))})
+    labels = meta.get("labels") or {}
+    try:
+        t_alarm = float(labels.get("alarm_time_s"))
+    except (TypeError, ValueError):
+        t_alarm = float("nan")
+    if np.isfinite(t_alarm) and not any(abs(e["time_s"] - t_alarm) < 1e-6 for e in events):
+        label = f"alarm: {labels.get('alarm_type', 'monitor alarm')}"
+        if isinstance(labels.get("true_alarm"), bool):
+            label += " (true)" if labels["true_alarm"] else " (false)"
+        events.append({"time_s": t_alarm, "label": label})
+    return sorted(events, key=lambda e: e["time_s"])
+
+
 @dataclass
 class Windows:
     """A record cut to the signal contract: 10-s windows at 125 Hz, robust-normalised per channel.
@@ -87,6 +137,8 @@ class Windows:
         windows are kept. None when the modality is absent (or was dropped, see ``meta["dropped"]``).
     pat_ms : float32 [N] median R-peak -> pulse-peak delay in ms (NaN unless both modalities).
     ecg_clean, ppg_clean : float64 [T] the whole filtered record at 125 Hz (original units), for display.
+    ecg_leads_clean : every ECG lead of the record filtered like ``ecg_clean`` (lead name -> float64 [T]),
+        or None when the record had a single lead.
     r_peaks, pulse_peaks : int64 sample indices at 125 Hz into ``*_clean``.
     meta : the record's meta plus processing notes (``notes``: list of plain sentences) and
         ``dropped`` ({modality: reason}: channels the record had but that were dead, e.g. a flat PPG;
@@ -112,6 +164,7 @@ class Windows:
     pulse_peaks: np.ndarray | None = None
     ecg_no_beats: np.ndarray | None = None
     ppg_no_beats: np.ndarray | None = None
+    ecg_leads_clean: dict[str, np.ndarray] | None = None
     meta: dict[str, Any] = field(default_factory=dict)
     fs: float = FS_HZ
 
