@@ -24,6 +24,6 @@ def add_commands(sub: argparse._SubParsersAction) -> None:
     s = sub.add_parser("card", help="print a checkpoint's model card (Markdown), or refresh a README's eval table")
     s.add_argument("--model", help="checkpoint (default: shipped)")
     s.add_argument("--readme", metavar="FILE",
-                   help="rewrite the eval headline table between the card markers in FILE (e.g. README.md)")
+                   help="rewrite the eval headline table between the card markers in FILE (e.g. docs/RESULTS.md)")
     s.add_argument("--json", action="store_true", help="print the card as JSON")
     s.set_defaults(func=cmd_card)
