@@ -28,6 +28,12 @@ def build_parser() -> argparse.ArgumentParser:
     return p
 
 
+def one_line(text: str) -> str:
+    """``text`` as one printable line: control characters from file names or contents (a newline, a
+    terminal escape) are shown escaped (``\\n``, ``\\x1b``), never acted on by the terminal."""
+    return "".join(c if c.isprintable() else ascii(c)[1:-1] for c in text)
+
+
 def main(argv: list[str] | None = None) -> int:
     """Run one command (``argv``: arguments after ``m2ae``; default ``sys.argv[1:]``); returns the exit code."""
     parser = build_parser()
@@ -50,10 +56,10 @@ def main(argv: list[str] | None = None) -> int:
     try:
         return int(args.func(args) or 0)
     except InputError as e:
-        print(f"error: {e}", file=sys.stderr)
+        print(f"error: {one_line(str(e))}", file=sys.stderr)
         return EXIT_BAD_INPUT
     except FileNotFoundError as e:
-        print(f"error: {e.filename or e}: no such file", file=sys.stderr)
+        print(f"error: {one_line(str(e.filename or e))}: no such file", file=sys.stderr)
         return EXIT_BAD_INPUT
     except KeyboardInterrupt:
         print("error: interrupted", file=sys.stderr)
@@ -66,6 +72,7 @@ def main(argv: list[str] | None = None) -> int:
     except Exception as e:  # never a traceback for users; M2AE_DEBUG shows it
         if os.environ.get("M2AE_DEBUG"):
             raise
-        print(f"error: unexpected {type(e).__name__}: {e} (set M2AE_DEBUG=1 for details)", file=sys.stderr)
+        print(f"error: unexpected {type(e).__name__}: {one_line(str(e))} (set M2AE_DEBUG=1 for details)",
+              file=sys.stderr)
         return 1
 

@@ -16,7 +16,7 @@ from .faiss_index import IndexConfig
 from .files import display_path, utc_now
 from .fingerprints import model_checkpoint_of, resolve_model
 from .mapping import MapConfig
-from .sources import expand_sources, simulated_items
+from .sources import expand_sources, run_skip_report, simulated_items
 from .store import FingerprintIndex
 
 
@@ -24,7 +24,8 @@ def build_index(paths: Sequence[Any], out: str | Path, model: Any = None, simula
                 duration_s: float = 60.0, batch_size: int = 256, num_workers: int | None = None,
                 config: IndexConfig | None = None, map_config: MapConfig | None = None,
                 build_command: str | None = None, progress: bool = True,
-                read_kwargs: dict | None = None, splits: Collection[str] | None = None) -> FingerprintIndex:
+                read_kwargs: dict | None = None, splits: Collection[str] | None = None,
+                engine: str = "local") -> FingerprintIndex:
     """Embed records (files, folders, Records, corpus readers) plus ``simulate`` simulated subjects,
     build the FAISS index and the map, and save the folder ``out`` atomically.
 
@@ -32,7 +33,8 @@ def build_index(paths: Sequence[Any], out: str | Path, model: Any = None, simula
     (cinc2015), e.g. ``("train", "validation")`` so the test side stays out. The embedding runs in
     ``.<out>.embed/`` beside ``out`` and resumes from there when a build is interrupted and started again with the same
     command; it is removed once the index is saved. The saved index carries its familiarity
-    reference (``familiarity.json``) from the start.
+    reference (``familiarity.json``) from the start. engine : "local" (this process) or "ray"
+    (``ray_engine.embed_on_ray``: the same embedding on a Ray cluster).
     """
     out = Path(out)
     paths = list(paths or [])
@@ -42,8 +44,11 @@ def build_index(paths: Sequence[Any], out: str | Path, model: Any = None, simula
     sim = simulated_items(simulate, seed=seed, duration_s=duration_s) if simulate else []
     model = resolve_model(model)
     work = out.with_name(f".{out.name}.embed")
-    res = embed(items + sim + list(streams), model, work, batch_size=batch_size, num_workers=num_workers,
-                progress=progress, read_kwargs=read_kwargs)
+    embedder: Any = embed  # embed or embed_on_ray: same arguments, same result type
+    if engine == "ray":  # engine "ray": the same embedding on Ray Data (m2ae.index.ray_engine)
+        from .ray_engine import embed_on_ray as embedder
+    res = embedder(items + sim + list(streams), model, work, batch_size=batch_size, num_workers=num_workers,
+                   progress=progress, read_kwargs=read_kwargs)
     data = [display_path(p) for p in paths if isinstance(p, (str, Path))]
     if simulate:
         data.append(f"m2ae.simulate: {simulate} subjects, seed {seed}, {duration_s:g} s each "
@@ -57,6 +62,8 @@ def build_index(paths: Sequence[Any], out: str | Path, model: Any = None, simula
         "subjects": int(meta["subject_id"].nunique()),
         "low_quality_windows": int(meta["low_quality"].sum()),
         "skipped_inputs": res.skipped,
+        # every record left out, per reason (corpus readers' skips too): the same count either engine
+        "skip_report": run_skip_report(streams, res.skipped),
         "created": utc_now(),
         "build_command": build_command,
         "embedding": {"windows_per_s": round(res.windows_per_s, 1), "seconds": round(res.seconds, 1),

@@ -13,7 +13,10 @@ sibling and renamed into place:
     embed_manifest.json       model version, dims, count, sources, skipped inputs, timings
 
 Low-quality windows are kept and flagged (``low_quality``); inputs that cannot be read, or that
-hold no 10-s window, are skipped and listed in the manifest (``skipped``).
+hold no 10-s window, are skipped and listed in the manifest (``skipped``, one entry per input the
+embedder refused). ``skip_report`` counts every record the run left out per reason, those a corpus
+reader skipped as well (``{"skipped": N, "reasons": {reason: {"count", "records"}}}``, names bounded):
+one broken record, even one whose reader raises something unexpected, never ends a run.
 
 >>> res = embed(["sample_data/"], load_model(), "out/embeddings")   # doctest: +SKIP
 >>> res.fingerprints.shape, res.metadata.columns[:4].tolist()        # doctest: +SKIP
@@ -37,7 +40,7 @@ from .files import read_embeddings, utc_now, write_embeddings
 from .fingerprints import fingerprint_windows, model_checkpoint_of, resolve_model
 from .prepare import default_workers, prepared_stream
 from .shards import ShardStore
-from .sources import EmbedItem, expand_sources
+from .sources import EmbedItem, expand_sources, run_skip_report
 from .waveforms import CompactWaveforms
 
 
@@ -151,11 +154,11 @@ def embed(sources: Any, model: Any = None, out_dir: str | Path | None = None, ba
         bar.close()
 
     fps, meta, waves, skipped = shards.assemble()
+    skip_report = run_skip_report(streams, skipped)
     if len(fps) == 0:
-        reasons = "; ".join(f"{s['error']}" for s in skipped[:3])
         if work is not None:
             shutil.rmtree(work, ignore_errors=True)
-        raise InputError(f"no usable window in the {len(skipped)} input(s)" + (f": {reasons}" if reasons else ""))
+        raise InputError(no_window_message(skip_report))
     seconds = time.perf_counter() - t0
     manifest = {
         "model_version": version,
@@ -166,6 +169,7 @@ def embed(sources: Any, model: Any = None, out_dir: str | Path | None = None, ba
         "subjects": int(meta["subject_id"].nunique()),
         "low_quality_windows": int(meta["low_quality"].sum()),
         "skipped": skipped,
+        "skip_report": skip_report,
         "stride_s": stride_s,
         "created": utc_now(),
         "seconds_this_run": round(seconds, 2),
@@ -176,6 +180,16 @@ def embed(sources: Any, model: Any = None, out_dir: str | Path | None = None, ba
     if work is not None:
         shutil.rmtree(work, ignore_errors=True)
     return result
+
+
+def no_window_message(skip_report: dict[str, Any]) -> str:
+    """The one-line error of a run that embedded nothing: how many records were left out, per reason."""
+    reasons = list((skip_report.get("reasons") or {}).items())
+    if len(reasons) == 1 and reasons[0][1]["count"] == 1 and reasons[0][1].get("example"):
+        example = reasons[0][1]["example"]  # one input: its own message says it best
+        return example if example.startswith("no records found in ") else f"no usable window: {example}"
+    counts = "; ".join(f"{v['count']} x {r}" for r, v in reasons[:5])
+    return f"no usable window in the {skip_report.get('skipped', 0)} input(s)" + (f": {counts}" if counts else "")
 
 
 def load_embeddings(folder: str | Path) -> EmbedResult:

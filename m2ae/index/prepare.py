@@ -17,6 +17,7 @@ import numpy as np
 import pandas as pd
 
 from ..errors import InputError
+from ..io.corpus.report import must_stop, unexpected
 from ..record import Record, Windows
 from .sources import EmbedItem, load_item, record_item, safe_name
 from .waveforms import CompactWaveforms
@@ -85,7 +86,11 @@ def prepare(item: EmbedItem, stride_s: float = 10.0, read_kwargs: dict | None = 
         waves = CompactWaveforms.from_windows(win.ecg, win.ppg, n=len(win))
         return {"key": item.key, "label": item.label, "ecg": win.ecg, "ppg": win.ppg, "meta": meta, "waves": waves}
     except InputError as e:
-        return {"key": item.key, "label": item.label, "error": str(e).splitlines()[0]}
+        return {"key": item.key, "label": item.label, "error": (str(e).splitlines() or ["unreadable"])[0]}
+    except Exception as e:  # one record's surprise (a reader bug, a corrupt file) must not end a long run
+        if must_stop(e):  # Ctrl-C and MemoryError still stop it
+            raise
+        return {"key": item.key, "label": item.label, "error": f"{item.label}: {unexpected(e)}"}
 
 
 class _ItemDataset:
@@ -134,9 +139,41 @@ def prepared_stream(items: list[EmbedItem], streams: list[Iterable], num_workers
             for it in todo:
                 yield prepare(it, stride_s, read_kwargs)
     for stream in streams:  # corpus readers: iterate in this process, one record at a time
-        for rec in stream:
+        for rec in _guarded(stream):
+            if isinstance(rec, _StreamError):
+                yield {"key": f"stream-error-{safe_name(rec.name)[:60]}", "label": rec.name, "error": rec.message}
+                continue
             if not isinstance(rec, Record):
-                raise InputError(f"corpus reader yielded {type(rec).__name__}, expected Record")
+                name = f"{stream!r}"[:80]
+                yield {"key": f"stream-item-{id(rec)}", "label": name,
+                       "error": f"{name}: the corpus reader gave a {type(rec).__name__}, not a Record"}
+                continue
             it = record_item(rec)
             if it.key not in done:
                 yield prepare(it, stride_s, read_kwargs)
+
+
+def _guarded(stream: Iterable) -> Iterator[Any]:
+    """The items of a record stream; an exception the stream raises (which ends it) becomes one last
+    item, an ``InputError`` naming the stream, so the run goes on with the next stream."""
+    it = iter(stream)
+    while True:
+        try:
+            rec = next(it)
+        except StopIteration:
+            return
+        except Exception as e:
+            if must_stop(e):
+                raise
+            name = str(getattr(stream, "path", "")) or f"{stream!r}"[:80]
+            msg = str(e) if isinstance(e, InputError) else f"{name}: {unexpected(e)}"
+            yield _StreamError(name, msg)
+            return
+        yield rec
+
+
+class _StreamError:
+    """A stream that stopped, passed on as one skipped item."""
+
+    def __init__(self, name: str, message: str):
+        self.name, self.message = name, message

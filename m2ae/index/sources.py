@@ -14,7 +14,7 @@ import json
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
-from collections.abc import Collection, Iterable
+from collections.abc import Collection, Iterable, Iterator
 
 import numpy as np
 
@@ -86,6 +86,40 @@ def record_item(rec: Record) -> EmbedItem:
     return EmbedItem(key, "record", rec, str(rec.meta.get("record_id") or rec.meta.get("source") or "record"))
 
 
+class CorpusStream:
+    """The records of one corpus folder (``iter_corpus``, records under 10 s left out), with the
+    ``report`` (``SkipReport``) of every record it skipped and why, filled as it is iterated."""
+
+    def __init__(self, path: str | Path, layout: str | None = None, splits: Collection[str] | None = None):
+        from ..io.corpus import SkipReport
+
+        self.path, self.layout, self.splits = Path(path), layout, splits
+        self.report = SkipReport()
+
+    def __iter__(self) -> Iterator[Record]:
+        from ..io import iter_corpus
+        from ..io.corpus import SkipReport
+
+        self.report = SkipReport()  # a second pass counts afresh
+        return iter_corpus(self.path, self.layout, min_duration_s=10.0, split=self.splits, report=self.report)
+
+    def __repr__(self) -> str:
+        return f"CorpusStream({str(self.path)!r}, {self.layout!r})"
+
+
+def run_skip_report(streams: Iterable[Any], skipped: Iterable[dict[str, str]]) -> dict[str, Any]:
+    """Every record a run left out, counted per reason (``SkipReport.as_dict``): what the corpus streams
+    skipped (``CorpusStream.report``) plus the embedder's own refusals (``{"input", "error"}`` entries)."""
+    from ..io.corpus import SkipReport
+
+    report = SkipReport()
+    for stream in streams:
+        report.merge(getattr(stream, "report", None))
+    for s in skipped:
+        report.add(str(s.get("error", "")), str(s.get("input") or s.get("label") or "?"))
+    return report.as_dict()
+
+
 def expand_sources(sources: Any, splits: Collection[str] | None = None) -> tuple[list[EmbedItem], list[Iterable]]:
     """Split inputs into a list of items (files, folders expanded, Records) and record streams.
 
@@ -108,15 +142,17 @@ def expand_sources(sources: Any, splits: Collection[str] | None = None) -> tuple
             if not p.exists():
                 raise InputError(f"{p}: no such file or folder")
             if p.is_dir():
-                from ..io import detect_layout, iter_corpus
+                from ..io import detect_layout
 
                 layout = detect_layout(p)
                 if layout not in (None, "folder"):  # a known corpus: its reader knows subjects and labels
-                    streams.append(iter_corpus(p, layout, min_duration_s=10.0, split=splits))
+                    streams.append(CorpusStream(p, layout, splits))
                     continue
                 files = find_record_files(p)
                 if not files:
-                    raise InputError(f"{p}: folder holds no record files ({', '.join(RECORD_SUFFIXES)})")
+                    from ..io.corpus import no_records_error
+
+                    raise no_records_error(p, "folder" if layout is None else layout)
                 items += [EmbedItem(_path_key(f), "path", str(f), str(f)) for f in files]
             else:
                 items.append(EmbedItem(_path_key(p), "path", str(p), str(p)))

@@ -52,8 +52,10 @@ def record_name(rec: Record) -> str:
 
 def new_report() -> dict[str, Any]:
     """An empty account of the records ``usable_records`` passed on and what it dropped."""
+    from ..io.corpus import SkipReport
+
     return {"records": [], "layouts": Counter(), "record_s": 0.0, "channels_dropped": Counter(),
-            "dropped_channels": {}, "records_without_usable_channel": {}}
+            "dropped_channels": {}, "records_without_usable_channel": {}, "skips": SkipReport()}
 
 
 def usable_records(records: Iterable[Record], report: dict[str, Any]) -> Iterator[Record]:
@@ -61,9 +63,17 @@ def usable_records(records: Iterable[Record], report: dict[str, Any]) -> Iterato
     (``new_report``): names, layouts, duration, channels dropped with the reason per record."""
     from ..signal.usable import dead_channel_reasons
 
+    from ..io.corpus.report import must_stop, unexpected
+
     for rec in records:
         name = record_name(rec)
-        dead = dead_channel_reasons(rec)
+        try:
+            dead = dead_channel_reasons(rec)
+        except Exception as e:  # one record's surprise must not end the pass over the corpus
+            if must_stop(e):
+                raise
+            report["skips"].add(f"{name}: {unexpected(e)}", name)
+            continue
         if dead:
             report["channels_dropped"].update(list(dead))  # count modalities, not reasons
             report["dropped_channels"][name] = dict(dead)
@@ -78,6 +88,17 @@ def usable_records(records: Iterable[Record], report: dict[str, Any]) -> Iterato
         report["layouts"][str(rec.meta.get("corpus", "unknown"))] += 1
         report["record_s"] += rec.duration_s
         yield rec
+
+
+def log_skips(report: dict[str, Any]) -> None:
+    """Say on the ``m2ae.train`` logger (stderr by default) which corpus records were left out, per reason."""
+    import logging
+
+    from ..io.corpus import report_lines
+
+    lines = report_lines(report["skips"].as_dict())
+    if lines:
+        logging.getLogger("m2ae.train").warning("training data: %s", "\n".join(lines))
 
 
 def names_sha256(names: Iterable[str]) -> str:
@@ -107,6 +128,8 @@ def report_card(report: dict[str, Any], split: str, paths: list[str]) -> dict[st
         "channels_dropped": {m: int(report["channels_dropped"].get(m, 0)) for m in ("ecg", "ppg")},
         "dropped_channels": report["dropped_channels"],
         "records_without_usable_channel": report["records_without_usable_channel"],
+        # records the corpus readers could not use, counted per reason (names bounded)
+        "skipped_records": report["skips"].as_dict(),
     }
     if "cinc2015" in report["layouts"]:
         card["split_file"] = split_file_card()
@@ -136,8 +159,10 @@ def corpus_store(cfg: TrainConfig, cache: Path, min_len: int, rank: int = 0) -> 
     key = _key(cfg, split=cfg.data_split, min_len=min_len)
     if rank == 0 and _fresh(cache, MANIFEST_FILE, key, "segments.npy") is None:
         report = new_report()
-        records = iter_corpus(cfg.data, min_duration_s=min_len / FS_HZ, split=cfg.data_split or None)
+        records = iter_corpus(cfg.data, min_duration_s=min_len / FS_HZ, split=cfg.data_split or None,
+                             report=report["skips"])
         store = SegmentStore.from_records(usable_records(records, report), min_len=min_len, progress=cfg.progress)
+        log_skips(report)
         store.save(cache)
         card = report_card(report, cfg.data_split, cfg.data)
         card["segment_hours"] = round(float((store.segments[:, 1] - store.segments[:, 0]).sum()) / FS_HZ / 3600, 3)
@@ -157,9 +182,13 @@ def _first_paired_windows(rec: Record, k: int) -> np.ndarray:
 
     if rec.ecg is None or rec.ppg is None or k <= 0:
         return np.zeros((0, 2, WINDOW_SAMPLES), np.float32)
+    from ..io.corpus.report import must_stop
+
     try:
         store = SegmentStore.from_records([rec], min_len=WINDOW_SAMPLES)
-    except InputError:  # no stretch of 10 s without a long gap
+    except Exception as e:  # no stretch of 10 s without a long gap (InputError), or a record that breaks it
+        if must_stop(e):
+            raise
         return np.zeros((0, 2, WINDOW_SAMPLES), np.float32)
     starts = [a for start, stop, has_e, has_p in store.segments if has_e and has_p
               for a in range(int(start), int(stop) - WINDOW_SAMPLES + 1, WINDOW_SAMPLES)][:k]
@@ -184,7 +213,7 @@ def real_validation_windows(cfg: TrainConfig, cache: Path) -> dict[str, Any] | N
     manifest = _fresh(cache, VALIDATION_MANIFEST_FILE, key, VALIDATION_FILE)
     if manifest is None:
         report = new_report()
-        records = iter_corpus(cfg.data, min_duration_s=WINDOW_S, split=VALIDATION_SPLIT)
+        records = iter_corpus(cfg.data, min_duration_s=WINDOW_S, split=VALIDATION_SPLIT, report=report["skips"])
         labelled = (r for r in records if (r.meta.get("labels") or {}).get("split") == VALIDATION_SPLIT)
         found = {record_name(r): _first_paired_windows(r, cfg.val_real_windows)
                  for r in usable_records(labelled, report)}

@@ -14,6 +14,7 @@ from typing import Any
 from ...errors import InputError
 from ...record import Record
 from ..sources import open_source, wfdb_segments
+from .report import must_stop, unexpected
 
 # Every layout logs on the package's logger, so one caplog / handler sees all skips.
 log = logging.getLogger("m2ae.io")
@@ -50,4 +51,6 @@ def guard(where: Any, fn: Callable[..., Any], *args: Any, **kwargs: Any) -> Any:
     except InputError as e:
         return e
     except Exception as e:  # a corrupt file deep in a corpus must not end a long pass
-        return InputError(f"{where}: {type(e).__name__}: {' '.join(str(e).split())[:200]}")
+        if must_stop(e):  # MemoryError is an Exception too, and must still end the run
+            raise
+        return InputError(f"{where}: {unexpected(e)}")

@@ -13,6 +13,7 @@ from ...errors import InputError
 from ...record import Record
 from ..assemble import make_record
 from .common import guard
+from .report import must_stop, unexpected
 
 PULSEDB_FS_HZ = 125.0  # PulseDB segments: 10 s at 125 Hz
 # Hypertension label from a segment's reference blood pressure: SBP >= 140 or DBP >= 90 mmHg
@@ -41,44 +42,120 @@ def matches(path: Path) -> bool:
     return bool(mats) and any(is_hdf5(f) for f in mats[:5])
 
 
-def _mat_value(h5: Any, obj: Any) -> Any:
-    """One MATLAB v7.3 value: char -> str, numeric -> squeezed array/scalar, empty -> None."""
+# A PulseDB segment holds 1250 samples per signal; a value declaring more than this is refused before
+# it is read (a hostile file can declare a dataset of any size), as is a cell nested deeper than
+# MAX_CELL_DEPTH (a cell whose reference points back at itself would recurse forever).
+MAX_VALUE_ELEMENTS = 10_000_000
+MAX_CELL_DEPTH = 4
+
+
+def _mat_value(h5: Any, obj: Any, depth: int = 0) -> Any:
+    """One MATLAB v7.3 value: char -> str, numeric -> squeezed array/scalar, empty -> None.
+
+    Raises InputError for a cell nested deeper than MAX_CELL_DEPTH (e.g. one that refers to itself) or a
+    value declaring more than MAX_VALUE_ELEMENTS elements."""
     import h5py
 
+    if depth > MAX_CELL_DEPTH:
+        raise InputError(f"cell references nested deeper than {MAX_CELL_DEPTH} levels (a cell that refers to itself?)")
     if isinstance(obj, h5py.Reference):
+        if not obj:
+            return None
         obj = h5[obj]
+    if not isinstance(obj, h5py.Dataset):
+        raise InputError(f"expected a MATLAB value, found a {type(obj).__name__}")
+    size = int(np.prod(obj.shape, dtype=np.float64)) if obj.shape else 1
+    if size > MAX_VALUE_ELEMENTS:
+        raise InputError(f"a value declares {size} elements, more than {MAX_VALUE_ELEMENTS} (MAX_VALUE_ELEMENTS)")
     cls = obj.attrs.get("MATLAB_class", b"")
-    cls = cls.decode() if isinstance(cls, bytes) else str(cls)
+    cls = cls.decode(errors="replace") if isinstance(cls, bytes) else str(cls)
     if obj.attrs.get("MATLAB_empty", 0):
         return None
     data = obj[()]
     if cls == "char":
-        return "".join(chr(int(c)) for c in np.asarray(data).ravel())
+        return "".join(chr(int(c)) for c in np.asarray(data).ravel() if 0 < int(c) < 0x110000)
     if cls == "cell" or (isinstance(data, np.ndarray) and data.dtype == h5py.ref_dtype):
-        return [_mat_value(h5, r) for r in np.asarray(data).ravel()]
+        return [_mat_value(h5, r, depth + 1) for r in np.asarray(data).ravel()]
     arr = np.asarray(data)
     return arr.item() if arr.size == 1 else arr.squeeze()
 
 
+def _number(v: Any) -> float | None:
+    """``v`` as one finite float, else None (a string, an array of several values, NaN)."""
+    try:
+        a = np.asarray(v, dtype=np.float64)
+    except (TypeError, ValueError):
+        return None
+    if a.size != 1 or not np.isfinite(a).all():
+        return None
+    return float(a.ravel()[0])
+
+
 def _pulsedb_labels(fields: dict[str, Any]) -> dict[str, Any]:
     labels: dict[str, Any] = {}
-    age = fields.get("Age")
-    if age is not None and np.isfinite(np.asarray(age, dtype=float)).all():
-        labels["age"] = float(age)
+    age = _number(fields.get("Age"))
+    if age is not None:
+        labels["age"] = age
     sex = fields.get("Gender")
     if isinstance(sex, str) and sex[:1].upper() in ("M", "F"):
         labels["sex"] = sex[:1].upper()
-    elif isinstance(sex, (int, float)) and np.isfinite(sex):
-        labels["sex_code"] = float(sex)
-    sbp, dbp = fields.get("SegSBP", fields.get("SBP")), fields.get("SegDBP", fields.get("DBP"))
-    if sbp is not None and dbp is not None and np.isfinite(float(sbp)) and np.isfinite(float(dbp)):
-        labels["sbp_mmhg"], labels["dbp_mmhg"] = float(sbp), float(dbp)
-        labels["hypertension"] = int(float(sbp) >= HTN_SBP_MMHG or float(dbp) >= HTN_DBP_MMHG)
+    elif not isinstance(sex, str) and _number(sex) is not None:
+        labels["sex_code"] = _number(sex)
+    sbp, dbp = _number(fields.get("SegSBP", fields.get("SBP"))), _number(fields.get("SegDBP", fields.get("DBP")))
+    if sbp is not None and dbp is not None:
+        labels["sbp_mmhg"], labels["dbp_mmhg"] = sbp, dbp
+        labels["hypertension"] = int(sbp >= HTN_SBP_MMHG or dbp >= HTN_DBP_MMHG)
     for key in ("Height", "Weight", "BMI"):
-        v = fields.get(key)
-        if v is not None and np.isfinite(float(v)):
-            labels[key.lower()] = float(v)
+        v = _number(fields.get(key))
+        if v is not None:
+            labels[key.lower()] = v
     return labels
+
+
+def _cell(h5: Any, refs: dict[str, np.ndarray], key: str, j: int, n: int) -> Any:
+    """Segment ``j``'s value of field ``key``; InputError naming the field when it cannot be read."""
+    col = refs.get(key)
+    if col is None:
+        raise InputError(f"field {key} is not a MATLAB cell of values (or declares too many)")
+    if j >= len(col):
+        raise InputError(f"field {key} holds {len(col)} entries for {n} segments")
+    try:
+        return _mat_value(h5, col[j])
+    except InputError as e:
+        raise InputError(f"field {key}: {e}") from None
+    except RecursionError:
+        raise InputError(f"field {key}: cell references nested too deep") from None
+
+
+def _segment(h5: Any, f: Path, origin: str, refs: dict[str, np.ndarray], keys: tuple[str | None, str | None],
+             want: list[str], j: int, n: int) -> Record | InputError:
+    """Segment ``j`` of a Subj_Wins file as a Record; a metadata field that cannot be read is left out
+    with a note, a signal that cannot be read makes the segment an InputError item."""
+    name = f"{f.name}#{j + 1}"
+    notes: list[str] = []
+    vals: dict[str, Any] = {}
+    for k in want:
+        try:
+            vals[k] = _cell(h5, refs, k, j, n)
+        except InputError as e:
+            notes.append(f"{k} left out: {e}")
+    sig: dict[str, np.ndarray | None] = {}
+    for m, k in zip(("ecg", "ppg"), keys):
+        if k is None:
+            sig[m] = None
+            continue
+        try:
+            v = _cell(h5, refs, k, j, n)
+            sig[m] = None if v is None else np.asarray(v, dtype=np.float64).ravel()
+        except (InputError, TypeError, ValueError) as e:
+            return InputError(f"{name}: {m.upper()} not readable: {' '.join(str(e).split())[:200]}")
+    meta: dict[str, Any] = {
+        "source": name, "format": "pulsedb", "subject_id": f.stem, "record_id": f"{f.stem}/{j + 1}",
+        "origin": origin, "labels": _pulsedb_labels(vals), "lead": "II", "ecg_column": keys[0],
+        "ppg_column": keys[1], "notes": notes}
+    if _number(vals.get("CaseID")) is not None or isinstance(vals.get("CaseID"), str):
+        meta["case_id"] = vals["CaseID"]
+    return guard(name, make_record, name, PULSEDB_FS_HZ, sig["ecg"], sig["ppg"], meta)
 
 
 def _iter_pulsedb_file(f: Path) -> Iterator[Record | InputError]:
@@ -93,27 +170,19 @@ def _iter_pulsedb_file(f: Path) -> Iterator[Record | InputError]:
     with h5:
         if "Subj_Wins" in h5:
             g = h5["Subj_Wins"]
-            fields = list(g.keys())
+            fields = [k for k in g.keys() if isinstance(g[k], h5py.Dataset)]
             ecg_key = next((k for k in ("ECG_F", "ECG_Raw", "ECG") if k in fields), None)
             ppg_key = next((k for k in ("PPG_F", "PPG_Raw", "PPG") if k in fields), None)
             if ecg_key is None and ppg_key is None:
                 yield InputError(f"{f}: Subj_Wins has no ECG_F/PPG_F fields (fields: {', '.join(fields)})")
                 return
-            refs = {k: np.asarray(g[k][()]).ravel() for k in fields if g[k].dtype == h5py.ref_dtype}
-            n = len(refs.get(ecg_key if ecg_key else ppg_key, []))
-            want = {k for k in fields if k in ("Age", "Gender", "SegSBP", "SegDBP", "Height", "Weight", "BMI",
-                                              "CaseID", "SubjectID", "Subj_Name")}
+            refs = {k: np.asarray(g[k][()]).ravel() for k in fields
+                    if g[k].dtype == h5py.ref_dtype and g[k].size <= MAX_VALUE_ELEMENTS}
+            n = max(len(refs.get(k, [])) for k in (ecg_key, ppg_key) if k)
+            want = [k for k in fields if k in refs and k in ("Age", "Gender", "SegSBP", "SegDBP", "Height", "Weight",
+                                                             "BMI", "CaseID", "SubjectID", "Subj_Name")]
             for j in range(n):
-                vals = {k: _mat_value(h5, refs[k][j]) for k in want if k in refs}
-                sig = {m: np.asarray(_mat_value(h5, refs[k][j]), dtype=np.float64).ravel() if k else None
-                       for m, k in (("ecg", ecg_key), ("ppg", ppg_key))}
-                meta: dict[str, Any] = {
-                    "source": f"{f.name}#{j + 1}", "format": "pulsedb", "subject_id": f.stem,
-                    "record_id": f"{f.stem}/{j + 1}", "origin": origin, "labels": _pulsedb_labels(vals),
-                    "lead": "II", "ecg_column": ecg_key, "ppg_column": ppg_key, "notes": []}
-                if vals.get("CaseID") is not None:
-                    meta["case_id"] = vals["CaseID"]
-                yield guard(f, make_record, f"{f.name}#{j + 1}", PULSEDB_FS_HZ, sig["ecg"], sig["ppg"], meta)
+                yield _segment(h5, f, origin, refs, (ecg_key, ppg_key), want, j, n)
         elif "Subset" in h5:
             yield from _iter_pulsedb_subset(h5, f)
         else:
@@ -122,13 +191,30 @@ def _iter_pulsedb_file(f: Path) -> Iterator[Record | InputError]:
 
 def _iter_pulsedb_subset(h5: Any, f: Path) -> Iterator[Record | InputError]:
     g = h5["Subset"]
-    sig = np.asarray(g["Signals"][()])  # MATLAB N x 3 x 1250 is stored transposed: 1250 x 3 x N
+    ds = g["Signals"]
+    if ds.size > 50 * MAX_VALUE_ELEMENTS:
+        yield InputError(f"{f}: Subset/Signals declares shape {ds.shape}, more than {50 * MAX_VALUE_ELEMENTS} values")
+        return
+    sig = np.asarray(ds[()])  # MATLAB N x 3 x 1250 is stored transposed: 1250 x 3 x N
     if sig.ndim != 3 or sig.shape[1] != 3:
         yield InputError(f"{f}: Subset/Signals has shape {sig.shape}, expected 1250 x 3 x N")
         return
     n = sig.shape[2]
-    cols = {k: _mat_value(h5, g[k]) for k in ("Subject", "Age", "Gender", "SBP", "DBP", "Height", "Weight", "BMI")
-            if k in g}
+    cols: dict[str, Any] = {}
+    file_notes: list[str] = []
+    for k in ("Subject", "Age", "Gender", "SBP", "DBP", "Height", "Weight", "BMI"):
+        if k not in g:
+            continue
+        try:
+            v = _mat_value(h5, g[k])
+        except (InputError, RecursionError) as e:
+            file_notes.append(f"{k} left out: {e}")
+            continue
+        length = len(v) if isinstance(v, list) else np.asarray(v).size
+        if v is not None and length != n:  # a short column cannot say which segment each value belongs to
+            file_notes.append(f"{k} left out: the column holds {length} values for {n} segments")
+            continue
+        cols[k] = v
 
     def at(k, j):
         v = cols.get(k)
@@ -143,9 +229,11 @@ def _iter_pulsedb_subset(h5: Any, f: Path) -> Iterator[Record | InputError]:
         vals = {k: v for k, v in vals.items() if v is not None}
         meta: dict[str, Any] = {"source": f"{f.name}#{j + 1}", "format": "pulsedb-subset",
                                 "record_id": f"{f.stem}/{j + 1}",
-                "subject_id": str(subj) if subj is not None else None, "labels": _pulsedb_labels(vals),
-                "lead": "II", "ecg_column": "ECG_F", "ppg_column": "PPG_F", "notes": []}
-        yield guard(f, make_record, f"{f.name}#{j + 1}", PULSEDB_FS_HZ, sig[:, 0, j], sig[:, 1, j], meta)
+                                "subject_id": str(subj) if subj is not None else None,
+                                "labels": _pulsedb_labels(vals), "lead": "II", "ecg_column": "ECG_F",
+                                "ppg_column": "PPG_F", "notes": list(file_notes)}
+        yield guard(f"{f.name}#{j + 1}", make_record, f"{f.name}#{j + 1}", PULSEDB_FS_HZ, sig[:, 0, j],
+                    sig[:, 1, j], meta)
 
 
 def iterate(folder: Path) -> Iterator[Record | InputError]:
@@ -155,5 +243,10 @@ def iterate(folder: Path) -> Iterator[Record | InputError]:
     else:
         files = sorted(f for f in folder.rglob("*.mat") if not f.with_suffix(".hea").exists())
     for f in files:
-        yield from _iter_pulsedb_file(f)
+        try:
+            yield from _iter_pulsedb_file(f)
+        except Exception as e:  # one corrupt file must not end the pass over the others
+            if must_stop(e):
+                raise
+            yield InputError(f"{f}: {unexpected(e)} (later segments of this file were not read)")
 
