@@ -23,8 +23,19 @@ RHYTHM_NAMES: dict[str, str] = {
     "SB": "sinus bradycardia",
     "ST": "sinus tachycardia",
     "PVC": "ventricular ectopy (PVCs)",
+    # the rhythms ICU monitors alarm on (PhysioNet/CinC 2015 alarm types)
+    "VT": "ventricular tachycardia",
+    "VF": "ventricular flutter / fibrillation",
+    "ASY": "asystole",
+    "XB": "extreme bradycardia",
+    "XT": "extreme tachycardia",
 }
-RHYTHM_CODES: tuple[str, ...] = tuple(RHYTHM_NAMES)
+# Subject rhythms: what a simulated subject is drawn with by default (pretraining, cohorts, samples).
+RHYTHM_CODES: tuple[str, ...] = ("NSR", "AF", "SB", "ST", "PVC")
+# Alarm rhythms: simulated on request (``rhythms=``) and learnt by the rhythm head from real ICU alarms.
+ALARM_RHYTHM_CODES: tuple[str, ...] = ("VT", "VF", "ASY", "XB", "XT")
+# Every rhythm code, in the rhythm head's class order (the first five keep their old indices).
+ALL_RHYTHM_CODES: tuple[str, ...] = RHYTHM_CODES + ALARM_RHYTHM_CODES
 
 # Inputs outside these limits are refused with an InputError rather than guessed at.
 MIN_FS_HZ: float = 20.0

@@ -145,7 +145,7 @@ def test_cli_fit_alarm_writes_heads_beside_the_old_ones(tmp_path, capsys):
     out = tmp_path / "with_alarm.pt"
     cache = tmp_path / "cache"
     assert main(["heads", "fit-alarm", "--data", str(corpus), "--model", str(src), "--out", str(out),
-                 "--cache", str(cache), "--json"]) == 0
+                 "--cache", str(cache), "--no-rhythm", "--json"]) == 0
     res = json.loads(capsys.readouterr().out)
     m = load_model(out, device="cpu")
     assert "sex" in m.heads and set(alarm_heads_of(m)) == {"VT", "other"}

@@ -49,7 +49,8 @@ def test_encode_labels():
     got = encode_labels(specs["age"], [40, "55.5", "n/a"])
     assert got[:2].tolist() == [40.0, 55.5] and np.isnan(got[2])
     with pytest.raises(InputError, match="not one of"):
-        encode_labels(specs["rhythm"], ["VT"])
+        encode_labels(specs["rhythm"], ["torsades"])
+    assert encode_labels(specs["rhythm"], ["VT", "asy"]).tolist() == [5, 7]  # the ICU alarm rhythms are classes
 
 
 def test_ece_is_zero_for_perfect_confident_predictions():
@@ -164,3 +165,18 @@ def test_faint_p_wave_scales_share_and_independence():
     assert abs(faint.mean() - 0.25) < 0.03 and s[faint].max() <= 0.3 and s.min() >= 0.0
     np.testing.assert_array_equal(s, faint_p_wave_scales(4000, 1_000_003, 0.25))   # seeded
     assert (faint_p_wave_scales(50, 7, 0.0) == 1.0).all()
+
+
+def test_demo_heads_learn_the_alarm_rhythms_without_feeding_them_to_the_other_heads():
+    """The demo rhythm head has every rhythm class; the extra alarm-rhythm subjects carry a rhythm label
+    only (hypertension, sex, risk and age of a pulseless VF window are not shown to those heads)."""
+    from m2ae.contract import ALL_RHYTHM_CODES
+    from m2ae.train.demo_heads import fit_demo_heads
+
+    heads, card = fit_demo_heads(PlantedModel(), n_subjects=20, windows_per_subject=1, epochs=1)
+    assert heads["rhythm"].spec["classes"] == list(ALL_RHYTHM_CODES)
+    assert "ICU alarm rhythms" in card["rhythm"]["training_data"]
+    # 20 train subjects + 10 alarm-rhythm subjects, one window each: rhythm sees all, the others 20
+    assert card["rhythm"]["n_train_windows"] == card["sex"]["n_train_windows"] == 30
+    assert card["age"]["metrics_test"]["both"]["n"] == 20 and card["rhythm"]["metrics_test"]["both"]["n"] == 30
+    assert heads["age"].spec["label_range"][0] >= 18 and heads["age"].spec["label_range"][1] <= 90

@@ -176,14 +176,15 @@ def test_api_predict_and_head_logits(model):
     e, p = windows(3)
     pred = model.predict(ecg=e, ppg=p)
     assert set(pred) == {"rhythm", "hypertension", "sex", "risk", "age"}
-    assert pred["rhythm"]["probabilities"].shape == (3, 5)
+    assert pred["rhythm"]["probabilities"].shape == (3, 10)  # five subject rhythms + five ICU alarm rhythms
     np.testing.assert_allclose(pred["rhythm"]["probabilities"].sum(1), 1.0, atol=1e-5)
-    assert pred["rhythm"]["classes"] == ["NSR", "AF", "SB", "ST", "PVC"]
+    assert pred["rhythm"]["classes"] == ["NSR", "AF", "SB", "ST", "PVC", "VT", "VF", "ASY", "XB", "XT"]
+    assert all(pred[h]["uncertain"].shape == (3,) for h in pred)  # every head says when it is unsure
     iv = pred["age"]["interval"]
     assert iv.shape == (3, 2) and (iv[:, 0] <= pred["age"]["value"]).all() and (pred["age"]["value"] <= iv[:, 1]).all()
     x = torch.from_numpy(e).requires_grad_(True)
     logits = model.head_logits("rhythm", x, None)
-    assert logits.shape == (3, 5)
+    assert logits.shape == (3, 10)
     logits[:, 0].sum().backward()
     assert x.grad is not None and x.grad.abs().sum() > 0
     assert model.head_logits("age", x, torch.from_numpy(p)).shape == (3, 1)

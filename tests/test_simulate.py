@@ -100,7 +100,7 @@ def test_sample_subject_conditioning_and_bad_input():
     assert isinstance(s, SubjectParams) and (s.rhythm, s.subject_id, s.sex, s.age) == ("ST", "p1", "F", 40.0)
     assert s.hr_bpm > 100 and s.labels()["rhythm_name"] == "sinus tachycardia"
     with pytest.raises(InputError, match="unknown rhythm"):
-        sample_subject(0, rhythm="VF")
+        sample_subject(0, rhythm="torsades")
     with pytest.raises(InputError, match="age"):
         sample_subject(0, age=120.0)
 
@@ -388,3 +388,92 @@ def test_p_wave_scale_removes_p_waves_and_nothing_else():
     diff = np.abs(with_p["ecg"] - without["ecg"])
     assert diff.max() > 0.05                                     # the P waves were there
     np.testing.assert_allclose(with_p["ppg"], without["ppg"], atol=1e-5)   # the pulse is untouched
+
+
+# --- ICU alarm rhythms (issue 15): VT, VF / flutter, asystole, extreme brady- and tachycardia ---------
+
+def _pulse_power(ppg: np.ndarray, fs: float) -> float:
+    """Share of the band-passed PPG's power at 0.7-4 Hz (where a pulse train lives) over its variance (mV²)."""
+    from scipy.signal import welch
+
+    f, pxx = welch(ppg_bandpass(ppg, fs), fs=fs, nperseg=int(8 * fs))
+    return float(pxx[(f >= 0.7) & (f <= 4.0)].sum() * (f[1] - f[0]))
+
+
+def test_alarm_rhythm_codes_sit_beside_the_subject_rhythms():
+    from m2ae.contract import ALARM_RHYTHM_CODES, ALL_RHYTHM_CODES, RHYTHM_NAMES
+
+    assert ALL_RHYTHM_CODES[:5] == RHYTHM_CODES == ("NSR", "AF", "SB", "ST", "PVC")  # old indices kept
+    assert set(ALARM_RHYTHM_CODES) == {"VT", "VF", "ASY", "XB", "XT"} and set(RHYTHM_NAMES) == set(ALL_RHYTHM_CODES)
+    # drawn only on request: the default subject pool is unchanged
+    assert set(sample_subject_table(np.random.default_rng(0), 300)["rhythm"]) == set(RHYTHM_CODES)
+    tab = sample_subject_table(np.random.default_rng(0), 400, rhythms=ALL_RHYTHM_CODES)
+    assert set(tab["rhythm"]) == set(ALL_RHYTHM_CODES)
+    with pytest.raises(InputError):
+        sample_subject_table(np.random.default_rng(0), 3, rhythms=["VT", "torsades"])
+
+
+@pytest.mark.parametrize("seed", [0, 1, 2])
+def test_simulated_vt_is_wide_fast_and_weakly_perfused(seed):
+    from m2ae.eval.alarm_rules import qrs_widths_s
+
+    vt = simulate_record("VT", duration_s=30, seed=seed)
+    nsr = simulate_record("NSR", duration_s=30, seed=seed)
+    x = ecg_bandpass(vt.ecg, vt.fs)
+    pk = ecg_peaks(x, vt.fs)
+    rate = 60 * vt.fs / np.median(np.diff(pk))
+    assert 120 <= rate <= 250 and abs(rate - vt.meta["labels"]["hr_bpm"]) / rate < 0.05
+    widths = qrs_widths_s(x, pk, vt.fs)
+    assert np.nanmedian(widths) >= 0.12  # wide complexes (the clinical 120-ms bound)
+    assert np.nanmedian(qrs_widths_s(ecg_bandpass(nsr.ecg, nsr.fs), ecg_peaks(ecg_bandpass(nsr.ecg, nsr.fs), nsr.fs),
+                                     nsr.fs)) < 0.12
+    assert _pulse_power(vt.ppg, vt.fs) < 0.5 * _pulse_power(nsr.ppg, nsr.fs)  # weak pulses
+
+
+def test_simulated_vt_pulses_vary_in_height():
+    rec = simulate_record("VT", duration_s=60, seed=4, noise=False, annotate=True)
+    t = np.asarray(rec.meta["annotations"]["pulse_peak_s"])
+    idx = np.round(t[(t > 1) & (t < 59)] * rec.fs).astype(int)
+    h = ppg_bandpass(rec.ppg, rec.fs)[idx]
+    assert np.std(h) / np.mean(np.abs(h)) > 0.2  # irregular stroke volume beat to beat
+
+
+@pytest.mark.parametrize("code", ["VF", "ASY"])
+def test_simulated_vf_and_asystole_have_no_beats_and_no_pulse(code):
+    from m2ae.eval.alarm_rules import vf_band_share
+
+    for seed in range(3):
+        rec = simulate_record(code, duration_s=30, seed=seed, annotate=True)
+        nsr = simulate_record("NSR", duration_s=30, seed=seed)
+        assert rec.meta["annotations"]["r_peak_s"] == [] and not np.isfinite(rec.meta["labels"]["hr_bpm"])
+        assert _pulse_power(rec.ppg, rec.fs) < 0.2 * _pulse_power(nsr.ppg, nsr.fs)  # no pulse
+        x = ecg_bandpass(rec.ecg, rec.fs)
+        share = vf_band_share(x[: int(10 * rec.fs)], rec.fs)
+        if code == "VF":  # fibrillation / flutter: most power at 4-7 Hz, a large oscillation
+            assert share >= 0.6 and np.std(x) > 0.1
+        else:  # flat line with noise: far smaller than a sinus ECG
+            assert np.std(x) < 0.5 * np.std(ecg_bandpass(nsr.ecg, nsr.fs))
+
+
+@pytest.mark.parametrize("code,lo,hi", [("XB", 20, 40), ("XT", 140, 210)])
+def test_simulated_extreme_rates_are_sinus_beyond_the_alarm_limits(code, lo, hi):
+    from m2ae.eval.alarm_rules import qrs_widths_s
+
+    for seed in range(3):
+        rec = simulate_record(code, duration_s=60, seed=seed)
+        x = ecg_bandpass(rec.ecg, rec.fs)
+        pk = ecg_peaks(x, rec.fs)
+        rate = 60 * rec.fs / np.median(np.diff(pk))
+        assert lo < rate < hi, (code, seed, rate)
+        assert np.nanmedian(qrs_widths_s(x, pk, rec.fs)) < 0.12  # narrow, supraventricular
+
+
+def test_alarm_rhythm_windows_carry_their_labels():
+    from m2ae.contract import ALL_RHYTHM_CODES
+    from m2ae.simulate.labelled import subject_windows
+
+    d = subject_windows(20, 1, seed=5, rhythms=("VT", "VF", "ASY", "XB", "XT"))
+    assert set(d["rhythm"]) <= {"VT", "VF", "ASY", "XB", "XT"} and len(set(d["rhythm"])) >= 4
+    assert np.isfinite(d["ecg"]).all() and np.isfinite(d["ppg"]).all()
+    b = simulate_windows(4, seed=0, subjects=[sample_subject(0, rhythm="VT"), sample_subject(1, rhythm="ASY")])
+    assert {ALL_RHYTHM_CODES[i] for i in b["rhythm"]} <= {"VT", "ASY"}

@@ -73,9 +73,10 @@ def cmd_heads_fit_alarm(args: argparse.Namespace) -> int:
     from ..train.alarm_data import default_cinc2015_dir
 
     data = Path(args.data) if args.data else default_cinc2015_dir()
-    result = fit_alarm_checkpoint(data, args.model, args.out, cache_dir=args.cache, quiet=args.json)
+    result = fit_alarm_checkpoint(data, args.model, args.out, cache_dir=args.cache, quiet=args.json,
+                                  rhythm=not args.no_rhythm)
     emit(result, args.json, lambda r: "\n".join(
-        [f"wrote {args.out}"] + [f"  {k}: {v['shape']}; validation {v['metrics']}; threshold {v['threshold']}"
+        [f"wrote {args.out}"] + [f"  {k}: {v['shape']}; validation {v['metrics']}; threshold {v.get('threshold')}"
                                  for k, v in r["heads"].items()]))
     return 0
 
@@ -121,6 +122,8 @@ def add_commands(sub: argparse._SubParsersAction) -> None:
     f.add_argument("--out", required=True, help="output checkpoint (same weights, its heads + the alarm heads)")
     f.add_argument("--cache", default=None, help="cache of preprocessed windows (default: $M2AE_CACHE_DIR, "
                                                  "else ~/.cache/m2ae)")
+    f.add_argument("--no-rhythm", action="store_true", help="keep the checkpoint's rhythm head (default: refit it "
+                                                            "on the true alarms' rhythms + the simulator)")
     f.add_argument("--json", action="store_true")
     f.set_defaults(func=cmd_heads_fit_alarm)
 

@@ -95,6 +95,7 @@ def _table(d: dict[str, Any], prefix: str = "") -> list[str]:
 
 
 LABEL_SOURCES = {"real": "learnt from real labels", "simulated": "learnt from simulated labels",
+                 "real+simulated": "learnt from real and simulated labels",  # the rhythm head (m2ae.train.rhythm_head)
                  "unknown": "labels of unknown origin"}
 
 

@@ -222,7 +222,7 @@ class M2AEModel:
             return {}
         fp = torch.from_numpy(self.fingerprint(ecg, ppg, batch_size)).to(self.device)
         with torch.inference_mode():
-            return {name: h.present(h(fp)) for name, h in self.heads.items()}
+            return {name: h.present(h(fp), fp) for name, h in self.heads.items()}
 
     def head_logits(self, head: str, ecg: torch.Tensor | None = None, ppg: torch.Tensor | None = None) -> torch.Tensor:
         """Differentiable head output from raw windows (for attributions, e.g. Captum).

@@ -2,8 +2,9 @@
 
 The PPG is driven beat by beat by the ECG: every R peak ejects a pulse that reaches the finger
 after the pre-ejection period plus a transit time set by blood pressure and arterial stiffness,
-plus the device's ECG/PPG delay. Subjects carry rhythm (NSR, AF, SB, ST, PVC), hypertension, age,
-sex and id labels. numpy + scipy only (runs on a bare GPU box); vectorised over beats and windows.
+plus the device's ECG/PPG delay. Subjects carry rhythm (NSR, AF, SB, ST, PVC; on request the ICU alarm
+rhythms VT, VF, ASY, XB, XT), hypertension, age, sex and id labels. numpy + scipy only (runs on a
+bare GPU box); vectorised over beats and windows.
 
 >>> from m2ae.simulate import simulate_record, simulate_windows, sample_subject
 >>> rec = simulate_record("PVC", duration_s=30, seed=1)          # an m2ae.Record with labels

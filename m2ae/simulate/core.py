@@ -5,7 +5,10 @@ traces of the same length. The heart drives both channels beat by beat:
 
 1. RR intervals per row: sinus rhythm modulated by respiration (RSA) and Mayer waves plus jitter;
    AF draws irregularly irregular RR; PVC subjects get premature beats (coupling interval) each
-   followed by a full compensatory pause.
+   followed by a full compensatory pause. ICU alarm rhythms: VT makes every beat ventricular (wide,
+   no P, 120-250 bpm, weak pulses of varying height); VF / flutter and asystole render no beat and
+   no pulse at all (VF adds a 4-7 Hz oscillation, asystole leaves noise and wander); extreme
+   brady- / tachycardia are sinus rhythms below 40 / above 140 bpm.
 2. ECG: each beat is a McSharry-style sum of five Gaussians (P, Q, R, S, T) around its R time,
    QT shortening with rate (Fridericia), amplitude modulated by breathing; premature ventricular
    beats are wide, tall, without P and with a discordant T; AF adds fibrillatory f-waves.
@@ -26,8 +29,8 @@ from typing import Any
 
 import numpy as np
 
-from ..contract import RHYTHM_CODES
-from .subject import HR_RANGE_BPM
+from ..contract import ALL_RHYTHM_CODES
+from .subject import BEATLESS_RHYTHMS, HR_RANGE_BPM
 
 TWO_PI = np.float32(2.0 * np.pi)
 LEAD_IN_S = 2.4       # beats start this long before t = 0 so pulses with long delays are complete
@@ -102,6 +105,27 @@ def _bursts(rng: np.random.Generator, rate_per_min: np.ndarray, amp: np.ndarray,
     return _scatter(rows, starts, vals, n, T)
 
 
+def _vf_wave(rng: np.random.Generator, f0_hz: np.ndarray, amp_mv: np.ndarray, t: np.ndarray,
+             cdt: type[np.floating[Any]]) -> np.ndarray:
+    """Ventricular flutter / fibrillation ECG [V, T] (mV): a 4-7 Hz oscillation without QRS complexes.
+
+    About a third of rows are flutter (one near-sinusoidal wave, steady rate and height); the rest are
+    fibrillation: the rate wanders by up to ±25 % and the height swells and fades (coarse to fine).
+    """
+    v = len(f0_hz)
+    two_pi = cdt(2 * np.pi)
+    flutter = rng.random((v, 1)) < 1 / 3
+    f0 = f0_hz.astype(cdt)[:, None]
+    fm = rng.uniform(0.2, 0.8, (2, v, 1)).astype(cdt)
+    ph = rng.uniform(0, 2 * np.pi, (4, v, 1)).astype(cdt)
+    depth = np.where(flutter, rng.uniform(0.0, 0.05, (v, 1)), rng.uniform(0.1, 0.25, (v, 1))).astype(cdt)
+    # instantaneous rate f0 (1 + depth sin(2π fm t)): its phase integral in closed form
+    phase = two_pi * f0 * t - f0 * depth / fm[0] * np.cos(two_pi * fm[0] * t + ph[0]) + ph[1]
+    wave = np.sin(phase) + cdt(0.25) * np.sin(2 * phase + ph[2])  # a harmonic: sharper, less sine-like
+    swell = np.where(flutter, 1.0, 0.6 + 0.4 * np.sin(two_pi * fm[1] * t + ph[3])).astype(cdt)
+    return (amp_mv.astype(cdt)[:, None] * swell * wave).astype(cdt)
+
+
 def synthesize(
     p: dict[str, np.ndarray],
     duration_s: float,
@@ -128,10 +152,12 @@ def synthesize(
     f32 = np.float32
     codes = p["rhythm"]
     is_af = codes == "AF"
+    is_vt = codes == "VT"
+    beatless = np.isin(codes, BEATLESS_RHYTHMS)
 
     # --- heart-rate drift between windows of one subject, kept inside the rhythm's range ---------
     lo, hi = np.empty(n), np.empty(n)
-    for code in RHYTHM_CODES:
+    for code in ALL_RHYTHM_CODES:
         lo[codes == code], hi[codes == code] = HR_RANGE_BPM[code]
     # (a hand-made subject outside its class range keeps its own rate: the range widens to include it)
     hr = np.clip(p["hr_bpm"] * np.exp(rng.normal(0.0, 0.03, n)), np.minimum(lo, p["hr_bpm"]),
@@ -156,7 +182,8 @@ def synthesize(
         sig = np.sqrt(np.log1p(p["af_rr_cv"] ** 2))[:, None]
         rr_af = rr_mean[:, None] * np.exp(sig * rng.standard_normal((n, M)) - 0.5 * sig**2)
         rr = np.where(is_af[:, None], rr_af, rr)
-    rr = np.maximum(rr, np.maximum(0.4 * rr_mean, 0.25)[:, None])
+    # a 0.25-s floor for supraventricular rhythms (AV-node refractoriness); VT runs up to 250 bpm (0.24 s)
+    rr = np.maximum(rr, np.where(is_vt, 0.4 * rr_mean, np.maximum(0.4 * rr_mean, 0.25))[:, None])
     pvc = rng.random((n, M)) < p["pvc_burden"][:, None]
     pvc[:, 1:] &= ~pvc[:, :-1]  # no couplets: every PVC is followed by a sinus beat
     pvc[:, 0] = False
@@ -175,6 +202,8 @@ def synthesize(
     after[:, 1:] = pvc[:, :-1]
     c = p["pvc_coupling"][:, None]
     rr = rr * np.where(pvc, c, 1.0) * np.where(after, 2.0 - c, 1.0)  # full compensatory pause
+    # VT: every beat is ventricular (wide, no P, discordant T) at the row's own regular rate
+    pvc |= is_vt[:, None]
     times = t0[:, None] + np.concatenate([np.zeros((n, 1)), np.cumsum(rr[:, 1:], axis=1)], axis=1)
 
     # Per-beat pulse arrival: device + physiology, later for premature beats, breathing-modulated
@@ -185,6 +214,9 @@ def synthesize(
            + 0.02 * p["ptt_ms"][:, None] * resp_at_beat
            + rng.normal(0.0, 4.0, (n, M)))
     pulse_times = times + pat / 1000.0
+    # VF / asystole: no QRS and no pulse at all (the beat grid above only kept the random stream aligned)
+    times = np.where(beatless[:, None], np.inf, times)
+    pulse_times = np.where(beatless[:, None], np.inf, pulse_times)
 
     # --- ECG beats -----------------------------------------------------------------------------
     live = times < duration_s - ECG_SPAN_S[0]
@@ -230,6 +262,8 @@ def synthesize(
     gain_ppg = np.exp(rng.normal(0.0, 0.15, n)) if noise else np.ones(n)
     height = (p["ppg_amp"][bi] * gain_ppg[bi] * filling * np.where(pv, 0.35, 1.0)
               * (1.0 + p["ppg_resp_am"][bi] * resp_at_beat[bi, bk]))
+    if is_vt.any():  # VT: filling varies with AV dissociation, so pulse heights vary beat to beat
+        height = height * np.where(is_vt[bi], np.exp(rng.normal(0.0, 0.4, len(bi))), 1.0)
     start, tau = _local_grid(tp, PPG_SPAN_S, fs)
     # Systolic wave: a Gaussian rising edge (foot = peak − 2σ by the tangent method) joined at the
     # peak to a slower Gaussian decay; then the diastolic (reflected) wave.
@@ -263,6 +297,9 @@ def synthesize(
         fwave = np.sin(two_pi * f0 * t + beta * np.sin(two_pi * fm * t + ph[0]) + ph[1])
         fwave *= 1.0 + cdt(0.4) * np.sin(two_pi * cdt(0.25) * t + ph[2])
         ecg[af_rows] += p["af_f_mv"][af_rows].astype(cdt)[:, None] * fwave
+    vf_rows = np.nonzero(codes == "VF")[0]
+    if len(vf_rows):
+        ecg[vf_rows] += _vf_wave(rng, p["af_f_hz"][vf_rows], p["af_f_mv"][vf_rows], t, cdt)
     if noise:
         f_bw = rng.uniform(0.03, 0.3, (2, n, 1)).astype(cdt)
         ph = rng.uniform(0, 2 * np.pi, (2, n, 1)).astype(cdt)

@@ -13,6 +13,8 @@ streams and benchmarks; the two draw different random numbers, so each keeps its
 """
 from __future__ import annotations
 
+from collections.abc import Sequence
+
 import numpy as np
 
 from ..contract import FS_HZ, WINDOW_SAMPLES
@@ -40,7 +42,8 @@ RISK_DEFINITION = ("higher cardiovascular risk = at least two of {age >= 65 y, h
 
 def subject_windows(n_subjects: int, windows_per_subject: int, seed: int, max_shift_s: float = 0.0,
                     noise: bool = True, rhythm: str | None = None,
-                    p_wave_scale: float | np.ndarray = 1.0) -> dict[str, np.ndarray]:
+                    p_wave_scale: float | np.ndarray = 1.0,
+                    rhythms: Sequence[str] | None = None) -> dict[str, np.ndarray]:
     """Labelled simulated windows for head fitting / validation: several windows per subject.
 
     Returns ecg, ppg float32 [N, 1250], subject_id [N], and label arrays (rhythm, hypertension,
@@ -48,9 +51,12 @@ def subject_windows(n_subjects: int, windows_per_subject: int, seed: int, max_sh
     rhythm : fix every subject's rhythm ("NSR", "AF", ...); p_wave_scale : multiplies each subject's
     P-wave amplitude, one number or one per subject [n_subjects] (0 = no P waves: a stress test of
     what a rhythm classifier relies on, or faint P waves as real monitor leads often show).
+    rhythms : the codes subjects are drawn from (default the five subject rhythms; the rhythm head adds
+    the alarm rhythms, ``m2ae.contract.ALL_RHYTHM_CODES``).
     """
     rng = np.random.default_rng(seed)
-    table = sample_subject_table(rng, n_subjects, rhythm=rhythm, id_prefix=ID_PREFIX.get(seed, f"s{seed}-"))
+    table = sample_subject_table(rng, n_subjects, rhythm=rhythm, id_prefix=ID_PREFIX.get(seed, f"s{seed}-"),
+                                 rhythms=rhythms)
     scale = np.broadcast_to(np.asarray(p_wave_scale, dtype=np.float64), (n_subjects,))
     if np.any(scale != 1.0):
         table = {**table, "p_mv": table["p_mv"] * scale}

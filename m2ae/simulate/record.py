@@ -40,7 +40,7 @@ def simulate_record(
 ) -> Record:
     """One paired ECG (lead II, mV) + PPG (au) record of ``duration_s`` at ``fs_hz``.
 
-    subject : a :class:`SubjectParams`, a rhythm code ("NSR", "AF", "SB", "ST", "PVC") to draw a
+    subject : a :class:`SubjectParams`, a rhythm code (``m2ae.contract.ALL_RHYTHM_CODES``) to draw a
         subject with that rhythm, or None to draw any subject (all from ``seed``).
     noise : add baseline wander, EMG/mains noise, motion bursts and amplitude changes.
     annotate : also store the true beat times in ``meta["annotations"]`` (``r_peak_s``,

@@ -24,13 +24,13 @@ Physiology encoded (the couplings the model can learn and the heads can be probe
 """
 from __future__ import annotations
 
-from collections.abc import Collection
+from collections.abc import Collection, Sequence
 from dataclasses import asdict, dataclass, fields
 from typing import Any
 
 import numpy as np
 
-from ..contract import RHYTHM_CODES, RHYTHM_NAMES
+from ..contract import ALL_RHYTHM_CODES, RHYTHM_CODES, RHYTHM_NAMES
 from ..errors import InputError
 
 # The R-peak → PPG-peak delay real devices show spans about this range (BIDMC 01: 0.64 s,
@@ -43,7 +43,15 @@ HR_RANGE_BPM: dict[str, tuple[float, float]] = {
     "SB": (40.0, 58.0),
     "ST": (102.0, 145.0),
     "PVC": (60.0, 95.0),   # underlying sinus rate
+    # alarm rhythms (PhysioNet/CinC 2015 criteria: VT > 100 bpm, extreme brady < 40, extreme tachy > 140)
+    "VT": (120.0, 250.0),  # wide complexes, one per "beat"
+    "VF": (60.0, 60.0),    # no beats: the rate only sets the (unrendered) beat grid; waves at VF_WAVE_HZ
+    "ASY": (60.0, 60.0),   # no beats
+    "XB": (25.0, 39.0),
+    "XT": (145.0, 200.0),
 }
+BEATLESS_RHYTHMS: tuple[str, ...] = ("VF", "ASY")  # no QRS complexes and no pulse
+VF_WAVE_HZ: tuple[float, float] = (4.0, 7.0)       # flutter / fibrillation waves, 240-420 per minute
 
 
 @dataclass
@@ -84,7 +92,7 @@ class SubjectParams:
     pvc_sign: float            # polarity of the ectopic QRS in lead II (+1/-1)
     pvc_mv: float
     pvc_sigma_s: float
-    af_f_mv: float             # fibrillatory-wave amplitude
+    af_f_mv: float             # fibrillatory-wave amplitude (AF f waves; VF: the fibrillation / flutter wave)
     af_f_hz: float
     # haemodynamics and pulse arrival
     sbp_mmhg: float
@@ -119,8 +127,8 @@ class SubjectParams:
 
     @property
     def rhythm_index(self) -> int:
-        """Index of ``rhythm`` in ``m2ae.contract.RHYTHM_CODES`` (the rhythm head's class index)."""
-        return RHYTHM_CODES.index(self.rhythm)
+        """Index of ``rhythm`` in ``m2ae.contract.ALL_RHYTHM_CODES`` (the rhythm head's class index)."""
+        return ALL_RHYTHM_CODES.index(self.rhythm)
 
     def labels(self) -> dict[str, Any]:
         """The labels a record of this subject carries (``Record.meta['labels']``)."""
@@ -160,23 +168,31 @@ def sample_subject_table(
     sex: str | None = None,
     id_start: int = 0,
     id_prefix: str = "sim",
+    rhythms: Sequence[str] | None = None,
 ) -> dict[str, np.ndarray]:
     """Draw ``n`` subjects at once as a struct of arrays (one key per :class:`SubjectParams` field).
 
     rhythm / hypertension / age (years, 18-90) / sex fix that label for all ``n`` (None: drawn).
-    Rhythms are balanced across the five classes; hypertension becomes likelier with age. Subject
-    ids are ``id_prefix`` + a six-digit counter starting at ``id_start``.
+    Rhythms are drawn uniformly from ``rhythms`` (default the five subject rhythms
+    ``m2ae.contract.RHYTHM_CODES``; pass ``ALL_RHYTHM_CODES`` to add the ICU alarm rhythms VT, VF,
+    ASY, XB, XT); hypertension becomes likelier with age. Subject ids are ``id_prefix`` + a six-digit
+    counter starting at ``id_start``.
     """
-    _check_choice(rhythm, RHYTHM_CODES, "rhythm")
+    _check_choice(rhythm, ALL_RHYTHM_CODES, "rhythm")
+    pool = tuple(rhythms) if rhythms is not None else RHYTHM_CODES
+    for code in pool:
+        _check_choice(code, ALL_RHYTHM_CODES, "rhythm")
+    if not pool:
+        raise InputError("simulate: empty rhythm list")
     _check_choice(sex, ("F", "M"), "sex")
     if n < 0:
         raise InputError(f"simulate: number of subjects must be >= 0, got {n}")
     u = lambda lo, hi: rng.uniform(lo, hi, n)  # noqa: E731
 
-    r_idx = (np.full(n, RHYTHM_CODES.index(rhythm)) if rhythm is not None
-             else rng.integers(0, len(RHYTHM_CODES), n))
-    codes = np.array(RHYTHM_CODES)[r_idx]
+    codes = (np.full(n, rhythm) if rhythm is not None else np.array(pool)[rng.integers(0, len(pool), n)])
+    codes = codes.astype(f"<U{max(len(c) for c in ALL_RHYTHM_CODES)}")
     is_af, is_pvc = codes == "AF", codes == "PVC"
+    is_vt, beatless = codes == "VT", np.isin(codes, BEATLESS_RHYTHMS)
 
     if age is not None:
         if not AGE_RANGE_Y[0] <= age <= AGE_RANGE_Y[1]:
@@ -190,14 +206,15 @@ def sample_subject_table(
            else rng.random(n) < 0.08 + 0.55 * (age_y - AGE_RANGE_Y[0]) / (AGE_RANGE_Y[1] - AGE_RANGE_Y[0]))
     a01 = (age_y - AGE_RANGE_Y[0]) / (AGE_RANGE_Y[1] - AGE_RANGE_Y[0])  # 0 young … 1 old
 
-    lo = np.array([HR_RANGE_BPM[c][0] for c in RHYTHM_CODES])[r_idx]
-    hi = np.array([HR_RANGE_BPM[c][1] for c in RHYTHM_CODES])[r_idx]
+    lo = np.array([HR_RANGE_BPM[c][0] for c in codes])
+    hi = np.array([HR_RANGE_BPM[c][1] for c in codes])
     hr = lo + (hi - lo) * rng.random(n)
 
     resp = u(0.15, 0.40)
-    hrv_scale = (1.25 - 0.75 * a01) * np.where(codes == "ST", 0.5, 1.0)
-    rsa = np.where(is_af, 0.0, u(0.015, 0.06) * hrv_scale)
-    lf = np.where(is_af, 0.0, u(0.005, 0.03) * hrv_scale)
+    hrv_scale = (1.25 - 0.75 * a01) * np.where(np.isin(codes, ("ST", "XT")), 0.5, 1.0)
+    # a ventricular rhythm does not follow breathing or the autonomic waves: no RSA / Mayer modulation
+    rsa = np.where(is_af | is_vt, 0.0, u(0.015, 0.06) * hrv_scale)
+    lf = np.where(is_af | is_vt, 0.0, u(0.005, 0.03) * hrv_scale)
     jitter = u(0.004, 0.015)
     af_cv = np.where(is_af, u(0.12, 0.28), 0.0)
     pvc_burden = np.where(is_pvc, u(0.10, 0.30), 0.0)
@@ -210,7 +227,7 @@ def sample_subject_table(
     r_mv = r_base * (0.3 + 0.7 * np.clip(along, 0.0, None))
     s_mv = -u(0.05, 0.25) * (1.0 + 2.0 * (1.0 - along))
     q_mv = -u(0.02, 0.15)
-    p_mv = np.where(is_af, 0.0, u(0.08, 0.25))
+    p_mv = np.where(is_af | is_vt | beatless, 0.0, u(0.08, 0.25))  # VT: dissociated P waves, not drawn
     t_mv = u(0.10, 0.45) * np.where(rng.random(n) < 0.05, -0.5, 1.0)  # a few flat/inverted T waves
     pr = u(0.13, 0.19)
     p_sigma = u(0.018, 0.032)
@@ -221,8 +238,9 @@ def sample_subject_table(
     pvc_sign = np.where(rng.random(n) < 0.6, 1.0, -1.0)
     pvc_mv = u(1.0, 2.2)
     pvc_sigma = u(0.022, 0.035)
-    af_f = np.where(is_af, u(0.02, 0.10), 0.0)
-    af_hz = u(4.5, 8.0)
+    # the same fields carry the ventricular fibrillation / flutter wave of a VF subject (coarse, 0.2-1 mV)
+    af_f = np.where(is_af, u(0.02, 0.10), np.where(codes == "VF", u(0.2, 1.0), 0.0))
+    af_hz = np.where(codes == "VF", u(*VF_WAVE_HZ), u(4.5, 8.0))
 
     # Blood pressure → stiffness → transit time.
     sbp = np.where(htn,
@@ -269,7 +287,8 @@ def sample_subject_table(
         "sbp_mmhg": sbp, "dbp_mmhg": dbp, "pwv_m_s": pwv, "path_m": path,
         "pep_ms": pep_ms, "ptt_ms": ptt_ms, "rise_ms": rise_ms, "device_delay_ms": device_ms,
         "pat_ms": pat_ms, "pvc_pep_extra_ms": pvc_pep_extra,
-        "ppg_amp": np.exp(rng.normal(np.log(0.4), 0.5, n)),
+        # VT ejects little (weak pulses); VF / asystole eject nothing (no pulse is rendered at all)
+        "ppg_amp": np.exp(rng.normal(np.log(0.4), 0.5, n)) * np.where(is_vt, u(0.15, 0.5), 1.0),
         "ppg_offset": u(0.2, 0.8),
         "sys_fall_s": u(0.07, 0.18),  # real finger pulses (BIDMC, MIMIC) fall within ~0.1-0.2 s
         "dicrotic_ratio": dicrotic_ratio,
@@ -277,9 +296,9 @@ def sample_subject_table(
         "dicrotic_sigma_s": u(0.045, 0.09),
         "ecg_resp_am": u(0.03, 0.15),
         "ppg_resp_am": u(0.03, 0.20),
-        "ppg_resp_bw": u(0.05, 0.40),
+        "ppg_resp_bw": u(0.05, 0.40) * np.where(beatless, 0.3, 1.0),  # no perfusion: little breathing swing
         "ecg_wander_mv": u(0.02, 0.30),
-        "ppg_wander": u(0.05, 0.50),
+        "ppg_wander": u(0.05, 0.50) * np.where(beatless, 0.3, 1.0),
         "ecg_noise_mv": np.exp(rng.uniform(np.log(0.003), np.log(0.08), n)),  # up to ICU-monitor EMG
         "ppg_noise": np.exp(rng.uniform(np.log(0.003), np.log(0.04), n)),
         "mains_mv": np.where(rng.random(n) < 0.3, u(0.0, 0.05), 0.0),
@@ -328,7 +347,7 @@ def subjects_to_table(subjects: list[SubjectParams]) -> dict[str, np.ndarray]:
     for s in subjects:
         if not isinstance(s, SubjectParams):
             raise InputError(f"simulate: subjects must be SubjectParams, got {type(s).__name__}")
-        _check_choice(s.rhythm, RHYTHM_CODES, "rhythm")
+        _check_choice(s.rhythm, ALL_RHYTHM_CODES, "rhythm")
     return {f.name: np.array([getattr(s, f.name) for s in subjects]) for f in fields(SubjectParams)}
 
 

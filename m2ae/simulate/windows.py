@@ -15,7 +15,7 @@ from collections.abc import Iterator
 
 import numpy as np
 
-from ..contract import FS_HZ, RHYTHM_CODES, WINDOW_S, WINDOW_SAMPLES
+from ..contract import ALL_RHYTHM_CODES, FS_HZ, WINDOW_S, WINDOW_SAMPLES
 from ..errors import InputError
 from ..signal.filters import ecg_bandpass, ppg_bandpass, ppg_fix_polarity, resample_to, robust_normalise
 from .core import synthesize
@@ -54,7 +54,7 @@ def _render_chunk(table: dict[str, np.ndarray], rng: np.random.Generator, fs_hz:
 
 def _labels(table: dict[str, np.ndarray], subject_index: np.ndarray) -> dict[str, np.ndarray]:
     rhythm = np.zeros(len(subject_index), dtype=np.int64)
-    for i, code in enumerate(RHYTHM_CODES):
+    for i, code in enumerate(ALL_RHYTHM_CODES):
         rhythm[table["rhythm"] == code] = i
     return {
         "subject_id": subject_index.astype(np.int64),
@@ -106,7 +106,7 @@ def simulate_windows(
         ppg_flipped : bool [n] (the polarity step flipped the rendered PPG; rare, noisy windows).
         subject_id : int64 [n], index into this call's subject pool (the list given, the drawn pool,
             or the window itself when each window is a new subject).
-        rhythm : int64 [n], index into ``m2ae.contract.RHYTHM_CODES``.
+        rhythm : int64 [n], index into ``m2ae.contract.ALL_RHYTHM_CODES``.
         hypertension : bool [n]; age : float32 [n] years; sex : int64 [n] (1 male, 0 female);
         sbp_mmhg : float32 [n]; hr_bpm : float32 [n] from the R peaks inside the window;
         pat_ms : float32 [n] median R-peak → PPG systolic-peak delay of the window's normal beats;

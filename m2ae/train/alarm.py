@@ -352,11 +352,14 @@ def fit_alarm_heads(model: M2AEModel, records: Sequence[AlarmRecord], rows: Rows
 
 
 def fit_alarm_checkpoint(data_dir: str | Path, model_path: str | Path | None, out: str | Path,
-                         cache_dir: str | Path | None = None, quiet: bool = True) -> dict[str, Any]:
+                         cache_dir: str | Path | None = None, quiet: bool = True, rhythm: bool = True
+                         ) -> dict[str, Any]:
     """``m2ae heads fit-alarm``: the alarm heads of ``fit_alarm_heads`` on checkpoint ``model_path``
     (default: the shipped one), written to ``out`` beside its other heads (weights untouched, so
     indexes stay valid), card JSON + Markdown beside it. Only train and validation records are read.
-    Returns {"checkpoint", "heads": the alarm heads' card entries}."""
+    ``rhythm``: also refit the rhythm head on the real alarm labels + the simulator
+    (``m2ae.train.rhythm_head``), replacing the checkpoint's one.
+    Returns {"checkpoint", "heads": the new heads' card entries}."""
     from ..model import load_model
     from ..model.card import write_card
     from ..model.checkpoint import load_checkpoint, save_checkpoint
@@ -364,14 +367,22 @@ def fit_alarm_checkpoint(data_dir: str | Path, model_path: str | Path | None, ou
 
     fitted_on = load_model(model_path, device="cpu")
     records = load_alarm_records(data_dir, splits=("train", "validation"), cache_dir=cache_dir, quiet=quiet)
-    heads, card_heads = fit_alarm_heads(fitted_on, records)
+    rows = fingerprint_rows(fitted_on, records)
+    heads, card_heads = fit_alarm_heads(fitted_on, records, rows)
+    if rhythm:
+        from .rhythm_head import fit_rhythm_head
+
+        heads["rhythm"], card_heads["rhythm"] = fit_rhythm_head(fitted_on, records, rows)
     ckpt = load_checkpoint(fitted_on.path)
     base = model_from_checkpoint(ckpt, device="cpu")
-    old = {k: h for k, h in base.heads.items() if h.spec.get("task") != HEAD_TASK}  # a refit replaces them
+    old = {k: h for k, h in base.heads.items() if h.spec.get("task") != HEAD_TASK and k not in heads}  # replaced
     card = dict(ckpt.get("card", {}))
-    card["heads"] = {**{k: v for k, v in card.get("heads", {}).items() if k in old}, **card_heads}
+    card["heads"] = {**{k: card_heads.get(k, v) for k, v in card.get("heads", {}).items()
+                        if k in old or k in card_heads}, **card_heads}
     card.pop("eval", None)  # measured without these heads: `m2ae eval --write-card` again
     card.pop("eval_date", None)
-    save_checkpoint(out, base.net, {**old, **heads}, card)
+    # replaced heads keep their place (the app lists heads in checkpoint order: rhythm first)
+    ordered = {k: heads.get(k, h) for k, h in base.heads.items() if k in old or k in heads}
+    save_checkpoint(out, base.net, {**ordered, **heads}, card)
     write_card(out, card)
     return {"checkpoint": str(out), "heads": card_heads}

@@ -21,6 +21,11 @@ if TYPE_CHECKING:
 
 FAINT_P_SHARE = 0.25  # demo heads: a quarter of subjects with faint/no P waves (see faint_p_wave_scales)
 DEMO_LABELS = ("rhythm", "hypertension", "sex", "risk", "age")
+# The rhythm head also learns the ICU alarm rhythms (VT, VF, ASY, XB, XT): extra subjects drawn with
+# them, this share of each split's subject count, labelled for the rhythm head only (a pulseless VF
+# window says nothing about blood pressure or sex, so the other heads never see them).
+ALARM_RHYTHM_SHARE = 0.5
+ALARM_RHYTHM_SEED_OFFSET = 17  # their own subjects: seed + this, disjoint from the split's other subjects
 
 
 def faint_p_wave_scales(n_subjects: int, seed: int, share: float) -> np.ndarray:
@@ -44,16 +49,29 @@ def fit_demo_heads(model: M2AEModel, n_subjects: int = 600, windows_per_subject:
 
     sizes = {"train": (HEADS_TRAIN_SEED, n_subjects), "cal": (HEADS_CAL_SEED, max(n_subjects // 4, 20)),
              "test": (HEADS_TEST_SEED, max(n_subjects // 4, 20))}
+    from ..contract import ALARM_RHYTHM_CODES
+
     splits = {}
     for k, (seed, n) in sizes.items():
         d = subject_windows(n, windows_per_subject, seed, max_shift_s=max_shift_s,
                             p_wave_scale=faint_p_wave_scales(n, seed, faint_p_share))
-        splits[k] = {"ecg": d["ecg"], "ppg": d["ppg"], "labels": {label: d[label] for label in DEMO_LABELS}}
+        n_alarm = max(len(ALARM_RHYTHM_CODES), int(round(ALARM_RHYTHM_SHARE * n)))
+        a = subject_windows(n_alarm, windows_per_subject, seed + ALARM_RHYTHM_SEED_OFFSET, max_shift_s=max_shift_s,
+                            rhythms=ALARM_RHYTHM_CODES)
+        none = np.full(len(a["rhythm"]), None, dtype=object)
+
+        def extra(label: str, a: dict[str, np.ndarray] = a, none: np.ndarray = none) -> np.ndarray:
+            return np.asarray(a[label], dtype=object) if label == "rhythm" else none
+
+        splits[k] = {"ecg": np.concatenate([d["ecg"], a["ecg"]]), "ppg": np.concatenate([d["ppg"], a["ppg"]]),
+                     "labels": {label: np.concatenate([np.asarray(d[label], dtype=object), extra(label)])
+                                for label in DEMO_LABELS}}
     specs = default_head_specs(model.fingerprint_dim)
     specs["risk"]["definition"] = RISK_DEFINITION
     desc = (f"m2ae.simulate subjects: {sizes['train'][1]} train (seed {HEADS_TRAIN_SEED}), {sizes['cal'][1]} "
             f"calibration (seed {HEADS_CAL_SEED}), {sizes['test'][1]} test (seed {HEADS_TEST_SEED}); "
-            f"{windows_per_subject} windows each"
+            f"{windows_per_subject} windows each; the rhythm head also on {ALARM_RHYTHM_SHARE:.0%} as many "
+            f"subjects again with the ICU alarm rhythms (VT, VF, ASY, XB, XT; seeds + {ALARM_RHYTHM_SEED_OFFSET})"
             + (f"; {faint_p_share:.0%} of subjects with faint or no P waves" if faint_p_share else ""))
     heads, card = fit_heads(model, specs, splits, epochs=epochs, training_data=desc, device=device)
     for entry in card.values():
@@ -85,6 +103,10 @@ def refit_demo_heads(model_path: str | Path | None, out: str | Path, n_subjects:
     if "timing" not in card:
         v = validation_windows(int(train_config.get("val_windows", 1024)))
         card["timing"] = pulse_arrival_card(v)
-    save_checkpoint(out, m.net.cpu(), heads, card)
+    # heads this refit does not make (the real-label alarm heads) stay, with their card entries
+    kept = {k: h for k, h in m.heads.items() if k not in heads}
+    card["heads"] = {**{k: v for k, v in (load_checkpoint(m.path).get("card", {}).get("heads") or {}).items()
+                        if k in kept}, **heads_card}
+    save_checkpoint(out, m.net.cpu(), {**kept, **heads}, card)
     write_card(out, card)
     return card

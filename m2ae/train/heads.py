@@ -249,6 +249,7 @@ def fit_heads(model: M2AEModel, specs: dict[str, dict[str, Any]], splits: dict[s
             raise InputError(f"label {name}: too few labelled training windows ({len(ytr)})")
         if spec["kind"] == "regression":
             spec["y_mean"], spec["y_std"] = float(ytr.mean()), float(ytr.std() + 1e-6)
+            spec["label_range"] = [float(ytr.min()), float(ytr.max())]  # "uncertain" = interval wide against it
         elif len(np.unique(ytr)) < 2:
             raise InputError(f"label {name}: the training split holds only one class")
         Xc, yc = _stack_modes(fps["cal"], ys["cal"], classifier)
