@@ -4,13 +4,15 @@ from __future__ import annotations
 import argparse
 import shlex
 import sys
+from collections.abc import Callable
 from pathlib import Path
+from typing import Any
 
 from .output import emit
 
 
 def cmd_embed(args: argparse.Namespace) -> int:
-    from ..index import embed
+    embed = _embedder(args)
 
     res = embed(args.paths, args.model, args.out, batch_size=args.batch_size,
                 num_workers=getattr(args, "workers", None), progress=True, splits=args.splits)
@@ -18,15 +20,23 @@ def cmd_embed(args: argparse.Namespace) -> int:
     emit(summary, args.json, lambda s: (
         f"embedded {s['count']} windows from {s['records']} records ({s['low_quality_windows']} low-quality, kept) "
         f"-> {s['out']}  [{s['windows_per_s']} windows/s, model {s['model_version']}]"
-        + _skipped_line(s["skipped"])))
+        + _skipped_line(s.get("skip_report"), s["skipped"])))
     return 0
 
 
-def _skipped_line(skipped: list[dict]) -> str:
-    """A second line naming up to five skipped inputs' reasons ("" when none were skipped)."""
-    if not skipped:
-        return ""
-    return f"\nskipped {len(skipped)} input(s): " + "; ".join(x["error"] for x in skipped[:5])
+def _skipped_line(report: dict | None, skipped: list[dict]) -> str:
+    """The lines after the summary: records left out, counted per reason, with a few names each
+    (``m2ae.io.corpus.report_lines``); "" when none were. ``skipped`` (the embedder's own list) stands in
+    for an output written before reports were counted."""
+    from ..io.corpus import SkipReport, report_lines
+
+    if not report:
+        fallback = SkipReport()
+        for x in skipped or []:
+            fallback.add(str(x.get("error", "")), str(x.get("input") or "?"))
+        report = fallback.as_dict()
+    lines = report_lines(report)
+    return "\n" + "\n".join(lines) if lines else ""
 
 
 def build_command_of(args: argparse.Namespace) -> str:
@@ -52,15 +62,16 @@ def cmd_index_build(args: argparse.Namespace) -> int:
                       duration_s=getattr(args, "duration", 60.0), batch_size=getattr(args, "batch_size", 256),
                       num_workers=getattr(args, "workers", None),
                       map_config=MapConfig(method=getattr(args, "map", "umap")), splits=args.splits,
-                      build_command=build_command_of(args))
+                      build_command=build_command_of(args), engine=_engine(args))
     m = idx.manifest
     summary = {"out": str(args.out), "count": m["count"], "records": m["records"], "subjects": m["subjects"],
                "index_type": m["index_type"], "map": m["map"]["method"], "model_version": m["model_version"],
-               "skipped_inputs": m["skipped_inputs"], "timings_s": m["timings_s"], "embedding": m["embedding"]}
+               "skipped_inputs": m["skipped_inputs"], "skip_report": m.get("skip_report"),
+               "timings_s": m["timings_s"], "embedding": m["embedding"]}
     emit(summary, args.json, lambda s: (
         f"index {s['out']}: {s['count']} windows, {s['records']} records, {s['subjects']} subjects, "
         f"{s['index_type']} + {s['map']} map, model {s['model_version']}"
-        + _skipped_line(s["skipped_inputs"])))
+        + _skipped_line(s.get("skip_report"), s["skipped_inputs"])))
     return 0
 
 
@@ -91,8 +102,8 @@ def _human_query(res: dict) -> str:
     fam = res.get("familiarity") or {}
     if fam.get("calibrated"):
         lines.append(f"familiarity ({fam['mode']}): median top-1 similarity {fam['median_top1']:.3f} "
-                     f"(unseen simulated subjects: 1 % below {fam['record_threshold']:.3f}); "
-                     f"{fam['share_unfamiliar']:.0%} of windows below {fam['threshold']:.3f}"
+                     f"(held-out records: {fam.get('flag_quantile_pct', 1):g} % below {fam['record_threshold']:.3f}); "
+                     f"{fam['share_unfamiliar']:.0%} of windows flagged unfamiliar"
                      + (" -> UNFAMILIAR record, predictions unreliable" if fam["record_unfamiliar"] else ""))
     elif fam:
         lines.append(f"familiarity: not calibrated ({fam.get('note')})")
@@ -106,24 +117,67 @@ def cmd_index_calibrate(args: argparse.Namespace) -> int:
 
     model = resolve_model(getattr(args, "model", None))
     idx = open_index(getattr(args, "index", None), model=model)
-    ref = calibrate_familiarity(idx, model, n_windows=getattr(args, "windows", 600))
+    real, real_data = _held_out_real(getattr(args, "cinc2015", None))
+    ref = calibrate_familiarity(idx, model, n_windows=getattr(args, "windows", 600), real=real, real_data=real_data)
     summary = {"index": str(idx.path), "file": str(Path(str(idx.path)) / FAMILIARITY_FILE),
                "model_version": ref["model_version"], "n": ref["n"], "seed": ref["seed"],
                "window_quantiles": {m: v["window_quantiles"] for m, v in ref["modes"].items()},
-               "subject_median_quantiles": {m: v["subject_median_quantiles"] for m, v in ref["modes"].items()}}
+               "subject_median_quantiles": {m: v["subject_median_quantiles"] for m, v in ref["modes"].items()},
+               "real": f", {ref['real_records']} held-out real records per mode" if real else ""}
     emit(summary, getattr(args, "json", False), lambda s: "\n".join(
-        [f"familiarity reference -> {s['file']} ({s['n']} unseen simulated windows, seed {s['seed']}, "
-         f"model {s['model_version']})",
-         "top-1 similarity quantiles (1/5/10/50 %), windows | subject medians:"]
+        [f"familiarity reference -> {s['file']} ({s['n']} unseen simulated windows, seed {s['seed']}"
+         f"{s['real']}, model {s['model_version']})",
+         "top-1 similarity quantiles (1/2.5/5/10/50 %), windows | subject medians:"]
         + [f"  {m:<4} " + " ".join(f"{v:.3f}" for v in s["window_quantiles"][m].values()) + "  |  "
            + " ".join(f"{v:.3f}" for v in s["subject_median_quantiles"][m].values()) for m in s["window_quantiles"]]))
     return 0
 
 
+def _held_out_real(data_dir: str | None) -> tuple[list[dict[str, Any]], str | None]:
+    """The calibration half of a CinC 2015 corpus' validation split as familiarity reference records
+    (cached alarm windows, ``m2ae.train.alarm_data``); none without ``--cinc2015``."""
+    if not data_dir:
+        return [], None
+    from ..index.calibration import calibration_half
+    from ..train.alarm_data import load_alarm_records
+
+    recs = load_alarm_records(data_dir, splits=("validation",))
+    keep = set(calibration_half([r.name for r in recs]))
+    real = [{"record": r.name, "subject": r.name, "ecg": r.ecg, "ppg": r.ppg} for r in recs
+            if r.name in keep and (r.ecg is not None or r.ppg is not None)]
+    return real, (f"{len(real)} CinC 2015 validation records (every other one; the rest stay out to check it), "
+                  "the minute before each alarm")
+
+
+def _engine(args: argparse.Namespace) -> str:
+    """The engine `--engine` names ("ray" when not given and RAY_ADDRESS is set); ray must be importable."""
+    from ..index.ray_engine import engine_of, require_ray
+
+    engine = engine_of(getattr(args, "engine", None))
+    if engine == "ray":
+        require_ray()  # the missing extra is one clear error line before any work starts
+    return engine
+
+
+def _embedder(args: argparse.Namespace) -> Callable[..., Any]:
+    """`m2ae embed`'s function for the chosen engine (``embed`` or ``embed_on_ray``: same arguments)."""
+    if _engine(args) == "ray":
+        from ..index.ray_engine import embed_on_ray
+
+        return embed_on_ray
+    from ..index import embed
+
+    return embed
+
+
 def _add_embedding_options(p: argparse.ArgumentParser) -> None:
-    """Options shared by `m2ae embed` and `m2ae index build`: batching, reader workers, output, split sides."""
+    """Options shared by `m2ae embed` and `m2ae index build`: batching, workers, engine, output, split sides."""
     p.add_argument("--batch-size", type=int, default=256, help="windows per model call (default 256)")
-    p.add_argument("--workers", type=int, help="DataLoader workers reading records (default: 0 on <= 2 cores)")
+    p.add_argument("--workers", type=int, help="DataLoader workers reading records (default: 0 on <= 2 cores); "
+                   "with --engine ray: fingerprint actors on a CPU cluster (default: half its CPUs)")
+    p.add_argument("--engine", choices=["local", "ray"],
+                   help="local: this process (default); ray: Ray Data on the cluster at RAY_ADDRESS or a local one "
+                   "(default when RAY_ADDRESS is set; needs the scale extra)")
     p.add_argument("--json", action="store_true")
     p.add_argument("--splits", nargs="+", choices=["train", "validation", "test"], metavar="SIDE",
                    help="corpora with a record split (cinc2015): only these sides, e.g. train validation")
@@ -163,9 +217,11 @@ def add_commands(sub: argparse._SubParsersAction) -> None:
     q.add_argument("--json", action="store_true")
     q.set_defaults(func=cmd_index_query)
     c = xs.add_parser("calibrate",
-                      help="write familiarity.json: top-1 similarity of unseen simulated windows (OOD reference)")
+                      help="write familiarity.json: top-1 similarity and signal shape of held-out windows")
     c.add_argument("--index", help="index folder (default: shipped)")
     c.add_argument("--model", help="checkpoint (default: shipped); must be the index's model version")
     c.add_argument("--windows", type=int, default=600, help="reference windows (default 600)")
+    c.add_argument("--cinc2015", metavar="DIR", help="also calibrate on held-out real records: half of this CinC 2015 "
+                   "corpus' validation split, each searched without its own windows")
     c.add_argument("--json", action="store_true")
     c.set_defaults(func=cmd_index_calibrate)

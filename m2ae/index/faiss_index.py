@@ -5,8 +5,9 @@ Index type by size (``IndexConfig``; tuned with ``bench/bench_index.py``): exact
 100 k windows; above, IVF with a flat (uncompressed) inverted list, ``nlist ≈ 4·sqrt(N)`` and
 ``nprobe = 16`` (1 M clustered 256-d fingerprints on 2 cores: see the bench for latency, recall@10
 and the comparison with IVF-PQ and HNSW). ``IndexConfig(kind="ivfpq")`` gives IVF-PQ with exact
-re-ranking for corpora whose raw vectors do not fit in memory. A GPU copy is searched when faiss
-was built with GPU support and ``faiss.get_num_gpus() > 0``.
+re-ranking for corpora whose raw vectors do not fit in memory. A GPU copy is searched, and IVF k-means
+runs on the GPU(s), when faiss was built with GPU support and ``faiss.get_num_gpus() > 0``. Corpora too
+large to hold at once are indexed from their shards by ``streaming.py``.
 
 faiss is imported inside the functions that need it, so importing ``m2ae.index`` stays cheap.
 """
@@ -40,6 +41,8 @@ class IndexConfig:
     hnsw_m, ef_search, ef_construction : HNSW graph degree and search/construction beam widths.
     train_per_list : training vectors per IVF list (k-means on a seeded sample, not the whole set).
     use_gpu : None = use a GPU when faiss has GPU support and one is visible.
+    refine_in_memory : IVF-PQ keeps the raw vectors in the index for exact re-ranking (``RFlat``);
+        False leaves only the codes (``streaming.py`` re-ranks from vectors stored on disk).
     """
 
     kind: str = "auto"
@@ -54,6 +57,7 @@ class IndexConfig:
     train_per_list: int = 40
     seed: int = 0
     use_gpu: bool | None = None
+    refine_in_memory: bool = True
 
     @classmethod
     def from_manifest(cls, fields: dict[str, Any] | None) -> IndexConfig:
@@ -77,6 +81,8 @@ class IndexConfig:
             return "Flat", ""
         if kind == "ivf":
             return f"IVF{self.nlist_for(n)},Flat", f"nprobe={self.nprobe}"
+        if kind == "ivfpq" and not self.refine_in_memory:
+            return f"IVF{self.nlist_for(n)},PQ{self.pq_m}np", f"nprobe={self.nprobe}"
         if kind == "ivfpq":
             return (f"IVF{self.nlist_for(n)},PQ{self.pq_m}np,RFlat",
                     f"nprobe={self.nprobe},k_factor_rf={self.refine_k_factor}")
@@ -108,9 +114,29 @@ def new_faiss_index(train_vectors: np.ndarray, n_expected: int, dim: int,
         if len(x) > cap:
             rng = np.random.default_rng(cfg.seed)
             x = x[np.sort(rng.choice(len(x), cap, replace=False))]
+        _kmeans_on_gpu(index, cfg)
         index.train(x)
     set_search_params(index, params)
     return index, spec, params
+
+
+def gpus_for(config: IndexConfig) -> int:
+    """GPUs faiss may use under ``config.use_gpu`` (0 without faiss GPU support or with use_gpu=False)."""
+    faiss = _faiss()
+
+    if config.use_gpu is False or not hasattr(faiss, "StandardGpuResources"):
+        return 0
+    return int(faiss.get_num_gpus())
+
+
+def _kmeans_on_gpu(index: Any, config: IndexConfig) -> None:
+    """Run an IVF index's coarse k-means on the GPU(s) when there are any (the trained index stays on
+    the CPU, where it is saved and filled)."""
+    faiss = _faiss()
+
+    ivf = faiss.try_extract_index_ivf(index)
+    if ivf is not None and gpus_for(config) > 0:
+        ivf.clustering_index = faiss.index_cpu_to_all_gpus(faiss.IndexFlatL2(ivf.d))
 
 
 def set_search_params(index: Any, params: str | None) -> None:
