@@ -133,6 +133,28 @@ def cmd_index_calibrate(args: argparse.Namespace) -> int:
     return 0
 
 
+def cmd_index_cohort(args: argparse.Namespace) -> int:
+    """`m2ae index cohort --where "…" --out DIR`: the matching windows' metadata + fingerprints (CSV,
+    Parquet), their label make-up against the whole index, and WFDB records of their display waveforms."""
+    from ..index import open_index
+    from ..index.cohort import export_cohort, select_cohort
+
+    idx = open_index(getattr(args, "index", None))
+    ids = select_cohort(idx, where=args.where, ids=args.ids)
+    res = export_cohort(idx, ids, args.out, wfdb=not args.no_wfdb)
+    makeup = res.pop("label_makeup")
+    top = makeup[makeup["cohort_share"].notna()].sort_values("cohort_count", ascending=False)
+    res["label_makeup"] = top.head(12)[["column", "value", "cohort_count", "cohort_share", "index_share"]
+                                      ].to_dict(orient="records")
+    res["where"] = args.where
+    emit(res, args.json, lambda r: "\n".join(
+        [f"cohort: {r['windows']} windows from {r['records']} records -> {args.out}"]
+        + [f"  {row['column']}={row['value']}: {row['cohort_share']:.0%} of the cohort "
+           f"vs {row['index_share']:.0%} of the index" for row in r["label_makeup"]]
+        + [f"  wrote {path}" for path in r["files"].values()]))
+    return 0
+
+
 def _held_out_real(data_dir: str | None) -> tuple[list[dict[str, Any]], str | None]:
     """The calibration half of a CinC 2015 corpus' validation split as familiarity reference records
     (cached alarm windows, ``m2ae.train.alarm_data``); none without ``--cinc2015``."""
@@ -225,3 +247,14 @@ def add_commands(sub: argparse._SubParsersAction) -> None:
                    "corpus' validation split, each searched without its own windows")
     c.add_argument("--json", action="store_true")
     c.set_defaults(func=cmd_index_calibrate)
+    h = xs.add_parser("cohort", help="export the windows matching a predicate: CSV/Parquet (metadata + "
+                      "fingerprints), label make-up, WFDB zip of their display waveforms")
+    h.add_argument("--where", help='predicate over the metadata, e.g. \'source == "cinc2015" and alarm_type == "VT" '
+                   'and true_alarm == true\' or \'label.rhythm in ["AF", "PVC"]\'')
+    h.add_argument("--ids", type=int, nargs="+", metavar="ID", help="window ids (with --where: both must hold)")
+    h.add_argument("--out", required=True, help="folder to write cohort.csv, cohort.parquet, label_makeup.csv, "
+                   "cohort_wfdb.zip")
+    h.add_argument("--index", help="index folder (default: shipped)")
+    h.add_argument("--no-wfdb", action="store_true", help="skip the WFDB zip")
+    h.add_argument("--json", action="store_true")
+    h.set_defaults(func=cmd_index_cohort)
