@@ -6,7 +6,11 @@ Here those imports run in a background thread while the server starts and the br
 page; the first script run waits for them rather than importing them a second time.
 Arguments are passed to `streamlit run` unchanged.
 
-    python app/serve.py [streamlit run options, e.g. --server.port 8502]
+Safe by default: the server listens on 127.0.0.1 (this machine only) unless an address is given
+(`--server.address`, ``STREAMLIT_SERVER_ADDRESS`` or a config.toml); Streamlit itself would listen
+on every interface. One line on stderr says where it serves and that it blocks.
+
+    python app/serve.py [streamlit run options, e.g. --server.port 8502 --server.address 0.0.0.0]
 """
 from __future__ import annotations
 
@@ -15,6 +19,45 @@ from pathlib import Path
 
 APP_DIR = Path(__file__).resolve().parent
 ENTRY = APP_DIR / "streamlit_app.py"
+DEFAULT_ADDRESS = "127.0.0.1"
+DEFAULT_PORT = 8501
+
+
+def _flag(argv: list[str], name: str) -> str | None:
+    """The value of ``--name value`` or ``--name=value`` in ``argv`` (the last one wins)."""
+    value = None
+    for k, a in enumerate(argv):
+        if a == name and k + 1 < len(argv):
+            value = argv[k + 1]
+        elif a.startswith(name + "="):
+            value = a.split("=", 1)[1]
+    return value
+
+
+def serve_args(argv: list[str]) -> tuple[list[str], str, int]:
+    """(`streamlit run` arguments, address, port): ``argv`` plus ``--server.address 127.0.0.1`` when
+    neither the arguments, the environment nor a config file (read from the current folder and
+    ~/.streamlit, as Streamlit does) chose an address."""
+    from streamlit import config
+
+    config.get_config_options(force_reparse=True)
+    address = _flag(argv, "--server.address") or config.get_option("server.address")
+    args = list(argv)
+    if not address:
+        address = DEFAULT_ADDRESS
+        args += ["--server.address", DEFAULT_ADDRESS]
+    port = _flag(argv, "--server.port") or config.get_option("server.port") or DEFAULT_PORT
+    return args, str(address), int(port)
+
+
+def where_line(address: str, port: int) -> str:
+    """The start-up line: where the app serves, who can reach it, and that the command blocks."""
+    local = address in ("127.0.0.1", "localhost", "::1")
+    who = ("this machine only; `m2ae app --address 0.0.0.0` serves the network — put an authenticating proxy "
+           "in front, see README 'Serving a team'") if local else \
+        "every machine that can reach this address, WITHOUT authentication unless a proxy or [auth] adds it"
+    host = f"[{address}]" if ":" in address else address
+    return f"m2ae app: serving http://{host}:{port} ({who}). Blocks until Ctrl+C."
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -26,7 +69,9 @@ def main(argv: list[str] | None = None) -> int:
     from m2ae_ui import warm
 
     warm.start()
-    return cli.main.main(args=["run", str(ENTRY), *argv], prog_name="streamlit", standalone_mode=False) or 0
+    args, address, port = serve_args(argv)
+    print(where_line(address, port), file=sys.stderr, flush=True)
+    return cli.main.main(args=["run", str(ENTRY), *args], prog_name="streamlit", standalone_mode=False) or 0
 
 
 if __name__ == "__main__":

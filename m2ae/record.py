@@ -36,6 +36,9 @@ class Record:
     ecg_leads: dict[str, np.ndarray] | None = None
 
     def __post_init__(self) -> None:
+        # Metadata comes from files (NPZ meta_json, WFDB comments, CSV headers): check its types once
+        # here, so every later reader can trust them (a `units: 5` used to surface as a TypeError).
+        self.meta = checked_meta(self.meta)
         name = self.meta.get("source", "record")
         if self.ecg is None and self.ppg is None:
             raise InputError(f"{name}: neither ECG nor PPG present")
@@ -75,6 +78,144 @@ class Record:
     def duration_s(self) -> float:
         """Length of the record in s (``n_samples / fs``)."""
         return self.n_samples / self.fs
+
+
+# --- metadata is data: JSON-like values, known keys with their types --------------------------------
+
+_TEXT_KEYS = frozenset({"source", "lead", "ecg_column", "ppg_column", "start_time", "time_column", "name",
+                        "ecg_matched_by", "ppg_matched_by", "matched_by", "corpus", "split", "reader", "format"})
+_ID_KEYS = frozenset({"record_id", "subject_id", "case_id", "record"})
+_BOOL_KEYS = frozenset({"ppg_flipped", "ecg_inverted"})
+_TEXT_MAP_KEYS = frozenset({"units", "dropped"})          # {str: str}
+_TEXT_LIST_KEYS = frozenset({"notes", "comments"})         # [str]
+_MAX_DEPTH = 8                                             # nesting of JSON-like values kept
+
+
+def _plain_value(v: Any, depth: int = 0) -> tuple[bool, Any]:
+    """(ok, v as plain JSON-like data): str, int, float, bool, None, lists and str-keyed dicts of them.
+
+    numpy scalars/arrays become Python numbers/lists; anything else (objects, bytes, deep nesting) is
+    not data the app can show safely, so (False, None).
+    """
+    if isinstance(v, np.ndarray):
+        v = v.tolist()
+    elif isinstance(v, np.generic):
+        v = v.item()
+    if v is None or isinstance(v, (str, bool, int, float)):
+        return True, v
+    if depth >= _MAX_DEPTH:
+        return False, None
+    if isinstance(v, (list, tuple)):
+        out = []
+        for x in v:
+            ok, x = _plain_value(x, depth + 1)
+            if ok:
+                out.append(x)
+        return True, out
+    if isinstance(v, dict):
+        out_d = {}
+        for k, x in v.items():
+            ok, x = _plain_value(x, depth + 1)
+            if ok and isinstance(k, (str, int, float)) and not isinstance(k, bool):
+                out_d[str(k)] = x
+        return True, out_d
+    return False, None
+
+
+def _key_label(key: Any) -> str:
+    text = str(key)
+    return repr(text if len(text) <= 40 else text[:39] + "…")
+
+
+def checked_meta(meta: Any) -> dict[str, Any]:
+    """``meta`` with every value plain JSON-like data and the known keys of the right type.
+
+    Known keys: text (``source``, ``lead``, ``start_time``, column names …: numbers become text),
+    ids (``record_id``, ``subject_id``: text or a number), flags (``ppg_flipped``), ``units`` and
+    ``dropped`` ({str: str}), ``notes`` and ``comments`` ([str]; one string becomes a list),
+    ``labels`` and ``annotations`` (dicts), ``events`` ([{"time_s": number, "label": str}]). A value
+    of the wrong type is dropped and a note says which key; nothing raises. The dict is checked in
+    place (readers may still add notes to it), unless ``meta`` was not a dict at all.
+    """
+    if not isinstance(meta, dict):
+        return {"notes": [f"metadata was a {type(meta).__name__}, not a mapping, and was ignored"]}
+    dropped: list[str] = []
+    for key in list(meta):
+        value = meta[key]
+        if not isinstance(key, str):
+            del meta[key]
+            dropped.append(_key_label(key))
+            continue
+        fixed = _checked_value(key, value)
+        if fixed is _BAD:
+            del meta[key]
+            dropped.append(_key_label(key))
+        elif fixed is not value:
+            meta[key] = fixed
+    if dropped:
+        notes = meta.setdefault("notes", [])
+        notes.append(f"metadata {', '.join(dropped[:5])}{' …' if len(dropped) > 5 else ''} had the wrong type "
+                     f"and {'was' if len(dropped) == 1 else 'were'} ignored")
+    return meta
+
+
+_BAD = object()
+
+
+def _checked_value(key: str, value: Any) -> Any:
+    """``value`` (the same object when already right), a fixed copy, or ``_BAD``."""
+    if key in _TEXT_KEYS:
+        if value is None or isinstance(value, str):  # None: known to be unknown (e.g. an unnamed lead)
+            return value
+        return str(value) if isinstance(value, (int, float, np.number)) and not isinstance(value, bool) else _BAD
+    if key in _ID_KEYS:
+        if isinstance(value, (str, int, float)) and not isinstance(value, bool):
+            return value
+        return value.item() if isinstance(value, np.number) else (None if value is None else _BAD)
+    if key in _BOOL_KEYS:
+        return bool(value) if isinstance(value, (bool, np.bool_)) else (None if value is None else _BAD)
+    if key in _TEXT_MAP_KEYS:
+        if value is None:
+            return None
+        if not isinstance(value, dict):
+            return _BAD
+        if all(isinstance(k, str) and isinstance(v, str) for k, v in value.items()):
+            return value
+        return {k: v for k, v in value.items() if isinstance(k, str) and isinstance(v, str)}
+    if key in _TEXT_LIST_KEYS:
+        if isinstance(value, str):
+            return [value]
+        if not isinstance(value, (list, tuple)):
+            return _BAD
+        if isinstance(value, list) and all(isinstance(x, str) for x in value):
+            return value
+        return [x if isinstance(x, str) else str(x) for x in value
+                if isinstance(x, (str, int, float)) and not isinstance(x, bool)]
+    if key == "events":
+        if not isinstance(value, (list, tuple)):
+            return _BAD
+        return [{**ev, "label": str(ev.get("label", "event"))} for ev in (_plain_value(list(value))[1])
+                if isinstance(ev, dict) and isinstance(ev.get("time_s"), (int, float))
+                and not isinstance(ev.get("time_s"), bool)]
+    if key in ("labels", "annotations") and not isinstance(value, dict):
+        return _BAD
+    ok, plain = _plain_value(value)
+    if not ok:
+        return _BAD
+    return value if _same_plain(value) else plain
+
+
+def _same_plain(value: Any, depth: int = 0) -> bool:
+    """True when ``value`` already is plain JSON-like data (then it is kept as the same object)."""
+    if value is None or isinstance(value, (str, bool, int, float)):
+        return True
+    if depth >= _MAX_DEPTH:
+        return False
+    if isinstance(value, list):
+        return all(_same_plain(x, depth + 1) for x in value)
+    if isinstance(value, dict):
+        return all(isinstance(k, str) and _same_plain(v, depth + 1) for k, v in value.items())
+    return False
 
 
 def _checked_leads(leads: dict[str, Any], n_samples: int, name: str) -> dict[str, np.ndarray] | None:
@@ -140,6 +281,9 @@ class Windows:
     ecg_leads_clean : every ECG lead of the record filtered like ``ecg_clean`` (lead name -> float64 [T]),
         or None when the record had a single lead.
     r_peaks, pulse_peaks : int64 sample indices at 125 Hz into ``*_clean``.
+    r_peak_classes : int8 [len(r_peaks)] beat class of each R-peak: 0 normal, 1 ventricular (wide QRS or
+        unlike the record's narrow beats), -1 not classed (``m2ae.signal.beats.BEAT_CLASSES``); None
+        without ECG beats detection.
     meta : the record's meta plus processing notes (``notes``: list of plain sentences) and
         ``dropped`` ({modality: reason}: channels the record had but that were dead, e.g. a flat PPG;
         the windows then carry only the other modality).
@@ -165,6 +309,7 @@ class Windows:
     ecg_no_beats: np.ndarray | None = None
     ppg_no_beats: np.ndarray | None = None
     ecg_leads_clean: dict[str, np.ndarray] | None = None
+    r_peak_classes: np.ndarray | None = None
     meta: dict[str, Any] = field(default_factory=dict)
     fs: float = FS_HZ
 

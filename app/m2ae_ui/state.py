@@ -3,9 +3,13 @@
 - The model and the index load once per server process (``st.cache_resource``) and are shared by
   every session; a missing checkpoint or index is reported, never raised, so pages still render.
 - Per-record work (reading, preprocessing, fingerprints, reconstructions, predictions, attributions,
-  neighbours) is cached with ``st.cache_data`` keyed on the record's content hash and the settings.
+  neighbours) is kept in one server-wide ``memory.RecordStore`` keyed on the record's content hash:
+  one copy per record shared by the sessions looking at it, bounded in bytes, freed when no session
+  holds it (the session moved on, removed its upload, or ended). An upload over its budget
+  (``memory.MAX_UPLOAD_MB`` raw, ``memory.MAX_RECORD_MB`` decoded) is refused with a clear error.
 - Each session keeps its current record (uploads as bytes in memory, never on disk), the window
-  index every page shares, and the page settings in ``st.session_state``.
+  index every page shares, and the page settings in ``st.session_state``. A refused record clears
+  the session's record (pages then say there is none), and the error says what to try instead.
 """
 from __future__ import annotations
 
@@ -22,7 +26,8 @@ import m2ae
 from m2ae.io import uploads
 from m2ae.record import Record, Windows
 
-from .guard import short_message
+from . import memory
+from .guard import short_message, with_way_forward
 from .samples import SampleEntry, load_manifest
 
 ROOT = Path(__file__).resolve().parents[2]
@@ -104,14 +109,23 @@ def model_version(model) -> str:
 
 # --- records -----------------------------------------------------------------------------------
 
-@st.cache_data(max_entries=16, ttl=3600, show_spinner="Reading and preprocessing the record…")
-def _analyse(key: str, _source: CurrentRecord) -> tuple[Record, Windows]:
-    src = _source
-    if src.kind == "sample":
-        rec = m2ae.load_record(src.path, fs=src.fs, ecg=src.ecg, ppg=src.ppg)
-    else:
-        rec = uploads.read_upload(src.files or {}, fs=src.fs, ecg=src.ecg, ppg=src.ppg)
-    win = m2ae.preprocess(rec)
+STORE = memory.RecordStore()
+
+
+def _read_and_preprocess(src: CurrentRecord) -> tuple[Record, Windows]:
+    with st.spinner("Reading and preprocessing the record…"):
+        if src.kind == "sample":
+            rec = m2ae.load_record(src.path, fs=src.fs, ecg=src.ecg, ppg=src.ppg)
+        else:
+            rec = uploads.read_upload(src.files or {}, fs=src.fs, ecg=src.ecg, ppg=src.ppg)
+        # The decoded budget is checked before the windows are cut (they cost about as much again).
+        decoded = memory.size_of(rec)
+        if decoded > STORE.record_bytes // 2:
+            raise m2ae.InputError(
+                f"{src.name}: {rec.duration_s / 3600:.1f} h decoded is {memory.mb_text(decoded)}; one record may "
+                f"use at most {memory.mb_text(STORE.record_bytes)} with its windows on this server — "
+                "upload a shorter excerpt")
+        win = m2ae.preprocess(rec)
     # A dead channel that preprocessing dropped (flat, no pulse) is left out of the record too, so
     # every page offers only the modalities the windows carry; the Record page says why.
     dead = {m: None for m in (win.meta.get("dropped") or {}) if getattr(rec, m, None) is not None}
@@ -119,8 +133,12 @@ def _analyse(key: str, _source: CurrentRecord) -> tuple[Record, Windows]:
 
 
 def analyse(src: CurrentRecord) -> tuple[Record, Windows]:
-    """Read and preprocess a record (cached by content hash). Raises InputError for bad files."""
-    return _analyse(src.key, src)
+    """Read and preprocess a record (one shared copy per content hash, held by this session).
+
+    Raises InputError for bad files and for records over the memory budget.
+    """
+    memory.start_pruner(STORE)
+    return STORE.get(src.key, memory.session_id(), lambda: _read_and_preprocess(src), kind=src.kind, name=src.name)
 
 
 def samples() -> list[SampleEntry]:
@@ -138,6 +156,7 @@ def sample_source(entry: SampleEntry) -> CurrentRecord:
 
 
 def upload_source(files: dict[str, bytes], fs=None, ecg=None, ppg=None) -> CurrentRecord:
+    """The upload ``{file name: bytes}`` as this session's candidate record (``set_record`` reads it)."""
     key = uploads.content_key("upload", files, fs, ecg, ppg)
     main = sorted(files, key=lambda n: (not n.lower().endswith(".hea"), n))[0] if files else "upload"
     return CurrentRecord(key=key, name=main, kind="upload", files=dict(files), fs=fs, ecg=ecg, ppg=ppg,
@@ -145,23 +164,48 @@ def upload_source(files: dict[str, bytes], fs=None, ecg=None, ppg=None) -> Curre
 
 
 def set_record(src: CurrentRecord) -> tuple[Record, Windows]:
-    """Read ``src``; only when that succeeds does it become the session's record (window 0).
+    """Read ``src`` and make it the session's record (window 0).
 
-    Raises InputError with the reader's message and leaves the previous record in place.
+    When it is refused, the session has no record any more (no page goes on showing the previous
+    one) and the InputError carries the reader's message plus what to try instead, when there is a
+    way forward.
     """
-    rec, win = analyse(src)
-    if len(win) == 0:
-        raise m2ae.InputError(f"{src.name}: no complete 10-s window (the record is {rec.duration_s:.1f} s long)")
+    try:
+        raw = sum(len(b) for b in (src.files or {}).values())
+        if raw > memory.MAX_UPLOAD_MB * memory.MB:
+            raise m2ae.InputError(f"{src.name}: {raw / memory.MB:.0f} MB uploaded; one record may be at most "
+                                  f"{memory.MAX_UPLOAD_MB} MB — upload a shorter excerpt")
+        rec, win = analyse(src)
+        if len(win) == 0:
+            raise m2ae.InputError(f"{src.name}: no complete 10-s window (the record is {rec.duration_s:.1f} s long)")
+    except m2ae.InputError as e:
+        clear_record()
+        channels = uploads.list_channels(src.files) if src.kind == "upload" and src.files else []
+        raise m2ae.InputError(with_way_forward(short_message(e, limit=1000), channels, src.kind == "upload")) from None
     st.session_state[RECORD_KEY] = src
     # The window selector lives in the sidebar, drawn before the page: reset it on the next run.
     st.session_state[RESET_WINDOW_KEY] = True
     return rec, win
 
 
-def current() -> tuple[CurrentRecord, Record, Windows] | None:
-    """The session's record, loading the first sample the first time; None when there is none."""
+def clear_record() -> None:
+    """The session has no record any more; its share of server memory is released."""
+    st.session_state[RECORD_KEY] = None
+    STORE.release(memory.session_id())
+
+
+def forget_upload() -> None:
+    """The user removed the upload: drop it (its bytes and decoded record) if it is the current record."""
     src = st.session_state.get(RECORD_KEY)
-    if src is None:
+    if src is not None and src.kind == "upload":
+        clear_record()
+
+
+def current() -> tuple[CurrentRecord, Record, Windows] | None:
+    """The session's record, loading the first sample on the session's first visit; None when there is
+    none (never chosen, refused, or the upload was removed)."""
+    if RECORD_KEY not in st.session_state:
+        src = None
         for entry in samples():
             try:
                 set_record(sample_source(entry))
@@ -169,6 +213,8 @@ def current() -> tuple[CurrentRecord, Record, Windows] | None:
                 break
             except m2ae.InputError:
                 continue
+    else:
+        src = st.session_state[RECORD_KEY]
     if src is None:
         return None
     rec, win = analyse(src)
@@ -193,26 +239,26 @@ def _inputs(win: Windows, use: str = "both", window: int | None = None):
     return ecg, ppg
 
 
-@st.cache_data(max_entries=64, show_spinner="Computing fingerprints…")
+@memory.per_record(STORE, "Computing fingerprints…")
 def fingerprints(key: str, version: str, use: str, _model, _win: Windows) -> np.ndarray:
     ecg, ppg = _inputs(_win, use)
     return np.asarray(_model.fingerprint(ecg=ecg, ppg=ppg), dtype=np.float32)
 
 
-@st.cache_data(max_entries=64, show_spinner="Running the heads…")
+@memory.per_record(STORE, "Running the heads…")
 def predictions(key: str, version: str, use: str, _model, _win: Windows) -> dict:
     ecg, ppg = _inputs(_win, use)
     return _model.predict(ecg=ecg, ppg=ppg)
 
 
-@st.cache_data(max_entries=128, show_spinner="Reconstructing…")
+@memory.per_record(STORE, "Reconstructing…")
 def reconstruction(key: str, version: str, window: int, mask_ratio: float, mode: str, seed: int,
                    _model, _win: Windows):
     ecg, ppg = _inputs(_win, "both", window)
     return _model.reconstruct(ecg=ecg, ppg=ppg, mask_ratio=mask_ratio, mode=mode, seed=seed)
 
 
-@st.cache_data(max_entries=128, show_spinner="Computing attributions (Captum)…")
+@memory.per_record(STORE, "Computing attributions (Captum)…")
 def explanation(key: str, version: str, window: int, head: str, target, method: str, use: str,
                 _model, _win: Windows):
     ecg, ppg = _inputs(_win, use, window)
@@ -284,7 +330,7 @@ def record_subject(src: CurrentRecord, rec: Record) -> str | None:
     return None if subject is None else str(subject)
 
 
-@st.cache_data(max_entries=64, show_spinner="Placing the record and checking how familiar it is…")
+@memory.per_record(STORE, "Placing the record and checking how familiar it is…")
 def _record_query(key: str, version: str, use: str, index_id: str, subject: str | None, _model, _idx,
                   _win: Windows):
     from m2ae.index.query import query_windows

@@ -1,7 +1,8 @@
 """Uploaded files (``{file name: bytes}``, as a web app receives them) -> ``Record``, in memory only.
 
-``read_upload`` reads them with ``load_record`` (never written to the working directory; readers
-that need a path get a RAM-backed temp dir); ``list_channels`` names the columns/channels they offer,
+``upload_files`` names them (refusing two different files with one name); ``read_upload`` reads them
+with ``load_record`` (never written to the working directory; readers that need a path get a
+RAM-backed temp dir); ``list_channels`` names the columns/channels they offer,
 for a form that maps unrecognised ones to ECG/PPG; ``content_key`` is the per-record cache key.
 Nothing here imports streamlit.
 
@@ -11,9 +12,11 @@ True
 from __future__ import annotations
 
 import hashlib
-from collections.abc import Mapping
+from collections.abc import Iterable, Mapping
+from pathlib import PurePosixPath
 from typing import Any
 
+from ..errors import InputError
 from ..record import Record
 from .load import channel_names, load_record
 from .sources import open_source
@@ -42,6 +45,27 @@ def content_key(*parts: Any) -> str:
             h.update(repr(part).encode())
         h.update(b"\2")
     return h.hexdigest()[:32]
+
+
+def upload_files(pairs: Iterable[tuple[str, bytes]]) -> dict[str, bytes]:
+    """``{base name: bytes}`` from ``(file name, bytes)`` pairs as an upload widget gives them.
+
+    Names are cut to their base name (a browser may send a relative path; a name like ``../x.hea`` must
+    not reach a reader as a path). The same file chosen twice is kept once; two *different* files with
+    the same base name (e.g. ``r065.hea`` from two folders) would silently replace each other, so that
+    raises InputError naming them.
+
+    >>> sorted(upload_files([("a/r1.hea", b"x"), ("r1.hea", b"x"), ("r1.dat", b"y")]))
+    ['r1.dat', 'r1.hea']
+    """
+    out: dict[str, bytes] = {}
+    for raw_name, data in pairs:
+        name = PurePosixPath(str(raw_name).replace("\\", "/")).name or "upload"
+        if name in out and out[name] != data:
+            raise InputError(f"{name}: two different uploaded files share this name (from different folders?); "
+                             "upload the files of one record at a time")
+        out[name] = bytes(data)
+    return out
 
 
 def read_upload(files: Mapping[str, bytes], fs: float | None = None, ecg: str | None = None,
