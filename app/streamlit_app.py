@@ -19,8 +19,10 @@ from m2ae_ui import warm  # noqa: E402
 
 st.set_page_config(page_title="m2ae — ECG/PPG explorer", page_icon="🫀", layout="wide")
 warm.wait()  # started by app/serve.py (`m2ae app`); a no-op under plain `streamlit run`
-from m2ae_ui import state  # noqa: E402
+from m2ae_ui import review, state  # noqa: E402
 from m2ae_ui.guard import page_guard  # noqa: E402
+from m2ae_ui.text import plain  # noqa: E402
+from m2ae_ui.windows import escape_markdown, event_word  # noqa: E402
 
 PAGES = [
     st.Page("views/record.py", title="Record", icon=":material/monitor_heart:", default=True),
@@ -34,10 +36,19 @@ page = st.navigation(PAGES)
 state.persist_settings()
 
 
-def _window_label(win, i: int) -> str:
+def _window_label(win, i: int, marked: dict[int, str]) -> str:
+    # Short: the sidebar is narrow, and the flags must stay readable (the window number is on every page).
     start = float(win.starts_s[i])
-    flag = " ⚠ low quality" if win.low_quality is not None and bool(win.low_quality[i]) else ""
-    return f"{i + 1} of {len(win)} · {start:.0f}–{start + 10:.0f} s{flag}"
+    label = f"{start:.0f}–{start + 10:.0f} s"
+    if i in marked:
+        label += f" · {marked[i]}"
+    if win.low_quality is not None and bool(win.low_quality[i]):
+        label += " ⚠ quality"
+    return label
+
+
+def _go_to_event(i: int) -> None:
+    st.session_state[state.WINDOW_KEY] = i
 
 
 with st.sidebar:
@@ -47,13 +58,26 @@ with st.sidebar:
             st.info("No record yet: pick a sample or upload one on the Record page.")
         else:
             src, rec, win = cur
-            st.markdown(f"**Record:** {src.name}")
+            st.markdown(f"**Record:** {plain(src.name)}")
             mods = " + ".join(m.upper() for m in rec.modalities)
-            st.caption(f"{mods} · {rec.duration_s:.0f} s · {rec.fs:g} Hz · {src.description}")
-            st.session_state[state.WINDOW_KEY] = state.window_index(win)
+            st.caption(f"{mods} · {rec.duration_s:.0f} s · {rec.fs:g} Hz · {plain(src.description)}")
+            events = review.events(src, rec)
+            marked = review.marked_windows(win, events)
+            # a new record opens on the window of its first alarm/annotation (the alarm window ends at it)
+            st.session_state[state.WINDOW_KEY] = review.opening_window(src, rec, win)
             st.selectbox("Window (10 s)", options=list(range(len(win))), key=state.WINDOW_KEY,
-                         format_func=lambda i: _window_label(win, i),
-                         help="The 10-s window every page shows. Low-quality windows are flagged, not dropped.")
+                         format_func=lambda i: _window_label(win, i, marked),
+                         help="The 10-s window every page shows. \"alarm\" marks the window ending at the "
+                              "record's alarm (\"event\": one holding an annotation); ⚠ = low signal quality "
+                              "(flagged, not dropped).")
+            if events:
+                first = review.first_event(events)
+                at = review.event_window(win, [first])
+                st.caption(f"{escape_markdown(first['label'])} at {first['time_s']:g} s → window {at + 1}"
+                           + (f" (+{len(events) - 1} more)" if len(events) > 1 else ""))
+                if st.session_state[state.WINDOW_KEY] != at:
+                    st.button(f"Back to the {event_word(first)} window", on_click=_go_to_event, args=(at,),
+                              key="go_to_event")
     st.warning(state.NOT_CLINICAL, icon=":material/warning:")
 
 page.run()

@@ -7,7 +7,7 @@ import numpy as np
 import pytest
 
 from m2ae.model import load_model, save_checkpoint
-from m2ae.model.card import LABEL_SOURCES, write_card
+from m2ae.model.card import LABEL_SOURCES, head_labels_source, write_card
 from m2ae.train.alarm import fit_alarm_heads
 from m2ae.train.alarm_data import AlarmRecord
 
@@ -41,24 +41,30 @@ def with_alarm(tmp_path_factory):
     path = tmp_path_factory.mktemp("alarm_app") / "with_alarm.pt"
     save_checkpoint(path, shipped.net, {**shipped.heads, **heads}, card)
     write_card(path, card)
-    return path, set(heads), set(shipped.heads) - set(heads)  # the shipped checkpoint's own alarm heads are replaced
+    # the shipped checkpoint's own alarm heads are replaced; its other heads keep their card's label source
+    others = {name: head_labels_source(card["heads"].get(name)) for name in set(shipped.heads) - set(heads)}
+    return path, set(heads), others
 
 
 @pytest.fixture
 def fresh_app_caches():
     """The app caches predictions by weights version, and this checkpoint shares the shipped weights:
-    clear the process-wide caches before and after, so no other app test sees these extra heads."""
+    clear the process-wide caches and the record store before and after, so no other app test sees
+    these extra heads."""
     import streamlit as st
+    from m2ae_ui import state
 
     st.cache_data.clear()
     st.cache_resource.clear()
+    state.STORE.clear()  # per-record outputs (predictions …) live in the app's record store
     yield
     st.cache_data.clear()
     st.cache_resource.clear()
+    state.STORE.clear()
 
 
 def test_predictions_and_model_card_say_real_or_simulated_labels(with_alarm, monkeypatch, fresh_app_caches):
-    path, alarm_names, demo_names = with_alarm
+    path, alarm_names, others = with_alarm
     monkeypatch.setenv("M2AE_MODEL", str(path))
     at = AppTest.from_file(str(APP), default_timeout=TIMEOUT_S)
     at.run()
@@ -67,11 +73,12 @@ def test_predictions_and_model_card_say_real_or_simulated_labels(with_alarm, mon
     captions = [c.value for c in at.caption]
     for name in alarm_names:
         assert f"{name} · {LABEL_SOURCES['real']}" in captions
-    for name in demo_names:
-        assert f"{name} · {LABEL_SOURCES['simulated']}" in captions
+    assert "simulated" in others.values()  # the demo heads (hypertension, sex, age, risk) learnt from the simulator
+    for name, source in others.items():
+        assert f"{name} · {LABEL_SOURCES[source]}" in captions
     at.switch_page("views/model_card.py").run()
     assert_ok(at)
     tables = [df.value for df in at.dataframe]
     heads_table = next(t for t in tables if "labels" in t.columns and "head" in t.columns)
     labels = dict(zip(heads_table["head"], heads_table["labels"]))
-    assert all(labels[n] == "real" for n in alarm_names) and all(labels[n] == "simulated" for n in demo_names)
+    assert all(labels[n] == "real" for n in alarm_names) and all(labels[n] == s for n, s in others.items())

@@ -8,6 +8,7 @@
 """
 from __future__ import annotations
 
+import html
 from collections.abc import Sequence
 
 import numpy as np
@@ -26,6 +27,7 @@ MASK_FILL = "rgba(120, 120, 120, 0.16)"
 GRID_MAJOR = "rgba(214, 76, 76, 0.50)"
 GRID_MINOR = "rgba(236, 150, 150, 0.28)"
 RECON_DASH = "dash"
+EVENT_COLOR = "#7b1fa2"  # alarms and annotations: a colour no trace uses
 
 # 25 mm/s and 10 mm/mV: grid spacing of ECG paper (1 mm and 5 mm boxes).
 MM_PER_S, MM_PER_MV = 25.0, 10.0
@@ -68,39 +70,86 @@ def _value_at(t: np.ndarray, y: np.ndarray, at: np.ndarray) -> np.ndarray:
     return np.interp(at, t, y) if len(at) else np.zeros(0)
 
 
+def mark_events(fig: go.Figure, events: Sequence[dict] | None, rows: Sequence[int], offset_s: float = 0.0,
+                col: int = 1) -> go.Figure:
+    """Draw each event (``time_s`` s from the record's start, ``label``) as a dotted vertical line over the
+    subplot ``rows`` of a ``make_subplots`` figure, its label beside the line on the first row.
+
+    offset_s : subtracted from ``time_s`` when the x axis is time within the window, not the record.
+    """
+    shapes = list(fig.layout.shapes or [])
+    for ev in events or []:
+        x = float(ev["time_s"]) - offset_s
+        refs = []
+        for row in rows:
+            sp = fig.get_subplot(row, col)
+            refs.append((sp.xaxis.plotly_name.replace("axis", ""), sp.yaxis.plotly_name.replace("axis", "")))
+        for xref, yref in refs:
+            shapes.append(dict(type="line", xref=xref, yref=f"{yref} domain", x0=x, x1=x, y0=0, y1=1,
+                               line=dict(color=EVENT_COLOR, width=2, dash="dot"), layer="above"))
+        if refs:
+            # plotly reads annotation text as HTML: a label from a file is escaped first
+            fig.add_annotation(x=x, xref=refs[0][0], y=1.0, yref=f"{refs[0][1]} domain", showarrow=False,
+                               text=f"<b>{html.escape(str(ev.get('label', 'event')))}</b> · {float(ev['time_s']):g} s",
+                               xanchor="right", yanchor="top", bgcolor="rgba(255,255,255,0.85)",
+                               font=dict(color=EVENT_COLOR, size=12))
+    fig.update_layout(shapes=shapes)
+    return fig
+
+
 def waveform_figure(view: WindowView, reconstructed: dict[str, np.ndarray] | None = None,
-                    lead: str | None = None, height: int = 520) -> go.Figure:
+                    lead: str | None = None, height: int | None = None,
+                    ecg_rows: Sequence[tuple[str, np.ndarray]] | None = None,
+                    events: Sequence[dict] | None = None) -> go.Figure:
     """One 10-s window: ECG (clinical grid) above PPG, peaks marked; absent modalities reconstructed.
 
     reconstructed : {"ecg"|"ppg": samples aligned with ``view.t_s``} for a modality the record lacks,
         drawn dashed with "reconstructed" in the legend.
+    lead : the model's input lead (``view.ecg``).
+    ecg_rows : [(lead name, samples aligned with ``view.t_s``)] to draw instead of ``view.ecg``, one row
+        each (a lead switch or every lead stacked); R-peaks (beat times) are marked on every row.
+    events : [{"time_s", "label"}] drawn as labelled vertical lines (see ``mark_events``).
     """
     reconstructed = reconstructed or {}
     t = view.t_s
     ecg_units = view.units.get("ecg", "a.u.")
     ppg_units = view.units.get("ppg", "a.u.")
-    ecg_title = ("ECG — reconstructed from PPG (not measured)" if view.ecg is None and "ecg" in reconstructed
-                 else "ECG")
-    on_paper = view.ecg is not None and ecg_units == "mV"
-    fig = make_subplots(rows=2, cols=1, shared_xaxes=True, vertical_spacing=0.07, row_heights=[0.58, 0.42],
-                        subplot_titles=((ecg_title + (f" — lead {lead}" if view.ecg is not None and lead else "")
-                                         + (" · 25 mm/s, 10 mm/mV" if on_paper else "")),
-                                        "PPG — reconstructed from ECG (not measured)"
-                                        if view.ppg is None and "ppg" in reconstructed else "PPG"))
-    # ECG
-    if view.ecg is not None:
-        fig.add_trace(go.Scatter(x=t, y=view.ecg, name=f"ECG {lead or ''}".strip(), mode="lines",
-                                 line=dict(color=ECG_COLOR, width=1.3)), row=1, col=1)
-        if len(view.r_peaks_s):
-            fig.add_trace(go.Scatter(x=view.r_peaks_s, y=_value_at(t, view.ecg, view.r_peaks_s), name="R-peaks",
-                                     mode="markers", marker=dict(color=PEAK_COLOR, size=7, symbol="triangle-down")),
-                          row=1, col=1)
+    if ecg_rows is None:
+        ecg_rows = [(lead or "", view.ecg)] if view.ecg is not None else []
+    n_ecg = max(len(ecg_rows), 1)
+    on_paper = bool(ecg_rows) and ecg_units == "mV"
+    titles = []
+    for name, _ in ecg_rows:
+        note = " (model input)" if len(ecg_rows) > 1 and lead and name == lead else (
+            f" (not the model's input, lead {lead})" if lead and name and name != lead else "")
+        titles.append("ECG" + (f" — lead {name}" if name else "") + note + (" · 25 mm/s, 10 mm/mV" if on_paper else ""))
+    if not ecg_rows:
+        titles.append("ECG — reconstructed from PPG (not measured)" if "ecg" in reconstructed else "ECG")
+    titles.append("PPG — reconstructed from ECG (not measured)" if view.ppg is None and "ppg" in reconstructed
+                  else "PPG")
+    ppg_row = n_ecg + 1
+    fig = make_subplots(rows=ppg_row, cols=1, shared_xaxes=True, vertical_spacing=0.07 if n_ecg == 1 else 0.05,
+                        row_heights=[0.58 / n_ecg * (1 if n_ecg == 1 else 1.6)] * n_ecg + [0.42],
+                        subplot_titles=titles)
+    # ECG: one row per lead shown
+    for row, (name, y) in enumerate(ecg_rows, start=1):
+        fig.add_trace(go.Scatter(x=t, y=y, name=f"ECG {name}".strip(), mode="lines",
+                                 line=dict(color=ECG_COLOR, width=1.3)), row=row, col=1)
+        classes = view.r_peak_classes
+        ventricular = (np.asarray(classes) == 1 if classes is not None and len(classes) == len(view.r_peaks_s)
+                       else np.zeros(len(view.r_peaks_s), bool))
+        for beats, name, symbol in ((view.r_peaks_s[~ventricular], "R-peaks", "triangle-down"),
+                                    (view.r_peaks_s[ventricular], "ventricular beats", "diamond-open")):
+            if len(beats):
+                fig.add_trace(go.Scatter(x=beats, y=_value_at(t, y, beats), name=name, legendgroup=name,
+                                         showlegend=row == 1, mode="markers",
+                                         marker=dict(color=PEAK_COLOR, size=8, symbol=symbol)), row=row, col=1)
         if ecg_units == "mV":
-            ecg_grid(fig, 1, y=view.ecg)
+            ecg_grid(fig, row, y=y)
         else:
-            _plain_grid(fig, 1)
-        fig.update_yaxes(title_text=ecg_units, row=1, col=1)
-    elif "ecg" in reconstructed:
+            _plain_grid(fig, row)
+        fig.update_yaxes(title_text=ecg_units, row=row, col=1)
+    if not ecg_rows and "ecg" in reconstructed:
         fig.add_trace(go.Scatter(x=t, y=reconstructed["ecg"], name="ECG reconstructed from PPG", mode="lines",
                                  line=dict(color=RECON_COLOR, width=1.3, dash=RECON_DASH)), row=1, col=1)
         _plain_grid(fig, 1)
@@ -108,26 +157,30 @@ def waveform_figure(view: WindowView, reconstructed: dict[str, np.ndarray] | Non
     # PPG
     if view.ppg is not None:
         fig.add_trace(go.Scatter(x=t, y=view.ppg, name="PPG", mode="lines", line=dict(color=PPG_COLOR, width=1.3)),
-                      row=2, col=1)
+                      row=ppg_row, col=1)
         if len(view.pulse_peaks_s):
             fig.add_trace(go.Scatter(x=view.pulse_peaks_s, y=_value_at(t, view.ppg, view.pulse_peaks_s),
                                      name="pulse peaks", mode="markers",
-                                     marker=dict(color=PEAK_COLOR, size=7, symbol="circle-open")), row=2, col=1)
-        fig.update_yaxes(title_text=ppg_units, row=2, col=1)
+                                     marker=dict(color=PEAK_COLOR, size=7, symbol="circle-open")), row=ppg_row, col=1)
+        fig.update_yaxes(title_text=ppg_units, row=ppg_row, col=1)
     elif "ppg" in reconstructed:
         fig.add_trace(go.Scatter(x=t, y=reconstructed["ppg"], name="PPG reconstructed from ECG", mode="lines",
-                                 line=dict(color=RECON_COLOR, width=1.3, dash=RECON_DASH)), row=2, col=1)
-        fig.update_yaxes(title_text="normalised", row=2, col=1)
-    _plain_grid(fig, 2)
-    fig.update_xaxes(title_text="time (s from record start)", row=2, col=1)
-    return _layout(fig, height)
+                                 line=dict(color=RECON_COLOR, width=1.3, dash=RECON_DASH)), row=ppg_row, col=1)
+        fig.update_yaxes(title_text="normalised", row=ppg_row, col=1)
+    _plain_grid(fig, ppg_row)
+    fig.update_xaxes(title_text="time (s from record start)", row=ppg_row, col=1)
+    mark_events(fig, events, range(1, ppg_row + 1))
+    return _layout(fig, height or (520 if n_ecg == 1 else 300 * n_ecg + 240))
 
 
-def overlay_figure(t: np.ndarray, rows: Sequence[dict], height_per_row: int = 230) -> go.Figure:
+def overlay_figure(t: np.ndarray, rows: Sequence[dict], height_per_row: int = 230,
+                   events: Sequence[dict] | None = None) -> go.Figure:
     """Original / model input / reconstruction per modality, masked spans shaded.
 
     rows : dicts with ``title``, ``original`` (or None when not recorded), ``visible`` (bool per
-        sample: what the model saw), ``reconstructed``, ``spans`` [(t0, t1)], ``units``.
+        sample: what the model saw), ``reconstructed``, ``spans`` [(t0, t1)], ``units``; a row with
+        ``reference`` True is a recording the model was not given (another ECG lead), drawn plain.
+    events : [{"time_s", "label"}] drawn as labelled vertical lines (see ``mark_events``).
     """
     fig = make_subplots(rows=len(rows), cols=1, shared_xaxes=True, vertical_spacing=0.09,
                         subplot_titles=[r["title"] for r in rows])
@@ -135,6 +188,12 @@ def overlay_figure(t: np.ndarray, rows: Sequence[dict], height_per_row: int = 23
     for i, r in enumerate(rows, start=1):
         first = i == 1
         orig = r.get("original")
+        if r.get("reference"):
+            fig.add_trace(go.Scatter(x=t, y=orig, name=r.get("name", "recorded, not model input"), mode="lines",
+                                     line=dict(color=ECG_COLOR, width=1.2)), row=i, col=1)
+            fig.update_yaxes(title_text=r.get("units", ""), row=i, col=1)
+            _plain_grid(fig, i)
+            continue
         if orig is not None:
             fig.add_trace(go.Scatter(x=t, y=orig, name="original", legendgroup="original", showlegend=first,
                                      mode="lines", line=dict(color=ORIGINAL_GREY, width=1.2)), row=i, col=1)
@@ -157,11 +216,15 @@ def overlay_figure(t: np.ndarray, rows: Sequence[dict], height_per_row: int = 23
         _plain_grid(fig, i)
     fig.update_layout(shapes=shapes)
     fig.update_xaxes(title_text="time (s from record start)", row=len(rows), col=1)
+    mark_events(fig, events, range(1, len(rows) + 1))
     return _layout(fig, 60 + height_per_row * len(rows))
 
 
-def map_figure(frame: pd.DataFrame, color: str, placed: np.ndarray | None = None, height: int = 560) -> go.Figure:
+def map_figure(frame: pd.DataFrame, color: str, placed: np.ndarray | None = None, height: int = 560,
+               marked: dict[int, str] | None = None) -> go.Figure:
     """The index's 2-D fingerprint map coloured by ``color``; the current record's windows as stars.
+
+    marked : {window index: label} of the record's windows to name on the map (e.g. the alarm window).
 
     frame needs columns ``map_x``, ``map_y`` and ``_row`` (row number, carried as customdata so a
     box/lasso selection returns rows; see ``selection.selected_rows``).
@@ -191,6 +254,14 @@ def map_figure(frame: pd.DataFrame, color: str, placed: np.ndarray | None = None
                                  text=[str(i + 1) for i in range(len(placed))],
                                  marker=dict(symbol="star", size=15, color="#111111",
                                              line=dict(color="white", width=1.2))))
+        for w, label in (marked or {}).items():
+            if 0 <= w < len(placed):
+                fig.add_trace(go.Scatter(x=placed[w:w + 1, 0], y=placed[w:w + 1, 1], mode="markers+text",
+                                         name=f"this record: {html.escape(label)}", text=[html.escape(label)],
+                                         textposition="top center", textfont=dict(color=EVENT_COLOR, size=13),
+                                         hovertemplate=f"window {w + 1}: {html.escape(label)}<extra></extra>",
+                                         marker=dict(symbol="star", size=19, color=EVENT_COLOR,
+                                                     line=dict(color="white", width=1.2))))
     fig.update_layout(height=height, margin=dict(l=20, r=20, t=30, b=20), plot_bgcolor="white",
                       dragmode="select", legend=dict(itemsizing="constant"))
     fig.update_xaxes(showticklabels=False, title_text="map x", showgrid=False, zeroline=False)
@@ -202,7 +273,7 @@ def stacked_windows_figure(items: Sequence[dict], height_per_row: int = 120) -> 
     """Rows of windows side by side: ECG left, PPG right (normalised units), one row per item.
 
     items : dicts with ``title``, ``ecg``, ``ppg`` (1-D or None), ``fs`` (Hz, default 125),
-        ``query`` (bool: draw in black).
+        ``query`` (bool: draw in black), ``events`` ([{"time_s" within the window, "label"}], optional).
     """
     n = max(len(items), 1)
     titles = []
@@ -222,6 +293,9 @@ def stacked_windows_figure(items: Sequence[dict], height_per_row: int = 120) -> 
                           row=i, col=j)
             fig.update_yaxes(showticklabels=False, row=i, col=j)
     fig.update_annotations(font_size=11)
+    for i, it in enumerate(items, start=1):
+        for j in (1, 2):
+            mark_events(fig, it.get("events"), [i], col=j)
     fig.update_layout(height=40 + height_per_row * n, margin=dict(l=20, r=20, t=40, b=30),
                       plot_bgcolor="white", hovermode=False)
     fig.update_xaxes(title_text="s within window", row=n)
@@ -229,13 +303,16 @@ def stacked_windows_figure(items: Sequence[dict], height_per_row: int = 120) -> 
 
 
 def attribution_figure(t: np.ndarray, signals: dict[str, np.ndarray | None], attributions: dict[str, np.ndarray | None],
-                       units: dict[str, str], height: int = 560) -> go.Figure:
-    """Waveforms with their attribution heatmap strip underneath (red pushes the output up)."""
+                       units: dict[str, str], height: int = 560, events: Sequence[dict] | None = None,
+                       lead: str | None = None) -> go.Figure:
+    """Waveforms with their attribution heatmap strip underneath (red pushes the output up); ``events``
+    ([{"time_s", "label"}]) as labelled vertical lines over the waveforms; ``lead`` names the ECG lead."""
     mods = [m for m in ("ecg", "ppg") if signals.get(m) is not None]
     n = max(len(mods), 1)
     fig = make_subplots(rows=2 * n, cols=1, shared_xaxes=True, vertical_spacing=0.03,
                         row_heights=[0.78, 0.22] * n,
-                        subplot_titles=sum([[m.upper(), ""] for m in mods], []))
+                        subplot_titles=sum([[f"ECG — lead {lead}" if m == "ecg" and lead else m.upper(), ""]
+                                            for m in mods], []))
     lim = max([float(np.nanmax(np.abs(a))) for a in attributions.values() if a is not None and np.size(a)] + [1e-12])
     for k, m in enumerate(mods):
         r = 2 * k + 1
@@ -251,11 +328,14 @@ def attribution_figure(t: np.ndarray, signals: dict[str, np.ndarray | None], att
                           row=r + 1, col=1)
         fig.update_yaxes(showticklabels=False, row=r + 1, col=1)
     fig.update_xaxes(title_text="time (s from record start)", row=2 * n, col=1)
+    mark_events(fig, events, range(1, 2 * n, 2))
     return _layout(fig, height)
 
 
-def quality_figure(table: pd.DataFrame, current: int, threshold: float, height: int = 220) -> go.Figure:
-    """Quality per window and channel, the threshold as a line, low-quality windows marked."""
+def quality_figure(table: pd.DataFrame, current: int, threshold: float, height: int = 220,
+                   marked: dict[int, str] | None = None) -> go.Figure:
+    """Quality per window and channel, the threshold as a line, low-quality windows marked;
+    ``marked`` ({window index: label}, e.g. the alarm window) as labelled vertical lines."""
     fig = go.Figure()
     for col, name, color in (("ecg_quality", "ECG quality", ECG_COLOR), ("ppg_quality", "PPG quality", PPG_COLOR)):
         if table[col].notna().any():
@@ -267,6 +347,10 @@ def quality_figure(table: pd.DataFrame, current: int, threshold: float, height: 
     fig.add_hline(y=threshold, line_dash="dot", line_color=PEAK_COLOR,
                   annotation_text=f"threshold {threshold:g}", annotation_position="top left")
     fig.add_vline(x=current + 1, line_color="#444", line_width=1)
+    for w, label in (marked or {}).items():
+        fig.add_vline(x=w + 1, line_color=EVENT_COLOR, line_width=2, line_dash="dot",
+                      annotation_text=html.escape(label), annotation_position="top left",
+                      annotation_font_color=EVENT_COLOR)
     fig.update_layout(barmode="group", height=height, margin=dict(l=50, r=20, t=30, b=40), plot_bgcolor="white",
                       legend=dict(orientation="h", y=1.15))
     fig.update_yaxes(range=[0, 1.12], title_text="quality (0–1)")

@@ -39,6 +39,7 @@ class WindowView:
     pat_ms: float = float("nan")
     ecg_no_beats: bool = False      # the detector found no beats to count in this window (e.g. asystole)
     ppg_no_beats: bool = False
+    r_peak_classes: np.ndarray | None = None  # beat class per R peak in the window: 0 normal, 1 ventricular
 
 
 def _at(arr: Any, i: int, default: Any = float("nan")) -> Any:
@@ -84,6 +85,11 @@ def window_view(win: Windows, i: int) -> WindowView:
         return p[(p >= start) & (p < stop)] / fs
 
     units = dict((win.meta or {}).get("units") or {})
+    classes = None
+    if signals["ecg"] is not None and win.r_peaks is not None and win.r_peak_classes is not None \
+            and len(win.r_peak_classes) == len(win.r_peaks):
+        p = np.asarray(win.r_peaks)
+        classes = np.asarray(win.r_peak_classes)[(p >= start) & (p < stop)]
     hr = _at(win.hr_ecg_bpm, i)
     if not np.isfinite(hr):
         hr = _at(win.hr_ppg_bpm, i)
@@ -95,6 +101,7 @@ def window_view(win: Windows, i: int) -> WindowView:
         ecg_quality=float(_at(win.ecg_quality, i)), ppg_quality=float(_at(win.ppg_quality, i)),
         low_quality=bool(_at(win.low_quality, i, False)), hr_bpm=float(hr), pat_ms=float(_at(win.pat_ms, i)),
         ecg_no_beats=bool(_at(win.ecg_no_beats, i, False)), ppg_no_beats=bool(_at(win.ppg_no_beats, i, False)),
+        r_peak_classes=classes,
     )
 
 
@@ -151,3 +158,81 @@ def record_figures(win: Windows) -> dict[str, float]:
     low = 0 if win.low_quality is None else int(np.sum(win.low_quality))
     return {"hr_ecg_bpm": med(win.hr_ecg_bpm), "hr_ppg_bpm": med(win.hr_ppg_bpm), "pat_ms": med(win.pat_ms),
             "n_windows": len(win), "n_low_quality": low, "quality_threshold": QUALITY_THRESHOLD}
+
+
+# --- events (alarms, annotations) and leads -----------------------------------------------------
+
+def review_events(meta: dict[str, Any] | None, info: dict[str, Any] | None = None) -> list[dict[str, Any]]:
+    """The record's marked moments, earliest first: ``[{"time_s": s from the record's start, "label"}]``.
+
+    From the record's own meta (``m2ae.record.record_events``: CinC alarm, WFDB annotations); when the
+    reader found none, from the sample manifest entry ``info`` (its ``labels``/``events``), which is
+    where a sample copied out of a labelled corpus keeps its alarm.
+    """
+    from m2ae.record import record_events
+
+    events = record_events(dict(meta or {}))
+    if not events and info:
+        events = record_events({"labels": info.get("labels") or {}, "events": info.get("events") or []})
+    return events
+
+
+def event_window(win: Windows, events: list[dict[str, Any]]) -> int:
+    """The window a review opens on: the first one whose 10 s end at or contain the first event.
+
+    An alarm at ``t`` s is judged on what led up to it, so among the windows with start < t ≤ end the
+    earliest-ending one is taken (a CinC alarm at 300 s → the 290–300 s window). An event after the
+    last window gives the last window; no events give window 0.
+    """
+    n = len(win)
+    if not events or n == 0:
+        return 0
+    t = float(events[0]["time_s"])
+    starts = np.asarray(win.starts_s, dtype=float)
+    ends = starts + WINDOW_SAMPLES / float(win.fs)
+    holding = np.flatnonzero((starts < t) & (t <= ends + 1e-6))
+    if holding.size:
+        return int(holding[np.argmin(ends[holding])])
+    return int(np.argmin(np.abs(ends - t)))
+
+
+def events_between(events: list[dict[str, Any]], t0_s: float, t1_s: float) -> list[dict[str, Any]]:
+    """The events with ``t0_s ≤ time_s ≤ t1_s`` (s from the record's start), e.g. those a window shows."""
+    return [e for e in events if t0_s - 1e-6 <= float(e["time_s"]) <= t1_s + 1e-6]
+
+
+def event_word(event: dict[str, Any]) -> str:
+    """A one-word tag for a window label: "alarm" for monitor alarms, else "event"."""
+    return "alarm" if str(event.get("label", "")).lower().startswith("alarm") else "event"
+
+
+def ecg_leads(win: Windows, model_lead: str | None) -> list[str]:
+    """Every ECG lead the record carried, the model's input lead first; ``[model_lead]`` (or ``[]`` without
+    ECG) when the record had a single lead."""
+    if win.ecg is None and win.ecg_clean is None:
+        return []
+    leads = list((win.ecg_leads_clean or {}).keys())
+    first = str(model_lead) if model_lead else "ECG"
+    return [first] + [lead for lead in leads if lead != first] if leads else [first]
+
+
+def lead_window(win: Windows, lead: str, i: int) -> np.ndarray | None:
+    """Window ``i`` of ECG lead ``lead`` (cleaned, record units, 125 Hz), or None when the record lacks it."""
+    leads = win.ecg_leads_clean or {}
+    if lead not in leads:
+        return None
+    start = int(round(float(win.starts_s[int(i)]) * float(win.fs)))
+    x = np.asarray(leads[lead][start:start + WINDOW_SAMPLES], dtype=np.float64)
+    return x if len(x) == WINDOW_SAMPLES else None
+
+
+def pat_context(pat_ms: float, hr_bpm: float) -> str | None:
+    """One plain sentence on a pulse arrival time (R peak → pulse peak, ms): physiological at the finger
+    or likely a device delay (``m2ae.signal.timing.pat_plausibility``, with the beat interval from
+    ``hr_bpm``); None when PAT is unknown."""
+    from m2ae.signal.timing import pat_plausibility
+
+    if pat_ms is None or not np.isfinite(pat_ms):
+        return None
+    rr_ms = 60000.0 / hr_bpm if hr_bpm is not None and np.isfinite(hr_bpm) and hr_bpm > 0 else None
+    return f"PAT {pat_plausibility(float(pat_ms), rr_ms)}"

@@ -5,10 +5,11 @@ import numpy as np
 import streamlit as st
 
 from m2ae.index.neighbours import cohort_table, index_fingerprints
-from m2ae_ui import figures, state
+from m2ae_ui import figures, review, state
 from m2ae_ui.guard import page_guard
 from m2ae_ui.selection import selected_rows
 from m2ae_ui.tables import to_csv_bytes
+from m2ae_ui.text import plain, plain_html
 
 HIDDEN_COLUMNS = {"map_x", "map_y", "id", "_row"}
 MAX_WAVEFORMS = 8
@@ -34,19 +35,25 @@ with page_guard("Fingerprint map"):
     model = state.require_model()
     query = None if model is None else state.record_query(src, rec, win, "both")
     placed = None if query is None else query.windows_xy
+    if model is not None:
+        review.model_output_warnings(src, rec, win, i, "both")
+    events = review.events(src, rec)
+    marked = {w: f"{plain_html(label)} window" for w, label in review.marked_windows(win, events).items()}
 
     frame = meta[["map_x", "map_y", color]].copy()
     frame["_row"] = np.arange(len(meta))
-    st.caption(f"{idx.count:,} indexed windows. ★ = the {len(win)} windows of {src.name} placed among their "
+    if frame[color].dtype == object:  # labels from the indexed files: plotly legends and hover take HTML
+        frame[color] = frame[color].map(plain_html, na_action="ignore")
+    st.caption(f"{idx.count:,} indexed windows. ★ = the {len(win)} windows of {plain(src.name)} placed among their "
                "nearest indexed neighbours. Drag a box or lasso (toolbar) to select windows.")
-    event = st.plotly_chart(figures.map_figure(frame, color, placed), key="map_chart", on_select="rerun",
+    event = st.plotly_chart(figures.map_figure(frame, color, placed, marked=marked), key="map_chart", on_select="rerun",
                             selection_mode=("box", "lasso"))
     rows = selected_rows(event)
 
     values = sorted(meta[color].dropna().astype(str).unique().tolist()) if meta[color].nunique() <= 50 else []
     if values:
         st.session_state["map_values"] = [v for v in st.session_state["map_values"] if v in values]
-        chosen = c2.multiselect(f"…or select windows by {color}", values, key="map_values",
+        chosen = c2.multiselect(f"…or select windows by {plain(color)}", values, key="map_values",
                                 help="Used when nothing is selected on the map.")
         if not rows and chosen:
             rows = np.flatnonzero(meta[color].astype(str).isin(chosen).to_numpy()).tolist()

@@ -4,11 +4,11 @@ from __future__ import annotations
 import numpy as np
 import streamlit as st
 
-from m2ae.contract import QUALITY_THRESHOLD
 from m2ae.model.card import LABEL_SOURCES, head_labels_source
-from m2ae_ui import figures, state
+from m2ae_ui import figures, review, state
 from m2ae_ui.guard import page_guard
-from m2ae_ui.predictions import head_summary, rhythm_interval_warning
+from m2ae_ui.predictions import beat_intervals, head_summary, headline, rhythm_interval_warning
+from m2ae_ui.text import plain_html
 from m2ae_ui.windows import window_view
 
 USE = {"ECG + PPG": "both", "ECG only": "ecg", "PPG only": "ppg"}
@@ -29,13 +29,12 @@ with page_guard("Predictions & explanations"):
     use_label = st.radio("Model input", uses, key="pred_use", horizontal=True)
     use = USE[use_label]
     preds = state.predictions(src.key, version, use, model, win)
-    state.warn_if_unfamiliar(src, rec, win, i, use)
+    review.model_output_warnings(src, rec, win, i, use)
+    events = review.events(src, rec)
+    review.event_note(win, events, i)
     if not preds:
         st.warning("This checkpoint has no task heads.")
         st.stop()
-    if win.low_quality is not None and bool(win.low_quality[i]):
-        st.warning(f"Window {i + 1} is below the quality threshold ({QUALITY_THRESHOLD:g}): treat these outputs "
-                   "with extra caution.", icon=":material/warning:")
     st.caption("Probabilities are temperature-calibrated on held-out data; intervals are calibrated prediction "
                "intervals. They describe the demo model, not a diagnosis.")
 
@@ -50,7 +49,11 @@ with page_guard("Predictions & explanations"):
             # real vs simulated labels beside every output: a head that learnt from the simulator
             # says nothing certain about a real patient
             box.caption(f"{name} · {LABEL_SOURCES[head_labels_source(head_cards.get(name))]}")
-            if h["kind"] == "class":
+            if h["uncertain"]:
+                # a coin flip or a window outside the head's knowledge is not an answer: no class, no value
+                box.markdown(f"**{headline(h)}**")
+                box.caption(h["why"][:1].upper() + h["why"][1:] + ": not shown as an answer.")
+            elif h["kind"] == "class":
                 box.markdown(f"**{h['label']}**")
                 box.progress(min(max(h["probability"], 0.0), 1.0),
                              text=f"calibrated probability {h['probability']:.2f}")
@@ -60,6 +63,8 @@ with page_guard("Predictions & explanations"):
                 box.caption(f"{h['level']:.0%} prediction interval {h['low']:.1f}–{h['high']:.1f}{unit}")
 
     view = window_view(win, i)
+    measured, beats_from = beat_intervals(view)
+    st.caption(f"Measured beat intervals ({beats_from}), a model-free second opinion: {measured.sentence()}.")
     interval_warning = rhythm_interval_warning(preds.get("rhythm"), view)
     if interval_warning:
         st.warning(interval_warning, icon=":material/ecg_heart:")
@@ -90,7 +95,9 @@ with page_guard("Predictions & explanations"):
     signals = {m: (getattr(view, m) if m in (("ecg", "ppg") if use == "both" else (use,)) else None)
                for m in ("ecg", "ppg")}
     attributions = {"ecg": None if att.ecg is None else att.ecg[0], "ppg": None if att.ppg is None else att.ppg[0]}
-    st.plotly_chart(figures.attribution_figure(view.t_s, signals, attributions, view.units), key="pred_attr")
+    st.plotly_chart(figures.attribution_figure(view.t_s, signals, attributions, view.units,
+                                               events=review.window_events(win, events, i),
+                                               lead=plain_html(review.model_lead(rec, win))), key="pred_attr")
     explained = (att.classes[int(att.target[0])] if att.classes is not None and att.target is not None
                  else head)
     st.caption(f"{'Integrated Gradients' if method == 'integrated_gradients' else 'Occlusion'} for "

@@ -6,9 +6,10 @@ import streamlit as st
 
 from m2ae.contract import FS_HZ
 from m2ae.eval.metrics import reconstruction_errors
-from m2ae_ui import figures, state
+from m2ae_ui import figures, review, state
 from m2ae_ui.guard import page_guard
 from m2ae_ui.reconstruction import masked_spans, timing_caption
+from m2ae_ui.text import plain_html
 
 PATTERNS = {
     "Complementary (ECG and PPG hide different patches)": "complementary",
@@ -24,8 +25,9 @@ def _fmt(v, digits=2):
     return f"{v:.{digits}f}" if v is not None and np.isfinite(v) else "—"
 
 
-def _rows(out, win, i):
-    """Per-modality overlay rows (record units where known) and error figures (normalised units)."""
+def _rows(out, win, i, lead=None):
+    """Per-modality overlay rows (record units where known) and error figures (normalised units); ``lead``
+    names the model's ECG input lead."""
     rows, errors = [], {}
     for m in ("ecg", "ppg"):
         e = out[m]
@@ -42,13 +44,14 @@ def _rows(out, win, i):
             placed = np.isfinite(e["timing_shift_samples"][0])
             title = "not recorded: rebuilt from the other modality" + (
                 ", placed at the typical pulse arrival" if placed else "")
+        name = f"ECG lead {plain_html(lead)} (model input)" if m == "ecg" and lead and present else m.upper()
         rows.append({
-            "title": f"{m.upper()} — {title}",
+            "title": f"{name} — {title}",
             "original": None if orig is None else to_units(orig),
             "visible": ~mask,
             "reconstructed": np.where(mask, to_units(pred), np.nan),
             "spans": masked_spans(mask, offset_s=float(win.starts_s[i])),
-            "units": (win.meta.get("units") or {}).get(m, "a.u.") if present else "normalised",
+            "units": plain_html((win.meta.get("units") or {}).get(m, "a.u.")) if present else "normalised",
         })
         if present and mask.any():
             errors[m] = reconstruction_errors(orig, pred, mask)
@@ -79,6 +82,10 @@ with page_guard("Reconstruction"):
     if model is None:
         st.stop()
     version = state.model_version(model)
+    events = review.events(src, rec)
+    here = review.window_events(win, events, i)
+    review.model_output_warnings(src, rec, win, i, "both" if len(rec.modalities) == 2 else rec.modalities[0])
+    review.event_note(win, events, i)
     state.keep(recon_pattern=next(iter(PATTERNS)), recon_ratio=0.5, recon_seed=0)
     c1, c2, c3 = st.columns([2, 2, 1])
     label = c1.selectbox("Masking pattern", list(PATTERNS), key="recon_pattern")
@@ -94,8 +101,15 @@ with page_guard("Reconstruction"):
 
     t = np.arange(win.ecg.shape[1] if win.ecg is not None else win.ppg.shape[1]) / FS_HZ + float(win.starts_s[i])
     out = state.reconstruction(src.key, version, i, 1.0 if whole else float(ratio), mode, int(seed), model, win)
-    rows, errors = _rows(out, win, i)
-    st.plotly_chart(figures.overlay_figure(t, rows), key="recon_overlay")
+    lead = review.model_lead(rec, win)
+    rows, errors = _rows(out, win, i, lead)
+    shown = review.lead_switch(rec, win, i, "recon_lead") if "ecg" in rec.modalities else None
+    units = plain_html((win.meta.get("units") or {}).get("ecg", "a.u."))
+    # other leads beside the reconstruction, as recorded: the model reads only its input lead
+    rows += [{"title": f"ECG lead {plain_html(name)} — recorded, not given to the model", "original": y,
+              "reference": True, "name": f"ECG {plain_html(name)} (recorded, not model input)", "units": units}
+             for name, y in (shown or []) if name != lead]
+    st.plotly_chart(figures.overlay_figure(t, rows, events=here), key="recon_overlay")
     st.caption("Grey: the recording. Solid: what the model was shown. Dashed orange: the model's reconstruction "
                "of the shaded (hidden) spans — a reconstruction, not a measurement.")
     if errors:
@@ -115,7 +129,7 @@ with page_guard("Reconstruction"):
                 st.info(f"No {source.upper()} in this record.")
                 continue
             fig, err, moved_ms = _cross_modal(src.key, version, i, target, source, model, win)
-            st.plotly_chart(fig, key=f"cross_{target}")
+            st.plotly_chart(figures.mark_events(fig, here, [1]), key=f"cross_{target}")
             st.caption(timing_caption(target, source, model.pulse_arrival_s, moved_ms))
             if err is None:
                 st.caption(f"No recorded {target.upper()} to compare with: the dashed trace is the model's estimate.")

@@ -7,9 +7,12 @@ import streamlit as st
 import m2ae
 from m2ae.contract import QUALITY_THRESHOLD
 from m2ae.io import uploads
-from m2ae_ui import figures, state, warm
+from m2ae_ui import figures, review, state, warm
 from m2ae_ui.guard import page_guard, short_message
-from m2ae_ui.windows import dropped_channels, escape_markdown, quality_table, record_figures, window_view
+from m2ae_ui.predictions import beat_intervals
+from m2ae_ui.text import plain, plain_html, plain_list
+from m2ae_ui.windows import (dropped_channels, escape_markdown, pat_context, quality_table, record_figures,
+                             window_view)
 
 ERROR_KEY = "record_error"
 TICKS_KEY = "_familiarity_ticks"  # runs of _familiarity_pending in this session
@@ -39,17 +42,24 @@ def _open_upload() -> None:
     uploaded = st.session_state.get("upload") or []
     if not isinstance(uploaded, list):
         uploaded = [uploaded]
-    if not uploaded:  # the upload was removed: drop its error and mapping form, keep the record
+    if not uploaded:  # the upload was removed: drop its error, its mapping form and the record it gave
         st.session_state.pop(ERROR_KEY, None)
         st.session_state.pop(PENDING_KEY, None)
+        state.forget_upload()
         return
-    files = {f.name: f.getvalue() for f in uploaded}
+    try:  # two different files with one name would replace each other: refused, record cleared
+        files = uploads.upload_files((f.name, f.getvalue()) for f in uploaded)
+    except m2ae.InputError as e:
+        state.clear_record()
+        st.session_state[ERROR_KEY] = short_message(e)
+        st.session_state.pop(PENDING_KEY, None)
+        return
     try:
         state.set_record(state.upload_source(files))
         st.session_state.pop(ERROR_KEY, None)
         st.session_state.pop(PENDING_KEY, None)
     except m2ae.InputError as e:
-        # Keep the previous record; offer the mapping form for this upload.
+        # set_record cleared the previous record (no page shows it); offer the mapping form for this upload.
         st.session_state[ERROR_KEY] = short_message(e)
         st.session_state[PENDING_KEY] = files
 
@@ -110,7 +120,7 @@ with page_guard("Record: choosing a record"):
                     st.session_state["sample_choice"] = labels[names.index(cur.name)]
             st.selectbox("Sample record", labels, key="sample_choice", on_change=_open_sample,
                          help="Small records made by the project (see sample_data/manifest.json).")
-            if cur is not None and cur.kind == "upload":
+            if cur is None or cur.kind == "upload":  # also after a refused upload cleared the record
                 st.button("Open the selected sample", on_click=_open_sample)
     with tab_upload:
         st.file_uploader(
@@ -119,12 +129,12 @@ with page_guard("Record: choosing a record"):
             help="WFDB (.hea + .dat/.mat), CSV/TSV, NPZ/NPY, EDF/EDF+, VitalDB .vital. "
                  "Uploads stay in this server's memory and are never written to its disk by the app.")
     if st.session_state.get(ERROR_KEY):
-        st.error(st.session_state[ERROR_KEY])
+        st.error(plain(st.session_state[ERROR_KEY], limit=None))
     pending = st.session_state.get(PENDING_KEY)
     if pending:
         channels = uploads.list_channels(pending)
         with st.form("mapping"):
-            st.markdown(f"**Tell the reader how to read {', '.join(sorted(pending))}**")
+            st.markdown(f"**Tell the reader how to read {plain_list(sorted(pending))}**")
             c1, c2, c3 = st.columns(3)
             options = [DETECT, LEAVE_OUT, *channels]
             c1.selectbox("ECG column / channel", options, key="map_ecg")
@@ -142,17 +152,18 @@ with page_guard("Record"):
     i = state.window_index(win)
     view = window_view(win, i)
     summary = record_figures(win)
-    lead = rec.meta.get("lead") or win.meta.get("lead")
+    lead = review.model_lead(rec, win)
+    events = review.events(src, rec)
 
-    st.subheader(src.name)
-    st.caption(" · ".join(x for x in (src.description, str(rec.meta.get("source", ""))) if x))
+    st.subheader(plain(src.name))
+    st.caption(" · ".join(plain(x) for x in (src.description, str(rec.meta.get("source", ""))) if x))
     if rec.meta.get("start_time"):
-        st.caption(f"Recording started {rec.meta['start_time']}; times below are seconds from that start.")
+        st.caption(f"Recording started {plain(rec.meta['start_time'])}; times below are seconds from that start.")
     known = rec.meta.get("labels") or src.info.get("labels") or {}
     shown = {k: v for k, v in known.items() if k in ("rhythm_name", "hypertension", "age", "sex")}
     if shown:
         st.caption("Known labels (from the record's source, not the model): "
-                   + ", ".join(f"{k.replace('_name', '')} {v}" for k, v in shown.items()))
+                   + ", ".join(f"{plain(k.replace('_name', ''))} {plain(v)}" for k, v in shown.items()))
     for note in dropped_channels(win):
         st.warning(escape_markdown(note), icon=":material/report:")
     c = st.columns(6)
@@ -163,7 +174,9 @@ with page_guard("Record"):
                 delta_color="inverse")
     c[3].metric("Heart rate (ECG)", _fmt(summary["hr_ecg_bpm"], "bpm"), help="Median over windows, from R-peaks")
     c[4].metric("Heart rate (PPG)", _fmt(summary["hr_ppg_bpm"], "bpm"), help="Median over windows, from pulse peaks")
-    c[5].metric("Pulse arrival time", _fmt(summary["pat_ms"], "ms"), help="Median R-peak → pulse-peak delay")
+    c[5].metric("Pulse arrival time", _fmt(summary["pat_ms"], "ms"),
+                help=" ".join(x for x in ("Median R-peak → pulse-peak delay.",
+                                          pat_context(summary["pat_ms"], summary["hr_ecg_bpm"])) if x))
 
     use = "both" if len(rec.modalities) == 2 else rec.modalities[0]
     # The familiarity check needs the model and the index. Under `m2ae app` they load in the
@@ -174,24 +187,30 @@ with page_guard("Record"):
     else:
         fam = state.record_familiarity(src, rec, win, use)
     if fam is not None and fam.get("calibrated"):
-        text = (f"Familiarity ({state.USE_NAMES[use]}): windows are on median {fam['median_top1']:.2f} similar to "
-                f"their nearest indexed window (1 % of unseen simulated subjects are below "
-                f"{fam['record_threshold']:.2f}); {fam['share_unfamiliar']:.0%} of windows are flagged unfamiliar.")
+        from m2ae.index.familiarity import summary_text  # the index package (faiss) only once it is used
+
+        text = f"Familiarity ({state.USE_NAMES[use]}): {summary_text(fam)}."
         if fam["record_unfamiliar"]:
             st.warning(f"**Unfamiliar record.** {text} The demo model was trained on simulated data; treat its "
                        "outputs for this record as unreliable.", icon=":material/report:")
         else:
             st.caption(text)
     st.markdown(f"**Window {i + 1} of {len(win)}** — {view.t_s[0]:.0f}–{view.t_s[-1] + 1 / win.fs:.0f} s")
+    review.event_note(win, events, i)
     w = st.columns(4)
     w[0].metric("Heart rate", _fmt(view.hr_bpm, "bpm"))
-    w[1].metric("PAT", _fmt(view.pat_ms, "ms"))
+    pat_note = pat_context(view.pat_ms, view.hr_bpm)
+    w[1].metric("PAT", _fmt(view.pat_ms, "ms"), help=pat_note)
     w[2].metric("ECG quality", _fmt(view.ecg_quality, "", 2))
     w[3].metric("PPG quality", _fmt(view.ppg_quality, "", 2))
     beatless = [m.upper() for m in ("ecg", "ppg") if getattr(view, f"{m}_no_beats")]
     if beatless:
         st.info(f"No beats detected in this window's {' or '.join(beatless)}: its heart rate is left blank "
                 "(absent, not 0 bpm)." + (" In an ECG that is what asystole looks like." if view.ecg_no_beats else ""))
+    if pat_note:
+        st.caption(pat_note)
+    measured, beats_from = beat_intervals(view)
+    st.caption(f"Beat intervals ({beats_from}): {measured.sentence()}.")
     if view.low_quality:
         st.warning(f"This window's signal quality is below {QUALITY_THRESHOLD:g}: peaks, heart rate and model "
                    "outputs for it are less reliable.", icon=":material/signal_cellular_connected_no_internet_0_bar:")
@@ -208,14 +227,19 @@ with page_guard("Record"):
             reconstructed[missing[0]] = out[missing[0]]["prediction"][0]
             st.info(f"This record has no {missing[0].upper()}: the dashed trace is the model's reconstruction "
                     f"from the {('ECG' if missing[0] == 'ppg' else 'PPG')} (normalised units), not a measurement.")
-    st.plotly_chart(figures.waveform_figure(view, reconstructed, lead=lead),
+    ecg_rows = review.lead_switch(rec, win, i, "record_lead", view.ecg) if view.ecg is not None else None
+    if ecg_rows:  # lead names come from the file: plotly titles and legends take HTML
+        ecg_rows = [(plain_html(name), y) for name, y in ecg_rows]
+    st.plotly_chart(figures.waveform_figure(view, reconstructed, lead=plain_html(lead),
+                                            ecg_rows=ecg_rows,
+                                            events=review.window_events(win, events, i)),
                     key="record_waveforms")
     if view.units.get("ecg") != "mV" and view.ecg is not None:
         st.caption("ECG amplitude units are not known for this record, so the mm/mV paper grid is not drawn.")
 
     st.markdown("**Signal quality per window**")
     table = quality_table(win)
-    st.plotly_chart(figures.quality_figure(table, i, QUALITY_THRESHOLD),
+    st.plotly_chart(figures.quality_figure(table, i, QUALITY_THRESHOLD, marked=review.marked_windows(win, events)),
                     key="record_quality")
     # A toggle rather than a collapsed expander: Streamlit draws an expander's content even when
     # closed, and the table widget's code (~1.3 MB of JS) would load with the first page.

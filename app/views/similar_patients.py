@@ -6,10 +6,11 @@ import streamlit as st
 
 from m2ae.index.neighbours import (cohort_table, index_fingerprints, is_numeric_label, knn_estimate, knn_vote,
                                    label_head_pairs, neighbour_filters, vote_columns)
-from m2ae_ui import figures, state
+from m2ae_ui import figures, review, state
 from m2ae_ui.guard import page_guard
-from m2ae_ui.predictions import head_summary
+from m2ae_ui.predictions import head_summary, headline
 from m2ae_ui.tables import to_csv_bytes
+from m2ae_ui.text import plain
 
 USE = {"ECG + PPG": "both", "ECG only": "ecg", "PPG only": "ppg"}
 REQUIRE = {"any": None, "ECG recorded": "ecg", "PPG recorded": "ppg", "both recorded": "both"}
@@ -23,17 +24,19 @@ def _label_summary(col, idx, hits, preds, pairs, i) -> None:
         est = knn_estimate(hits[col].tolist(), hits["score"].tolist())
         if not est["n"]:
             return
-        st.markdown(f"*{name}* — neighbours' similarity-weighted mean: **{est['mean']:.1f}** "
+        st.markdown(f"*{plain(name)}* — neighbours' similarity-weighted mean: **{est['mean']:.1f}** "
                     f"(sd {est['sd']:.1f}, n = {est['n']})")
     else:
         vote = knn_vote(hits[col].tolist(), hits["score"].tolist())
         if vote.empty:
             return
-        st.markdown(f"*{name}* — kNN vote: **{vote.iloc[0]['label']}** "
+        st.markdown(f"*{plain(name)}* — kNN vote: **{plain(vote.iloc[0]['label'])}** "
                     f"({vote.iloc[0]['weighted_share']:.0%} of similarity-weighted neighbours)")
     if col in pairs:
         h = head_summary(preds[pairs[col]], i)
-        if h["kind"] == "class":
+        if h["uncertain"]:
+            st.caption(f"Head prediction: {headline(h)} ({h['why']})")
+        elif h["kind"] == "class":
             st.caption(f"Head prediction: {h['label']} (calibrated p = {h['probability']:.2f})")
         else:
             st.caption(f"Head prediction: {h['value']:.1f} {h['unit']} "
@@ -64,7 +67,9 @@ with page_guard("Similar patients"):
     min_q = c[3].slider("Min. neighbour quality", 0.0, 1.0, step=0.05, key="sim_quality")
     require = c[4].selectbox("Neighbour modalities", list(REQUIRE), key="sim_require")
 
-    state.warn_if_unfamiliar(src, rec, win, i, USE[use_label])
+    review.model_output_warnings(src, rec, win, i, USE[use_label])
+    events = review.events(src, rec)
+    review.event_note(win, events, i)
     filters = neighbour_filters(idx.metadata.columns, min_q, REQUIRE[require])
     hits = state.neighbours(model, idx, src, rec, win, i, USE[use_label], k=int(k), exclude_own=exclude,
                             filters=filters or None)
@@ -75,9 +80,12 @@ with page_guard("Similar patients"):
         st.stop()
 
     labels = idx.label_columns()
-    show = ["rank", "score", *[c for c in ("record", "subject_id", "start_s", "source") if c in hits], *labels]
+    # labels these neighbours carry first (real ICU windows have alarm labels, no simulated ones)
+    known = sorted((c for c in labels if c in hits), key=lambda c: bool(hits[c].isna().all()))
+    show = ["rank", "score", *[c for c in ("record", "subject_id", "start_s", "source") if c in hits], *known]
     table = hits[[c for c in show if c in hits]].rename(columns={"score": "similarity"})
-    st.caption(f"Window {i + 1} of {src.name}, fingerprinted from {use_label}; similarity = cosine of fingerprints.")
+    st.caption(f"Window {i + 1} of {plain(src.name)}, fingerprinted from {use_label}; "
+               "similarity = cosine of fingerprints.")
     st.dataframe(table, hide_index=True, height=min(420, 40 + 35 * len(table)),
                  column_config={"similarity": st.column_config.ProgressColumn("similarity", min_value=0.0,
                                                                               max_value=1.0, format="%.3f")})
@@ -89,8 +97,10 @@ with page_guard("Similar patients"):
         chosen = st.multiselect("Neighbours to show beside the query", options, key="sim_show")
         picked = hits[[f"#{int(r)}" in chosen for r in hits["rank"]]]
         wf = idx.waveforms(picked["id"].to_numpy()) if len(picked) else None
+        t0 = float(win.starts_s[i])
         items = [{"title": "query (this window)", "query": True, "fs": win.fs,
-                  "ecg": None if win.ecg is None else win.ecg[i], "ppg": None if win.ppg is None else win.ppg[i]}]
+                  "ecg": None if win.ecg is None else win.ecg[i], "ppg": None if win.ppg is None else win.ppg[i],
+                  "events": [{**e, "time_s": e["time_s"] - t0} for e in review.window_events(win, events, i)]}]
         for j in range(len(picked)):
             row = picked.iloc[j]
             items.append({"title": f"#{int(row['rank'])} · sim {row['score']:.2f} · {row.get('record', '')}",
