@@ -8,10 +8,13 @@
 ...     rec.meta["subject_id"], rec.meta["labels"]
 
 Modules: ``load`` (format sniffing and dispatch) calls one reader module per format (``wfdb``,
-``delimited`` for CSV/TSV, ``npz`` for NPZ/NPY, ``edf``, ``vital``), which share ``sources`` (path or
-in-memory upload, size limit), ``channels`` (which column is ECG/PPG) and ``assemble`` (checks and
-``Record``); ``corpus`` walks corpus layouts (one module per layout; ``cinc2015_split`` is the fixed
-record-level split of the CinC 2015 ICU alarm corpus), ``writers`` writes records, ``uploads`` serves the app.
+``delimited`` for CSV/TSV with ``timecol`` for its time column, ``npz`` for NPZ/NPY, ``edf``,
+``vital``), which share ``sources`` (path or in-memory upload, size limit), ``limits`` (sizes checked
+from headers before any array is allocated), ``channels`` (which column is ECG/PPG, every ECG lead,
+units in names) and ``assemble`` (units to mV, ``Record.ecg_leads``, checks and ``Record``);
+``annotations`` turns WFDB annotation files into ``meta["events"]``; ``corpus`` walks corpus layouts
+(one module per layout; ``cinc2015_split`` is the fixed record-level split of the CinC 2015 ICU
+alarm corpus), ``writers`` writes records, ``uploads`` serves the app.
 
 Heavy format libraries (wfdb, pyEDFlib, h5py, vitaldb, pandas) are imported inside the functions
 that need them, so ``import m2ae.io`` works on a training box that lacks some of them.

@@ -17,8 +17,10 @@ from ..record import Record
 from .channels import lead_from_name
 from .sources import Source
 
-# Scale factors to mV for the ECG units monitors and files use (keys lower case).
-_TO_MV = {"uv": 1e-3, "µv": 1e-3, "μv": 1e-3, "microvolt": 1e-3, "v": 1e3, "volt": 1e3, "nv": 1e-6}
+# Scale factors to mV for the ECG units monitors and files use (keys lower case, no spaces or dots).
+_TO_MV = {"uv": 1e-3, "µv": 1e-3, "μv": 1e-3, "microvolt": 1e-3, "microvolts": 1e-3, "v": 1e3, "volt": 1e3,
+          "volts": 1e3, "nv": 1e-6, "nanovolt": 1e-6, "nanovolts": 1e-6, "mv": 1.0, "millivolt": 1.0,
+          "millivolts": 1.0}
 
 
 def new_meta(source: Source, fmt: str, record_id: str | None = None, units: bool = False) -> dict[str, Any]:
@@ -41,14 +43,46 @@ def merge_extra_meta(meta: dict[str, Any], extra_meta: dict[str, Any] | None) ->
         meta["labels"] = labels
 
 
-def units_to_mv(x: np.ndarray, unit: str | None, notes: list[str]) -> tuple[np.ndarray, str | None]:
-    """ECG in µV or V is scaled to mV (the unit the clinical grid uses); other units are kept."""
-    u = (unit or "").strip()
-    scale = _TO_MV.get(u.lower())
+def units_to_mv(x: np.ndarray, unit: str | None, notes: list[str] | None,
+                what: str = "ECG") -> tuple[np.ndarray, str | None]:
+    """ECG in µV, nV or V is scaled to mV (the unit the clinical grid uses; 'uV', 'microvolts', 'mV'
+    spelt any way); other units are kept as they are. A conversion is noted in ``notes`` (unless None)."""
+    u = (unit or "").strip()[:40]
+    scale = _TO_MV.get(u.lower().replace(" ", "").replace(".", ""))
     if scale is None:
         return x, (u or None)
-    notes.append(f"ECG converted from {u} to mV")
+    if scale == 1.0:
+        return x, "mV"
+    if notes is not None:
+        notes.append(f"{what} converted from {u} to mV")
     return x * scale, "mV"
+
+
+def lead_key(channel_name: str | None, fallback: str = "ECG") -> str:
+    """The key of a lead in ``Record.ecg_leads``: its lead name ('II', 'V5', 'aVL'), else the channel name."""
+    return lead_from_name(channel_name) or (str(channel_name or "").strip()[:40] or fallback)
+
+
+def collect_leads(meta: dict[str, Any], ecg: np.ndarray | None,
+                  others: list[tuple[str, np.ndarray, str | None]]) -> dict[str, np.ndarray] | None:
+    """``Record.ecg_leads``: the model's input lead ``ecg`` (already in mV, named by ``meta['lead']`` or
+    ``meta['ecg_column']``) and each other lead ``(channel name, samples, unit)`` scaled to mV; None when
+    there is only one lead. Keys are lead names, made unique with a suffix (' #2')."""
+    if ecg is None or not others:
+        return None
+    leads = {lead_key(meta.get("lead") or meta.get("ecg_column")): ecg}
+    converted = []
+    for name, x, unit in others:
+        y, u = units_to_mv(np.asarray(x, dtype=np.float64), unit, None)
+        if u != unit and unit:
+            converted.append(f"{lead_key(name)} ({unit})")
+        key, k = lead_key(name), 2
+        while key in leads:
+            key, k = f"{lead_key(name)} #{k}", k + 1
+        leads[key] = y
+    if converted:
+        meta["notes"].append(f"other ECG leads converted to mV: {', '.join(converted[:12])}")
+    return leads
 
 
 def add_channel(meta: dict[str, Any], mod: str, x: np.ndarray, unit: str | None,
@@ -87,8 +121,12 @@ def _as_channel(x: Any, what: str, source: str) -> np.ndarray:
     return a
 
 
-def make_record(source: str, fs: Any, ecg: Any = None, ppg: Any = None, meta: dict | None = None) -> Record:
+def make_record(source: str, fs: Any, ecg: Any = None, ppg: Any = None, meta: dict | None = None,
+                ecg_leads: dict[str, np.ndarray] | None = None) -> Record:
     """Validate channels and rate (Hz) the same way for every format and build the ``Record``.
+
+    ecg_leads : every ECG lead (``collect_leads``), the input lead among them; leads whose length
+    differs from the ECG's or that hold infinite values are left out with a note.
 
     NaN samples stay (preprocessing interpolates short gaps and splits at long ones) and are counted
     in ``meta['notes']``; inf values, all-NaN channels, empty channels, mismatched lengths and rates
@@ -123,4 +161,16 @@ def make_record(source: str, fs: Any, ecg: Any = None, ppg: Any = None, meta: di
         raise InputError(f"{source}: neither ECG nor PPG present")
     if len(chans) == 2 and len(chans["ecg"]) != len(chans["ppg"]):
         raise InputError(f"{source}: ECG and PPG lengths differ ({len(chans['ecg'])} vs {len(chans['ppg'])} samples)")
-    return Record(ecg=chans.get("ecg"), ppg=chans.get("ppg"), fs=fs, meta=meta)
+    leads = None
+    if ecg_leads and "ecg" in chans:
+        leads, bad = {}, []
+        for key, x in ecg_leads.items():
+            a = chans["ecg"] if x is ecg else np.asarray(x, dtype=np.float64).reshape(-1)
+            if len(a) == len(chans["ecg"]) and not np.isinf(a).any():
+                leads[key] = a
+            else:
+                bad.append(key)
+        if bad:
+            meta["notes"].append(f"ECG lead(s) {', '.join(bad[:12])} left out (other length or infinite values)")
+        leads = leads if len(leads) > 1 else None
+    return Record(ecg=chans.get("ecg"), ppg=chans.get("ppg"), fs=fs, meta=meta, ecg_leads=leads)

@@ -11,7 +11,7 @@ PPG PLETH/PPG/BVP). The chosen columns are written into ``Record.meta`` by ``Cha
 from __future__ import annotations
 
 import re
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import Any
 
 import numpy as np
@@ -22,7 +22,7 @@ from ..errors import InputError
 # signal contract prefers, and the one most monitors (and MIMIC/BIDMC/VitalDB) record.
 _LEAD_II = ("ii", "mlii")
 _OTHER_LEADS = ("i", "iii", "avr", "avl", "avf", "v", "v1", "v2", "v3", "v4", "v5", "v6", "mli",
-                "mliii", "mlv", "mv1", "mv2", "mv5", "cm5", "ds1", "d1", "d2", "d3")
+                "mliii", "mlv", "mv1", "mv2", "mv5", "cm5", "ds1", "d1", "d2", "d3", "mcl", "mcl1", "mcl6")
 _ECG_PREFIXES = ("ecg", "ekg", "lead")
 # What may follow an ECG prefix without naming a lead ("ECG raw", "ECG (mV)").
 _NO_LEAD_SUFFIXES = ("signal", "raw", "wave", "filtered", "mv", "uv")
@@ -34,15 +34,36 @@ _NOT_A_WAVE = ("hr", "rate", "pulse", "spo2", "pr", "bpm", "resp", "rr")
 # Override values that leave a modality out.
 _NONE_WORDS = ("none", "-", "no", "off", "")
 
-_BRACKETS = re.compile(r"[\[(][^\])]*[\])]")
+_BRACKETS = re.compile(r"[\[(][^\[\]()]*[\])]")
 _PUNCT = re.compile(r"[\s_\-.,:;/\\'\"`|#]+")
+# Voltage units a name may end with after a space or underscore ("II µV", "ECG_uV"). A bare "V" is
+# not among them: it is also a lead name ("ECG V"); "II [V]" in brackets is read as volts.
+_UNIT_WORDS = ("mv", "uv", "µv", "μv", "nv", "millivolt", "millivolts", "microvolt", "microvolts")
+_TRAILING_UNIT = re.compile(r"[\s_]+(" + "|".join(_UNIT_WORDS) + r")$")
+_UNIT_IN_BRACKETS = re.compile(r"[\[(]([^\[\]()]{1,24})[\])]")
+# Names are matched on their first characters only: a name is not bounded in length, and regular
+# expressions over a megabyte-long "name" must stay cheap.
+_NAME_CHARS = 200
 
 
 def normalize_name(name: Any) -> str:
-    """``' Lead II [mV]'`` -> ``'leadii'``: case, spaces, punctuation and a unit suffix dropped."""
-    s = str(name).strip().lower()
+    """``' Lead II [mV]'`` -> ``'leadii'``: case, spaces, punctuation and a unit (in brackets or a
+    trailing µV/uV/mV word, as in ``'II µV'``) dropped."""
+    s = str(name)[:_NAME_CHARS].strip().lower()
     s = _BRACKETS.sub("", s)
+    s = _TRAILING_UNIT.sub("", s.strip())
     return _PUNCT.sub("", s)
+
+
+def unit_from_name(name: Any) -> str | None:
+    """The unit a channel name carries: in brackets (``'II [mV]'``, ``'ECG (uV)'``, ``'PLETH [NU]'``) or
+    as a trailing voltage word (``'II µV'``, ``'ECG_uV'``); None when the name has none."""
+    s = str(name)[:_NAME_CHARS].strip()
+    if m := _UNIT_IN_BRACKETS.search(s):
+        return m.group(1).strip() or None
+    if m := _TRAILING_UNIT.search(s.lower()):
+        return s[len(s) - len(m.group(1)):]
+    return None
 
 
 def ecg_rank(name: Any) -> int | None:
@@ -119,9 +140,12 @@ def _find_override(names: list[str], want: str | int, source: str, flag: str) ->
         idx = int(want)
     else:
         w = str(want).strip()
-        for i, n in enumerate(names):
-            if str(n).strip() == w:
-                return i
+        exact = [i for i, n in enumerate(names) if str(n).strip() == w]
+        if len(exact) > 1:
+            raise InputError(f"{source}: {flag} {w!r} is ambiguous: columns {', '.join(map(str, exact[:10]))} "
+                             f"(0-based) are all named so; pass the column's index instead")
+        if exact:
+            return exact[0]
         wn = normalize_name(w)
         hits = [i for i, n in enumerate(names) if wn and normalize_name(n) == wn]
         if len(hits) >= 1:
@@ -145,14 +169,28 @@ class ChannelChoice:
     ppg_name: str | None = None
     ecg_how: str | None = None  # "name" or "override"
     ppg_how: str | None = None
+    notes: list[str] = field(default_factory=list)  # e.g. which of two same-named columns was used
 
     def to_meta(self, meta: dict[str, Any]) -> dict[str, Any]:
-        """Record the chosen columns in ``meta`` (``ecg_column``, ``ecg_matched_by``, same for PPG)."""
+        """Record the chosen columns in ``meta`` (``ecg_column``, ``ecg_matched_by``, same for PPG) and
+        the choice's notes in ``meta['notes']``."""
         if self.ecg is not None:
             meta["ecg_column"], meta["ecg_matched_by"] = self.ecg_name, self.ecg_how
         if self.ppg is not None:
             meta["ppg_column"], meta["ppg_matched_by"] = self.ppg_name, self.ppg_how
+        for note in self.notes:
+            if note not in meta.setdefault("notes", []):
+                meta["notes"].append(note)
         return meta
+
+
+def ecg_lead_columns(names: list[str], choice: ChannelChoice, exclude: tuple[int, ...] = ()) -> list[int]:
+    """Every column holding an ECG lead: the chosen ECG column first, then the other ECG-named
+    columns (never the PPG or an excluded one, e.g. a time column); [] without an ECG."""
+    if choice.ecg is None:
+        return []
+    skip = {choice.ecg, choice.ppg, *exclude}
+    return [choice.ecg] + [i for i, n in enumerate(names) if i not in skip and ecg_rank(n) is not None]
 
 
 def choose_channels(names: list[str], source: str, ecg: str | int | None = None,
@@ -186,6 +224,14 @@ def choose_channels(names: list[str], source: str, ecg: str | int | None = None,
         setattr(choice, mod, idx)
         setattr(choice, f"{mod}_name", names[idx].strip())
         setattr(choice, f"{mod}_how", "name")
+    for mod in ("ecg", "ppg"):
+        idx = getattr(choice, mod)
+        if idx is None or getattr(choice, f"{mod}_how") != "name":
+            continue
+        same = [i for i, n in enumerate(names) if n.strip() == names[idx].strip()]
+        if len(same) > 1:
+            choice.notes.append(f"{len(same)} columns are named {names[idx].strip()[:40]!r} (0-based "
+                                f"{', '.join(map(str, same[:10]))}); {mod.upper()} used column {idx}, the first")
     if choice.ecg is not None and choice.ecg == choice.ppg:
         raise InputError(f"{source}: the same column {names[choice.ecg].strip()!r} was chosen for ECG and PPG")
     if choice.ecg is None and choice.ppg is None:

@@ -1,9 +1,12 @@
 """CSV / TSV / TXT tables: delimiter, decimal comma, header and unit rows, and the time column.
 
 The head of the file (comments, ``sep=`` line, header rows, delimiter) is scanned in Python by
-``_scan``, which ``read`` and ``channel_names`` share; pandas' C parser reads the body. The rate
-comes from ``fs=``, else a time column (seconds, milliseconds, clock or Unix time; gaps become NaN
-runs on the sampling grid), else an ``fs = 125`` comment line.
+``_scan``, which ``read`` and ``channel_names`` share; pandas' C parser reads the body, only the
+columns used (time, ECG leads, PPG). The rate comes from ``fs=``, else a time column (``timecol``:
+seconds, milliseconds, clock or Unix time; gaps become NaN runs on the sampling grid), else an
+``fs = 125`` comment line; without any of them the reader asks for ``--fs``. Sizes (line length,
+columns, rows, the gap grid) are checked against ``m2ae.io.limits`` before the body is parsed, and
+every pattern run on file text is linear in its length (no backtracking on hostile input).
 """
 from __future__ import annotations
 
@@ -16,20 +19,23 @@ import numpy as np
 
 from ..errors import InputError
 from ..record import Record
-from .assemble import add_channel, make_record, new_meta
-from .channels import choose_channels, normalize_name
+from . import limits
+from .assemble import add_channel, collect_leads, make_record, new_meta
+from .channels import choose_channels, ecg_lead_columns, normalize_name, unit_from_name
 from .sources import Source
+from .timecol import TIME_NAMES, fs_from_time, time_seconds
 
-_TIME_NAMES = {"time", "times", "t", "timestamp", "timestamps", "elapsedtime", "seconds", "sec", "secs",
-               "ms", "millis", "milliseconds", "timems", "timesec", "timeins", "timeinseconds",
-               "datetime", "date", "clocktime", "timestampms", "tms", "ts", "zeit", "tiempo", "temps", "tempo"}
-_EPOCH_2000_S, _EPOCH_2100_S = 946_684_800.0, 4_102_444_800.0
+# Searched in the first _COMMENT_CHARS of a comment line only ('sampl\w*' would rescan long lines).
 _FS_COMMENT = re.compile(r"(?:\bfs\b|sampl\w*\s*(?:rate|frequency)|sfreq)\s*[:=]?\s*([0-9]+(?:\.[0-9]*)?)", re.I)
-_NUMBER = re.compile(r"^[+-]?(\d+\.?\d*|\.\d+)([eE][+-]?\d+)?$")
-_UNIT_IN_NAME = re.compile(r"[\[(]([^\])]+)[\])]")
+_COMMENT_CHARS = 200
+# Possessive quantifiers (Python >= 3.11): a failed match never backtracks, so a check is linear in
+# the token's length (the old pattern took 42 s on a 50 KB line of digits). Tokens are also capped.
+_NUMBER = re.compile(r"[+-]?+(?:\d++(?:\.\d*+)?+|\.\d++)(?:[eE][+-]?+\d++)?+")
+_NUMBER_CHARS = 64
 _NA_TOKENS = {"", "nan", "na", "n/a", "null", "none", "-", "--", "?"}
 _HEAD_LINES = 80  # non-blank lines scanned for the header, delimiter and decimal mark
 _NAMES_BYTES = 1 << 16  # how much of a file ``channel_names`` decodes
+_HEAD_BYTES = 4 << 20  # how much of a file ``read`` decodes in Python; pandas decodes the rest
 
 
 def _decode_text(raw: bytes, name: str) -> str:
@@ -46,11 +52,14 @@ def _decode_text(raw: bytes, name: str) -> str:
         return text
 
 
-def _is_number(tok: str, decimal: str) -> bool:
+def is_number(tok: str, decimal: str = ".") -> bool:
+    """Whether a table cell reads as a number (or a missing-value word such as 'NaN'); linear time."""
     t = tok.strip().strip("'\"")
+    if len(t) > _NUMBER_CHARS:
+        return False
     if decimal == ",":
         t = t.replace(",", ".")
-    return t.lower() in _NA_TOKENS or bool(_NUMBER.match(t)) or t.lower() in ("inf", "-inf", "+inf")
+    return t.lower() in _NA_TOKENS or bool(_NUMBER.fullmatch(t)) or t.lower() in ("inf", "-inf", "+inf")
 
 
 def _split(line: str, sep: str | None) -> list[str]:
@@ -99,6 +108,7 @@ def _scan(text: str, name: str) -> _Head:
     while len(body) < _HEAD_LINES and pos < len(text):
         end = text.find("\n", pos)
         end = len(text) if end < 0 else end
+        limits.check_line(name, end - pos, len(comments) + len(body) + 1)
         ln = text[pos:end].rstrip("\r")
         if ln.lstrip().startswith(("#", "%")):
             comments.append(ln.lstrip()[1:])
@@ -119,12 +129,13 @@ def _scan(text: str, name: str) -> _Head:
 
     def header_like(line: str) -> bool:
         toks = [t for t in _split(line, sep) if t.strip()]
-        return bool(toks) and sum(not _is_number(t, decimal) for t in toks) > len(toks) / 2
+        return bool(toks) and sum(not is_number(t, decimal) for t in toks) > len(toks) / 2
 
     n_head = 0
     while n_head < min(2, len(body)) and header_like(body[n_head]):
         n_head += 1
     first = _split(body[0], sep)
+    limits.check_columns(name, len(first))
     if n_head:
         names = [t.strip().strip("'\"").strip() for t in first]
     else:
@@ -139,95 +150,64 @@ def channel_names(source: Source) -> list[str]:
     # Cut at the last full line, so a multi-byte character split at the limit cannot spoil decoding.
     if len(raw) == _NAMES_BYTES and b"\n" in raw:
         raw = raw[:raw.rfind(b"\n") + 1]
-    return _scan(_decode_text(raw, source.name), source.name).names
+    return _scan(_lines_text(_decode_text(raw, source.name)), source.name).names
 
 
-def _parse_clock(values: list[str]) -> np.ndarray | None:
-    """'h:mm:ss.fff' / 'm:ss.fff' elapsed times (PhysioNet CSV exports) -> seconds, else None."""
-    out = np.empty(len(values))
-    for i, v in enumerate(values):
-        parts = v.strip().strip("'\"[]").split(":")
-        try:
-            secs = 0.0
-            for p in parts:
-                secs = secs * 60 + float(p)
-        except ValueError:
-            return None
-        out[i] = secs
-    return out
+def _lines_text(text: str) -> str:
+    """Old Mac files end lines with '\\r' alone: make those '\\n' (same length, so offsets still hold)."""
+    return text.replace("\r", "\n") if "\n" not in text and "\r" in text else text
 
 
-def _time_seconds(col: Any, name: str, unit_hint: str, source: str, meta: dict[str, Any]) -> np.ndarray:
-    """A time column (pandas Series) -> seconds from the first sample; clock times set ``meta['start_time']``."""
-    import pandas as pd
-
-    if pd.api.types.is_numeric_dtype(col):
-        t = col.to_numpy(dtype=np.float64)
-        low = (name + " " + unit_hint).lower()
-        if re.search(r"(\[|\(|_|\b)ms\b|milli", low) or normalize_name(name) in ("ms", "timems", "millis",
-                                                                                "milliseconds", "timestampms"):
-            t = t / 1000.0
-        elif not re.search(r"(\[|\(|_|\b)(s|sec|secs|seconds)\b", low):
-            d = np.diff(t[np.isfinite(t)])
-            if d.size and np.median(d) >= 1.0:
-                # Without a unit, steps >= 1 cannot be seconds at >= 20 Hz: read them as milliseconds.
-                t = t / 1000.0
-                meta["notes"].append(f"time column {name.strip()!r} read as milliseconds")
-        if not np.isfinite(t).any():
-            return t
-        t0 = t[np.isfinite(t)][0]
-        if _EPOCH_2000_S <= t0 <= _EPOCH_2100_S:  # Unix time stamps: keep the clock time
-            import datetime as dt
-
-            meta["start_time"] = dt.datetime.fromtimestamp(t0, dt.timezone.utc).isoformat()
-        return t - t0
-    values = col.astype(str).tolist()
-    clock = _parse_clock(values)
-    if clock is not None:
-        return clock - clock[0]
-    ts = pd.to_datetime(col, errors="coerce")
-    if ts.isna().mean() > 0.01:
-        bad = int(np.argmax(ts.isna().to_numpy()))
-        raise InputError(f"{source}: time column {name.strip()!r} has an unreadable value {values[bad]!r} "
-                         f"at data row {bad + 1}")
-    meta["start_time"] = ts.iloc[0].isoformat()
-    return (ts - ts.iloc[0]).dt.total_seconds().to_numpy()
+def _head_of(raw: bytes, name: str) -> tuple[str, str, int]:
+    """(decoded head text, encoding for pandas, bytes before the text) of a table's first _HEAD_BYTES."""
+    part = raw[:_HEAD_BYTES]
+    if len(raw) > _HEAD_BYTES:
+        cut = max(part.rfind(b"\n"), part.rfind(b"\r"))
+        if cut < 0:  # not one line end in the first 4 MiB
+            limits.check_line(name, len(raw))
+        part = part[:cut + 1]
+        # The line after the head: a giant one would otherwise leave the head looking like a header alone.
+        ends = [e for e in (raw.find(b"\n", cut + 1, cut + 2 + limits.MAX_LINE_CHARS),
+                            raw.find(b"\r", cut + 1, cut + 2 + limits.MAX_LINE_CHARS)) if e >= 0]
+        if not ends and len(raw) - cut - 1 > limits.MAX_LINE_CHARS:
+            limits.check_line(name, len(raw) - cut - 1, part.count(b"\n") + 1)
+    text = _decode_text(part, name)
+    bom = 3 if raw.startswith(b"\xef\xbb\xbf") else 0
+    try:
+        part[bom:].decode("utf-8")
+        encoding = "utf-8"
+    except UnicodeDecodeError:
+        encoding = "latin-1"
+    return _lines_text(text), encoding, bom
 
 
-def _fs_from_time(t: np.ndarray, name: str, source: str, meta: dict[str, Any]) -> tuple[float, np.ndarray | None]:
-    """Sampling rate (Hz) from a time column (s); returns (fs, grid positions when the column has gaps)."""
-    ok = np.isfinite(t)
-    if ok.sum() < 2:
-        raise InputError(f"{source}: time column {name.strip()!r} has fewer than two readable values")
-    tt = t[ok]
-    d = np.diff(tt)
-    if (d < 0).any():
-        i = int(np.argmax(d < 0))
-        raise InputError(f"{source}: time column {name.strip()!r} is not increasing "
-                         f"(data row {i + 2}: {tt[i]:g} -> {tt[i + 1]:g} s)")
-    if tt[-1] <= tt[0]:
-        raise InputError(f"{source}: time column {name.strip()!r} does not advance ({tt[0]:g} s throughout)")
-    # Exported time stamps are often rounded (BIDMC: 100.02, 100.02, 100.03): judge the column by
-    # its average rate and allow each stamp one sample interval of rounding.
-    fs_avg = (len(tt) - 1) / (tt[-1] - tt[0])
-    resid = tt - (tt[0] + np.arange(len(tt)) / fs_avg)
-    if np.abs(resid).max() <= 1.0 / fs_avg:
-        fs = fs_avg
-        if abs(fs - round(fs)) <= 1e-3 * fs:
-            fs = float(round(fs))
-        return fs, None
-    dt = float(np.median(d[d > 0]))
-    fs_med = 1.0 / dt
-    # Gaps: place samples on the sampling grid so missing stretches become NaN runs.
-    fs = fs_med if abs(fs_med - round(fs_med)) > 1e-3 * fs_med else float(round(fs_med))
-    pos = np.round((t[ok] - tt[0]) * fs).astype(np.int64)
-    if len(np.unique(pos)) != len(pos):
-        return fs, None
-    n_gaps = int((d > 1.5 * dt).sum())
-    meta["notes"].append(f"time column has {n_gaps} gaps; missing samples set to NaN on a {fs:g} Hz grid")
-    full = np.full(t.shape, -1, dtype=np.int64)
-    full[ok] = pos
-    return fs, full
+def _time_column(names: list[str], n_head: int, ecg: Any, ppg: Any) -> int | None:
+    """The time column, by name; never a column the user named as ECG/PPG."""
+    if not n_head:
+        return None
+    for i, n in enumerate(names):
+        if normalize_name(n) in TIME_NAMES and (ecg is None or str(ecg) != n) and (ppg is None or str(ppg) != n):
+            return i
+    return None
+
+
+def _check_rows(head: _Head, name: str) -> None:
+    """Each scanned row has as many fields as the header names columns (pandas reads only the used ones)."""
+    for k, ln in enumerate(head.body[head.n_head:], start=head.n_head):
+        n = len(_split(ln, head.sep))
+        if n > len(head.names):
+            raise InputError(f"{name}: malformed table: non-blank row {k + 1} has {n} fields, "
+                             f"the first row {len(head.names)}")
+
+
+def _units_of(head: _Head, cols: list[int]) -> dict[int, str]:
+    """Unit per column: from a units row under the names, else from the name ('II [mV]', 'II µV')."""
+    units: dict[int, str] = {}
+    for i in cols:
+        u = (head.units_row[i] if i < len(head.units_row) else "") if head.units_row else unit_from_name(head.names[i])
+        if u:
+            units[i] = u
+    return units
 
 
 def read(source: Source, fs: float | None = None, ecg: str | int | None = None,
@@ -235,38 +215,45 @@ def read(source: Source, fs: float | None = None, ecg: str | int | None = None,
     """Read a CSV/TSV/TXT table; ``fs`` (Hz) overrides the time column and comment lines."""
     import pandas as pd
 
-    text = _decode_text(source.read_bytes(), source.name)
+    raw = source.read_bytes()
+    text, encoding, bom = _head_of(raw, source.name)
     head = _scan(text, source.name)
     names, units_row, decimal = head.names, head.units_row, head.decimal
     if len(head.body) <= head.n_head:
         raise InputError(f"{source.name}: header only, no data rows (columns: {', '.join(names)})")
+    n_lines = max(raw.count(b"\n"), raw.count(b"\r"))
+    limits.check_samples(source.name, n_lines - head.n_head)
 
     meta = new_meta(source, "csv")
-    # The time column, by name; it is never the ECG/PPG column.
-    time_idx = None
-    if head.n_head:
-        for i, n in enumerate(names):
-            if normalize_name(n) in _TIME_NAMES and (ecg is None or str(ecg) != n) and (ppg is None or str(ppg) != n):
-                time_idx = i
-                break
+    time_idx = _time_column(names, head.n_head, ecg, ppg)
     exclude = (time_idx,) if time_idx is not None else ()
     if not head.n_head and ecg is None and ppg is None:
         raise InputError(f"{source.name}: no header row naming the columns ({len(names)} columns); "
                          f"pass --ecg INDEX and/or --ppg INDEX (0-based) and --fs HZ")
+    rate_comment = next((m for c in head.comments if (m := _FS_COMMENT.search(c[:_COMMENT_CHARS]))), None)
+    if fs is None and time_idx is None and rate_comment is None:
+        raise InputError(f"{source.name}: no time column and no sampling rate; pass --fs HZ (the rate in Hz)")
     choice = choose_channels(names, source.name, ecg=ecg, ppg=ppg, exclude=exclude)
+    _check_rows(head, source.name)
+    leads = ecg_lead_columns(names, choice, exclude)
+    used = sorted({i for i in (*exclude, *leads, choice.ppg) if i is not None})
+    body = io.BytesIO(raw)  # shares raw's buffer: no copy of a large file
+    body.seek(bom + len(text[:head.starts[head.n_head]].encode(encoding)))
     try:
-        df = pd.read_csv(io.StringIO(text[head.starts[head.n_head]:]), sep=r"\s+" if head.sep is None else head.sep,
-                         header=None, decimal=decimal, skipinitialspace=True, quotechar='"', engine="c", comment="#",
-                         na_values=list(_NA_TOKENS - {""}), keep_default_na=True, dtype=None, low_memory=False)
+        df = pd.read_csv(body, sep=r"\s+" if head.sep is None else head.sep, header=None, usecols=used,
+                         decimal=decimal, skipinitialspace=True, quotechar='"', engine="c", comment="#",
+                         encoding=encoding, na_values=list(_NA_TOKENS - {""}), keep_default_na=True, dtype=None,
+                         low_memory=False, nrows=limits.MAX_RECORD_SAMPLES + 1)
     except pd.errors.ParserError as e:
-        raise InputError(f"{source.name}: malformed table: {' '.join(str(e).split())}") from None
+        raise InputError(f"{source.name}: malformed table: {' '.join(str(e).split())[:300]}") from None
     except pd.errors.EmptyDataError:
         raise InputError(f"{source.name}: header only, no data rows (columns: {', '.join(names)})") from None
-    if df.shape[1] != len(names):
-        raise InputError(f"{source.name}: the header names {len(names)} columns but the rows have {df.shape[1]}")
+    except ValueError as e:  # usecols beyond the rows' fields
+        raise InputError(f"{source.name}: malformed table: {' '.join(str(e).split())[:300]}") from None
+    limits.check_samples(source.name, len(df))
 
     def numeric(idx: int) -> np.ndarray:
-        col = df.iloc[:, idx]
+        col = df[idx]
         if not pd.api.types.is_numeric_dtype(col):  # object, or pandas >= 3's str dtype
             s = col.astype(str).str.strip().str.strip("'\"")
             if decimal == ",":
@@ -275,45 +262,41 @@ def read(source: Source, fs: float | None = None, ecg: str | int | None = None,
             bad = num.isna() & ~s.str.lower().isin(_NA_TOKENS) & col.notna()
             if bad.any():
                 row = int(np.argmax(bad.to_numpy()))
-                raise InputError(f"{source.name}: column {names[idx].strip()!r} holds text {str(col.iloc[row])[:40]!r} "
-                                 f"at data row {row + 1}, where numbers are expected")
+                raise InputError(f"{source.name}: column {names[idx].strip()[:40]!r} holds text "
+                                 f"{str(col.iloc[row])[:40]!r} at data row {row + 1}, where numbers are expected")
             return num.to_numpy(dtype=np.float64)
         return col.to_numpy(dtype=np.float64)
 
     picked = {mod: i for mod, i in (("ecg", choice.ecg), ("ppg", choice.ppg)) if i is not None}
+    extra = leads[1:] if limits.fits_read(len(df), len(picked) + len(leads[1:])) else []
+    if len(leads) > 1 and not extra:
+        meta["notes"].append(f"{len(leads) - 1} other ECG lead(s) not read: the record is too long to hold "
+                             f"every lead (m2ae.io.limits.MAX_READ_SAMPLES)")
     sig = {mod: numeric(i) for mod, i in picked.items()}
+    other = {i: numeric(i) for i in extra}
     grid = None
     if fs is not None:
         rate = fs
         if time_idx is not None:
             meta["notes"].append(f"sampling rate {float(fs):g} Hz given; time column {names[time_idx]!r} ignored")
     elif time_idx is not None:
-        t = _time_seconds(df.iloc[:, time_idx], names[time_idx], units_row[time_idx] if units_row else "",
-                          source.name, meta)
-        rate, grid = _fs_from_time(t, names[time_idx], source.name, meta)
+        t = time_seconds(df[time_idx], names[time_idx], units_row[time_idx] if units_row else "", source.name, meta)
+        rate, grid = fs_from_time(t, names[time_idx], source.name, meta)
         meta["time_column"] = names[time_idx].strip()
     else:
-        found = next((m for c in head.comments if (m := _FS_COMMENT.search(c))), None)
-        if found is None:
-            raise InputError(f"{source.name}: no time column and no sampling rate; pass --fs HZ")
-        rate = float(found.group(1))
+        rate = float(rate_comment.group(1))
         meta["notes"].append(f"sampling rate {rate:g} Hz read from a comment line")
     if grid is not None:
         n_samples = int(grid.max()) + 1
-        for mod, x in sig.items():
-            y = np.full(n_samples, np.nan)
-            y[grid[grid >= 0]] = x[grid >= 0]
-            sig[mod] = y
-    # Units from a units row under the names, else from brackets in the names ("II [mV]").
-    units: dict[str, str] = {}
-    for mod, i in picked.items():
-        if units_row:
-            if units_row[i]:
-                units[mod] = units_row[i]
-        elif u := _UNIT_IN_NAME.search(names[i]):
-            units[mod] = u.group(1).strip()
+        for arrays in (sig, other):
+            for key, x in arrays.items():
+                y = np.full(n_samples, np.nan)
+                y[grid[grid >= 0]] = x[grid >= 0]
+                arrays[key] = y
+    units = _units_of(head, [*picked.values(), *extra])
     meta["units"] = {}
-    for mod in sig:
-        sig[mod] = add_channel(meta, mod, sig[mod], units.get(mod), choice.ecg_name if mod == "ecg" else None)
+    for mod, i in picked.items():
+        sig[mod] = add_channel(meta, mod, sig[mod], units.get(i), choice.ecg_name if mod == "ecg" else None)
     choice.to_meta(meta)
-    return make_record(source.name, rate, sig.get("ecg"), sig.get("ppg"), meta)
+    ecg_leads = collect_leads(meta, sig.get("ecg"), [(names[i].strip(), other[i], units.get(i)) for i in extra])
+    return make_record(source.name, rate, sig.get("ecg"), sig.get("ppg"), meta, ecg_leads=ecg_leads)

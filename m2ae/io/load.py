@@ -4,9 +4,11 @@ Formats: WFDB (.hea + .dat/.mat, multi-segment too), CSV/TSV/TXT, NPZ, NPY, EDF/
 VitalDB .vital, each read by its own module; this one tells them apart (``sniff_format``: file name,
 then magic bytes) and calls the reader. The ECG channel is lead II when present (else another ECG
 lead), PPG is PLETH/PPG/BVP; ``ecg=``/``ppg=`` name a column/channel/key (or a 0-based index) when
-names do not tell, and ``"none"`` leaves a modality out. NaN samples are kept for preprocessing to
-fill or split at; inf values, all-NaN channels, rates outside [MIN_FS_HZ, MAX_FS_HZ] and files over
-MAX_FILE_BYTES are refused with a one-line ``InputError``.
+names do not tell, and ``"none"`` leaves a modality out; every other ECG lead goes to
+``Record.ecg_leads`` (mV). NaN samples are kept for preprocessing to fill or split at; inf values,
+all-NaN channels, rates outside [MIN_FS_HZ, MAX_FS_HZ], files over MAX_FILE_BYTES, records that
+declare more than ``m2ae.io.limits`` allows and missing or invalid rates (unless ``fs`` is given)
+are refused with a one-line ``InputError``.
 
 >>> rec = load_record("bidmc_01_Signals.csv")           # doctest: +SKIP
 >>> rec.fs, rec.meta["ecg_column"], rec.meta["ppg_column"]  # doctest: +SKIP

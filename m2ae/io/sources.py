@@ -35,6 +35,11 @@ class Source:
         """The main file's extension, lower case with its dot ('.csv')."""
         return Path(self.main).suffix.lower()
 
+    @property
+    def size(self) -> int:
+        """The main file's size in bytes."""
+        return self.path.stat().st_size if self.path is not None else len(self.files[self.main])
+
     def read_bytes(self) -> bytes:
         """The whole main file."""
         if self.path is not None:
@@ -118,6 +123,8 @@ def open_source(src: Any, name: str | None = None) -> Source:
             raise InputError(f"{shown}: is a folder, not a record file (use m2ae.io.iter_corpus for folders)")
         if not path.exists():
             raise InputError(f"{shown}: file not found")
+        if not path.is_file():  # /dev/zero, a named pipe, a socket: reading would never end or never start
+            raise InputError(f"{shown}: not a regular file (a device, pipe or socket); give a record file")
         size = path.stat().st_size
         check_size(shown, size)
         if size == 0:

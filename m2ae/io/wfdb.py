@@ -17,10 +17,18 @@ import numpy as np
 from .. import contract
 from ..errors import InputError
 from ..record import Record
-from .assemble import add_channel, make_record, merge_extra_meta, new_meta
-from .channels import choose_channels
+from . import limits
+from .annotations import read_events
+from .assemble import add_channel, collect_leads, make_record, merge_extra_meta, new_meta
+from .channels import choose_channels, ecg_lead_columns
 from .sources import Source
 from .writers import META_COMMENT
+
+# Bytes per sample of the WFDB storage formats (FLAC formats 508/516/524 are compressed: not listed).
+_FORMAT_BYTES = {"8": 1, "16": 2, "24": 3, "32": 4, "61": 2, "80": 1, "160": 2, "212": 1.5, "310": 4 / 3,
+                 "311": 4 / 3}
+_HEADER_BYTES = 16 << 20  # the largest .hea read (a multi-segment master lists one line per segment)
+_RATE = re.compile(r"([^/(\s]*)")  # the frequency part of "250", "250/1000(0)", "360(0)"
 
 _COMMENT_KV = re.compile(r"<\s*([\w ]+?)\s*>\s*:?\s*([^<]*)")
 _COMMENT_LINE = re.compile(r"^\s*(age|sex|gender|dx|diagnosis)\s*:\s*(.+?)\s*$", re.I)
@@ -67,28 +75,109 @@ def _signal_names(h: Any, folder: Path) -> list[str]:
     return list(wfdb.rdheader(str(folder / first)).sig_name or []) if first else []
 
 
-def _check_data_files(h: Any, folder: Path, source: Source) -> None:
-    """Every segment header and data file the record needs is there, together under MAX_FILE_BYTES."""
+def declared_rate(hea: Path, source: Source, fs: float | None) -> str | None:
+    """Refuse a header whose rate field is missing, not a positive number, or one wfdb reads otherwise
+    (``1e9`` as 1 Hz) unless ``fs`` (Hz) is given: wfdb would use 250 Hz without a word (``-250``,
+    ``abc`` and a missing field alike). Also refuses a record line declaring more signals than the
+    header describes. With ``fs`` given, returns a note saying what the header had (None when its rate
+    was fine)."""
+    if hea.stat().st_size > _HEADER_BYTES:
+        raise InputError(f"{source.name}: WFDB header is {hea.stat().st_size / 2**20:.1f} MiB, more than "
+                         f"{_HEADER_BYTES >> 20} MiB; not a header")
+    with open(hea, encoding="latin-1") as f:
+        lines = [ln.split() for ln in f if ln.strip() and not ln.lstrip().startswith("#")]
+    line = lines[0] if lines else []
+    if len(line) < 2 or not line[1].isdigit():  # not a record line: wfdb refuses the header
+        return None
+    if "/" not in line[0] and int(line[1]) > len(lines) - 1:
+        limits.check_count(source.name, "signals declared by the WFDB header", int(line[1]), "MAX_COLUMNS")
+        raise InputError(f"{source.name}: the WFDB header declares {int(line[1]):,} signals but describes "
+                         f"{len(lines) - 1}")
+    if len(line) < 3:
+        problem = "the WFDB header gives no sampling rate (wfdb would assume 250 Hz)"
+    else:
+        field_ = _RATE.match(line[2]).group(1)
+        try:
+            rate = float(field_)
+        except ValueError:
+            rate = float("nan")
+        if rate > 0 and np.isfinite(rate) and re.fullmatch(r"\d+(\.\d*)?", field_):
+            return None
+        what = ("is not a positive number (wfdb would read 250 Hz)" if not rate > 0 else
+                "is not written as wfdb reads rates, in digits (wfdb would read another rate)")
+        problem = f"the WFDB header's sampling rate {line[2][:20]!r} {what}"
+    if fs is None:
+        raise InputError(f"{source.name}: {problem}; pass --fs HZ")
+    return f"{problem}; {float(fs):g} Hz given instead"
+
+
+def _check_declared(source: Source, folder: Path, h: Any, fs: float) -> None:
+    """The samples a (segment) header declares, checked against ``m2ae.io.limits`` and against the size
+    of its data files (a short file is truncated) before anything is read."""
+    names = list(h.file_name or [])
+    if not names:
+        return
+    n = int(h.sig_len or 0)
+    for f in set(names):
+        path = folder / f
+        if not path.exists():
+            continue
+        chans = [k for k, g in enumerate(names) if g == f]
+        fmt = str((h.fmt or [None] * len(names))[chans[0]])
+        per_sample = _FORMAT_BYTES.get(fmt)
+        offset = int((h.byte_offset or [0] * len(names))[chans[0]] or 0)
+        if per_sample is None:  # compressed (FLAC): only the declared length can be checked
+            if not n:
+                raise InputError(f"{source.name}: the WFDB header gives no signal length that wfdb can read, "
+                                 f"which compressed data (format {fmt}) needs")
+            continue
+        held = (path.stat().st_size - offset) / (per_sample * len(chans))
+        if n and held < n - 1:
+            raise InputError(f"{source.name}: data file {f} is truncated ({int(held):,} of {n:,} samples)")
+        n = n or int(held)
+    limits.check_samples(source.name, n, fs)
+    limits.check_read(source.name, n, len(names))
+
+
+def _check_file_name(source: Source, fname: str, what: str) -> None:
+    """A header may only name files beside it: no folders, no '..' (a header must not read /etc/passwd)."""
+    if fname in ("~", "") and what == "segment":
+        return
+    if "/" in fname or "\\" in fname or fname in (".", "..") or "\x00" in fname:
+        raise InputError(f"{source.name}: the header names {what} {fname[:60]!r} outside the record's folder; "
+                         f"only files beside the .hea are read")
+
+
+def _check_data_files(h: Any, folder: Path, source: Source, fs: float) -> None:
+    """Every segment header and data file the record needs is there, together under MAX_FILE_BYTES,
+    and none declares more samples than it holds or the limits allow."""
     import wfdb
 
     where = "upload it together with the .hea" if source.path is None else "keep it next to the .hea"
     data_files: list[Path] = []
     if isinstance(h, wfdb.MultiRecord):
+        limits.check_count(source.name, "segments", len(h.seg_name), "MAX_SEGMENTS")
         for seg in h.seg_name:
+            _check_file_name(source, seg, "segment")
             if seg == "~":
                 continue
             if not (folder / f"{seg}.hea").exists():
                 raise InputError(f"{source.name}: segment header {seg}.hea is missing ({where})")
             sh = wfdb.rdheader(str(folder / seg))
             for f in set(sh.file_name or []):
+                _check_file_name(source, f, "data file")
                 if sh.sig_len and not (folder / f).exists():
                     raise InputError(f"{source.name}: data file {f} of segment {seg} is missing ({where})")
                 data_files.append(folder / f)
+            _check_declared(source, folder, sh, fs)
+        limits.check_samples(source.name, int(h.sig_len or sum(int(n) for n in h.seg_len)), fs)
     else:
         for f in set(h.file_name or []):
+            _check_file_name(source, f, "data file")
             if not (folder / f).exists():
                 raise InputError(f"{source.name}: data file {f} is missing ({where})")
             data_files.append(folder / f)
+        _check_declared(source, folder, h, fs)
     total = sum(f.stat().st_size for f in data_files if f.exists())
     if total > contract.MAX_FILE_BYTES:
         raise InputError(f"{source.name}: data files hold {total / 2**20:.1f} MiB, more than the "
@@ -153,16 +242,19 @@ def read_wfdb_path(rec_path: Path, source: Source, fs: float | None = None, ecg:
     """
     import wfdb
 
+    hea = rec_path.with_suffix(".hea")
+    rate_note = declared_rate(hea, source, fs) if hea.exists() else None
     try:
         h = wfdb.rdheader(str(rec_path))
     except Exception as e:
         raise InputError(f"{source.name}: not a valid WFDB header ({' '.join(str(e).split())[:160]})") from None
-    _check_data_files(h, rec_path.parent, source)
+    _check_data_files(h, rec_path.parent, source, float(fs if fs is not None else h.fs))
     names = _signal_names(h, rec_path.parent)
     if not names:
         raise InputError(f"{source.name}: the WFDB header lists no signals")
     choice = choose_channels(names, source.name, ecg=ecg, ppg=ppg)
-    picked = [i for i in (choice.ecg, choice.ppg) if i is not None]
+    leads = ecg_lead_columns(names, choice)
+    picked = [i for i in (choice.ecg, choice.ppg, *leads[1:]) if i is not None]
     if isinstance(h, wfdb.MultiRecord):
         r = _read_multisegment(rec_path, h, [names[i] for i in picked], source)
     else:
@@ -180,22 +272,28 @@ def read_wfdb_path(rec_path: Path, source: Source, fs: float | None = None, ecg:
     meta["comments"] = list(r.comments or [])
     labels_from_comments(meta["comments"], meta)
     merge_extra_meta(meta, extra_meta)
-    out = {}
-    for m in ("ecg", "ppg"):
-        i = getattr(choice, m)
-        if i is None:
-            continue
+    units = list(r.units or [None] * len(r.sig_name))
+
+    def column(i: int) -> tuple[np.ndarray, str | None]:
         j = picked.index(i)
         if r.sig_name[j] != names[i]:  # the library returned channels in another order
             j = col[names[i]]
-        unit = (r.units or [None] * len(r.sig_name))[j]
-        out[m] = add_channel(meta, m, sig[:, j].astype(np.float64), unit, names[i])
+        return sig[:, j].astype(np.float64), units[j]
+
+    out = {m: add_channel(meta, m, *column(i), names[i]) for m in ("ecg", "ppg")
+           if (i := getattr(choice, m)) is not None}
     choice.to_meta(meta)
+    ecg_leads = collect_leads(meta, out.get("ecg"), [(names[i], *column(i)) for i in leads[1:]])
     rate = r.fs
-    if fs is not None and float(fs) != float(r.fs):
+    if rate_note:
+        meta["notes"].append(rate_note)
+        rate = fs
+    elif fs is not None and float(fs) != float(r.fs):
         meta["notes"].append(f"sampling rate {float(fs):g} Hz given instead of the header's {r.fs:g} Hz")
         rate = fs
-    return make_record(source.name, rate, out.get("ecg"), out.get("ppg"), meta)
+    data_files = {str(f) for f in (getattr(h, "file_name", None) or [])}
+    read_events(rec_path, data_files, float(rate), meta)
+    return make_record(source.name, rate, out.get("ecg"), out.get("ppg"), meta, ecg_leads=ecg_leads)
 
 
 def _header_source(source: Source) -> Source:

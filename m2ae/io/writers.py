@@ -49,9 +49,26 @@ def _channels(rec: Record) -> list[tuple[str, str, np.ndarray, str]]:
     if rec.ecg is not None:
         lead = rec.meta.get("lead") or "II"
         out.append(("ecg", str(lead), rec.ecg, units.get("ecg") or "mV"))
+        out += _other_leads(rec, str(lead), units.get("ecg") or "mV")
     if rec.ppg is not None:
         out.append(("ppg", "PLETH", rec.ppg, units.get("ppg") or "NU"))
     return out
+
+
+def _other_leads(rec: Record, lead: str, unit: str) -> list[tuple[str, str, np.ndarray, str]]:
+    """``rec.ecg_leads`` besides the input lead, as ("ecg_lead", name, samples, unit) — only when none of
+    them would be chosen over the input lead on reading (lead II ranks first), so a round trip keeps
+    the model's input lead."""
+    from .channels import ecg_rank
+
+    others = [(str(k), x) for k, x in (rec.ecg_leads or {}).items() if x is not rec.ecg and str(k) != lead]
+    names = {lead} | {k for k, _ in others}
+    if not others or len(names) != len(others) + 1 or {k.lower() for k in names} & {"ecg", "ppg", "pleth", "fs"}:
+        return []
+    rank = ecg_rank(lead)
+    if rank is None or any((r := ecg_rank(k)) is None or r < rank for k, _ in others):
+        return []
+    return [("ecg_lead", k, x, unit) for k, x in others]
 
 
 def write_record(rec: Record, path: str | Path, fmt: str | None = None) -> Path:
@@ -59,7 +76,8 @@ def write_record(rec: Record, path: str | Path, fmt: str | None = None) -> Path:
 
     path : file path; for WFDB the record path with or without ``.hea`` (the ``.dat`` goes beside it).
     Returns the path to open with ``load_record`` (the ``.hea`` for WFDB). Parent folders are created.
-    ECG is written as lead ``meta['lead']`` (default II), PPG as ``PLETH``.
+    ECG is written as lead ``meta['lead']`` (default II), PPG as ``PLETH``; the record's other ECG
+    leads (``ecg_leads``) are written beside it when reading back would still pick the same input lead.
     """
     path = Path(path)
     if fmt is None:
@@ -81,6 +99,9 @@ def _write_npz(rec: Record, path: Path) -> Path:
         arrays["ecg"] = np.asarray(rec.ecg, dtype=np.float32)
     if rec.ppg is not None:
         arrays["ppg"] = np.asarray(rec.ppg, dtype=np.float32)
+    for mod, name, x, _ in _channels(rec):
+        if mod == "ecg_lead":
+            arrays[name] = np.asarray(x, dtype=np.float32)
     # A unicode string array, not an object array, so it loads with allow_pickle=False.
     arrays[NPZ_META_KEY] = np.asarray(json.dumps(_json_meta(rec)))
     np.savez_compressed(path, **arrays)
@@ -90,7 +111,7 @@ def _write_npz(rec: Record, path: Path) -> Path:
 def _write_csv(rec: Record, path: Path) -> Path:
     chans = _channels(rec)
     t = np.arange(rec.n_samples) / rec.fs
-    header = ["Time [s]"] + [("ECG " + name if mod == "ecg" else name) + f" [{unit}]" for mod, name, _, unit in chans]
+    header = ["Time [s]"] + [("ECG " + name if mod != "ppg" else name) + f" [{unit}]" for mod, name, _, unit in chans]
     data = np.column_stack([t] + [x for _, _, x, _ in chans])
     fmt = ["%.6f"] + ["%.6g"] * len(chans)
     np.savetxt(path, data, delimiter=",", header=",".join(header), comments="", fmt=fmt)
@@ -120,11 +141,13 @@ def _write_edf(rec: Record, path: Path) -> Path:
     signals, headers = [], []
     for mod, name, x, unit in chans:
         x = np.asarray(x, dtype=np.float64)
+        if mod == "ecg_lead" and not np.isfinite(x).all():
+            continue  # an extra lead with gaps is left out rather than failing the export
         if not np.isfinite(x).all():
             raise InputError(f"{path}: EDF cannot store NaN samples ({mod.upper()}); write NPZ, CSV or WFDB instead")
         lo, hi = float(x.min()), float(x.max())
         pad = max(1e-3, 0.01 * (hi - lo))  # EDF needs physical_min < physical_max
-        label = ("ECG " + name) if mod == "ecg" else name
+        label = ("ECG " + name) if mod != "ppg" else name
         headers.append(highlevel.make_signal_header(label[:16], dimension=unit[:8], sample_frequency=rec.fs,
                                                     physical_min=round(lo - pad, 4), physical_max=round(hi + pad, 4)))
         signals.append(x)
