@@ -165,18 +165,22 @@ def iter_corpus(path: str | Path | list, layout: str | None = None, *, on_error:
 
 def _each(items: Iterator[Any], p: Path, layout: str, on_error: str) -> Iterator[Any]:
     """The layout's items; an exception the layout's generator itself raises (which ends it) becomes
-    one last error item, unless it must stop the run (``report.must_stop``) or ``on_error`` is "raise"."""
+    one last error item, unless it must stop the run (``report.must_stop``) or ``on_error`` is "raise".
+    An InputError before the first item is about the whole corpus (e.g. its label table is missing): raised,
+    since no record of it can be read."""
+    started = False
     while True:
         try:
             item = next(items)
         except StopIteration:
             return
         except Exception as e:
-            if must_stop(e) or on_error == "raise":
+            if must_stop(e) or on_error == "raise" or (isinstance(e, InputError) and not started):
                 raise
             msg = str(e) if isinstance(e, InputError) else f"{p}: {unexpected(e)}"
             yield InputError(f"{msg} (the {layout} reader stopped here; later records of {p.name} were not read)")
             return
+        started = True
         if not isinstance(item, (Record, InputError)):
             item = InputError(f"{p}: the {layout} reader gave a {type(item).__name__}, not a Record")
         yield item
