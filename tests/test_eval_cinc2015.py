@@ -11,7 +11,9 @@ import torch
 
 from m2ae.eval import format_table, headline, run_eval
 from m2ae.eval.alarm_section import alarm_section
-from m2ae.eval.cinc2015 import cinc2015_section
+from m2ae.eval.checkpoint_baseline import (FIGURES, SIMULATOR_ONLY, checkpoint_figures, compare_checkpoints,
+                                           simulator_only_path)
+from m2ae.eval.cinc2015 import cinc2015_section, cinc2015_set
 from m2ae.io import cinc2015_records
 from m2ae.model import M2AE, M2AEConfig, Head, M2AEModel
 from m2ae.train.alarm import fit_alarm_heads
@@ -76,7 +78,7 @@ def test_alarm_part_fits_on_train_chooses_on_validation_scores_test(section):
             assert m["tp"] + m["tn"] + m["fp"] + m["fn"] == n
             assert 0 <= m["challenge_score"] <= 100 or not np.isfinite(m["challenge_score"])
         assert "as_written" in e["rule_checker"] and set(e["model_by_input"]) == {"both", "ecg", "ppg"}
-        assert set(e["ci95_model_minus"]) == {"classical_logistic", "rule_checker"}
+        assert set(e["ci95_model_minus"]) == {"classical_logistic", "rule_checker", SIMULATOR_ONLY}
     assert alarm["all_types"]["model"]["n"] == 6
     assert "81.39" in alarm["anchor"]
 
@@ -89,7 +91,8 @@ def test_headline_and_table_carry_the_section(section, tiny_model):
     tasks = {r["task"] for r in rows}
     assert {"ppg_to_ecg", "masked_50_complementary_ecg", "ppg_to_ecg_record_top1", "alarm_VT", "alarm_other",
             "alarm_all_types"} <= tasks
-    assert {r["baseline"] for r in rows if r["task"] == "alarm_VT"} == {"classical_logistic", "rule_checker"}
+    assert {r["baseline"] for r in rows if r["task"] == "alarm_VT"} == {"classical_logistic", "rule_checker",
+                                                                         SIMULATOR_ONLY}
     text = format_table(res)
     assert "== cinc2015" in text and "patient matching" in text and "81.39" in text
 
@@ -114,3 +117,42 @@ def test_alarm_heads_from_the_checkpoint_are_used_as_they_are(section, cinc_dir,
     for t in ("VT", "other"):  # the same protocol in the run and in `m2ae heads fit-alarm`
         assert sec[t]["model"]["auroc"] == pytest.approx(fitted_in_run[t]["model"]["auroc"], nan_ok=True)
         assert sec["thresholds"]["model"][t] == pytest.approx(fitted_in_run["thresholds"]["model"][t])
+
+
+def test_simulator_only_checkpoint_is_a_baseline_of_every_figure(section):
+    sec, _, _ = section
+    entry = sec["checkpoint_baselines"][SIMULATOR_ONLY]
+    assert entry["version"] == "884e7d688147" and entry["checkpoint"] == str(simulator_only_path())
+    figs = entry["figures"]
+    assert {(f["task"], f["metric"]) for f in figs.values()} == set(FIGURES)
+    # the model's side of each comparison is the figure the section reports for it
+    cm = sec["cross_modal"]["ppg_to_ecg"]["model"]
+    assert figs["ppg_to_ecg median_r_lagged"]["model"] == pytest.approx(cm["median_r_lagged"], nan_ok=True)
+    assert figs["masked_50_complementary_ppg median_nmse_hidden"]["model"] == pytest.approx(sec["masked"]["ppg"]["model"])
+    assert figs["same_subject_top1 top1"]["model"] == pytest.approx(sec["retrieval"]["same_subject_top1"]["model"])
+    assert figs["ppg_to_paired_ecg_top1 top1"]["model"] == pytest.approx(sec["retrieval"]["ppg_to_paired_ecg_top1"]["model"])
+    pm = sec["patient_matching"]
+    assert figs["ppg_to_ecg_record_top5 top5"]["model"] == pytest.approx(pm["ppg_to_ecg_record_top5"]["model"])
+    # a trained checkpoint and a random tiny model give different figures
+    assert figs["masked_50_complementary_ppg median_nmse_hidden"]["checkpoint"] != figs[
+        "masked_50_complementary_ppg median_nmse_hidden"]["model"]
+    alarm = sec["alarm"]
+    assert "fitted in this run" in alarm["checkpoints"][SIMULATOR_ONLY]["head_source"]
+    assert alarm["all_types"][SIMULATOR_ONLY]["n"] == 6
+    rows = [r for r in headline({"cinc2015": sec}) if r["baseline"] == SIMULATOR_ONLY]
+    assert {r["task"] for r in rows} >= {"ppg_to_ecg", "ecg_to_ppg", "masked_50_complementary_ecg", "same_subject_top1",
+                                         "ppg_to_ecg_record_top1", "alarm_VT", "alarm_other", "alarm_all_types"}
+    assert all(len(r["ci95"]) == 2 for r in rows)
+    text = format_table({"model": {"name": "tiny", "version": "x"}, "wall_time_s": 1.0, "cinc2015": sec})
+    assert "baseline checkpoint simulator_only_checkpoint (884e7d688147)" in text
+
+
+def test_a_checkpoint_compared_with_itself_ties_at_zero(section, cinc_dir, cache, tiny_model):
+    test = cinc2015_set(load_alarm_records(cinc_dir, cache_dir=cache, records=NAMES), "test")
+    mine = checkpoint_figures(tiny_model, test, seed=0, n_candidates=100)
+    again = checkpoint_figures(tiny_model, test, seed=0, n_candidates=100)
+    figs = compare_checkpoints(mine, again, test, 0, 100, tiny_model)["figures"]
+    for f in figs.values():
+        assert f["model"] == pytest.approx(f["checkpoint"], nan_ok=True)
+        assert f["ci95_model_minus_checkpoint"] == pytest.approx([0.0, 0.0], nan_ok=True)
+        assert f["verdict"] in ("tie", None)

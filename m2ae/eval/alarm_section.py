@@ -10,7 +10,9 @@ alarm type (VT, other) on the test split: AUROC, TPR, TNR and the Challenge scor
 the 95 % CI of model − baseline from resampling test records (``metrics.group_bootstrap_ci``).
 
 When the checkpoint carries no alarm head, one is fitted in the run with ``m2ae.train.alarm``'s
-protocol (train split, chosen on validation) and the section says so.
+protocol (train split, chosen on validation) and the section says so. Other checkpoints (``checkpoints``:
+the simulator-only one in ``m2ae eval``) are scored as further baselines the same way: their own alarm
+heads, or heads fitted in the run with that protocol, thresholds from validation.
 """
 from __future__ import annotations
 
@@ -82,30 +84,54 @@ def _ci(y: np.ndarray, a: np.ndarray, ta: float, b: np.ndarray, tb: float, metri
     return M.group_bootstrap_ci(stat, np.arange(len(y)), seed=seed)
 
 
-def alarm_section(model: M2AEModel, records: Sequence[AlarmRecord], seed: int = 0) -> dict[str, Any]:
-    """The alarm section (see the module docstring); ``records`` holds the train, validation and test records."""
+def _alarm_heads(model: M2AEModel, records: Sequence[AlarmRecord],
+                 rows: Any) -> tuple[dict[str, Head], str, dict[str, Any]]:
+    """({alarm type: head}, where the heads come from, their cards): the checkpoint's own, else fitted
+    in this run with ``m2ae heads fit-alarm``'s protocol (reads train and validation only)."""
+    heads = alarm_heads_of(model)
+    if heads:
+        source = "the checkpoint's alarm head(s): " + ", ".join(sorted({h.name for h in heads.values()}))
+        return heads, source, {h.name: (model.card.get("heads") or {}).get(h.name, {}) for h in heads.values()}
+    fitted, head_cards = fit_alarm_heads(model, records, rows)
+    source = ("fitted in this run (the checkpoint has no alarm head) on the train split, chosen on validation, "
+              "as `m2ae heads fit-alarm` does; not stored in the checkpoint")
+    return {t: h for h in fitted.values() for t in h.spec["alarm_types"]}, source, head_cards
+
+
+def _p_true(model: M2AEModel, heads: dict[str, Head], records: Sequence[AlarmRecord],
+            rows: Any) -> tuple[np.ndarray, int]:
+    """(P(true alarm) per record, how many records no head could read): such a record (no window) is
+    called true, an alarm is never silenced unseen."""
+    logit = np.nan_to_num(_head_scores(model, heads, records, rows), nan=UNSCORED)
+    return 1.0 / (1.0 + np.exp(-np.clip(logit, -50, 50))), int((logit >= UNSCORED).sum())
+
+
+def alarm_section(model: M2AEModel, records: Sequence[AlarmRecord], seed: int = 0,
+                  checkpoints: dict[str, M2AEModel] | None = None) -> dict[str, Any]:
+    """The alarm section (see the module docstring); ``records`` holds the train, validation and test records.
+
+    checkpoints : other checkpoints compared as baselines ({name: model}, e.g. the simulator-only one),
+        each with its own alarm heads, or heads fitted here with the same protocol when it has none.
+    """
     records = list(records)
     y = np.array([r.true_alarm for r in records], bool)
     types = np.array([r.alarm_type for r in records])
     split = np.array([r.split for r in records])
     rows = fingerprint_rows(model, records)
-    heads = alarm_heads_of(model)
-    if heads:
-        source = "the checkpoint's alarm head(s): " + ", ".join(sorted({h.name for h in heads.values()}))
-        head_cards = {h.name: (model.card.get("heads") or {}).get(h.name, {}) for h in heads.values()}
-    else:
-        fitted, head_cards = fit_alarm_heads(model, records, rows)  # reads train and validation only
-        heads = {t: h for h in fitted.values() for t in h.spec["alarm_types"]}
-        source = ("fitted in this run (the checkpoint has no alarm head) on the train split, chosen on validation, "
-                  "as `m2ae heads fit-alarm` does; not stored in the checkpoint")
-    # A record the head cannot read (no window) is called true: an alarm is never silenced unseen.
-    model_logit = np.nan_to_num(_head_scores(model, heads, records, rows), nan=UNSCORED)
-    model_p = 1.0 / (1.0 + np.exp(-np.clip(model_logit, -50, 50)))
+    heads, source, head_cards = _alarm_heads(model, records, rows)
+    model_p, unscored = _p_true(model, heads, records, rows)
     _, classical, classical_desc = fit_classical(records)
     classical = np.nan_to_num(classical, nan=UNSCORED)
     rules = [record_rules(r) for r in records]
     rule_score = np.array([min(o["score"], UNSCORED) for o in rules])
     scores = {"model": model_p, "classical_logistic": classical, "rule_checker": rule_score}
+    other_heads: dict[str, dict[str, Head]] = {}
+    other_source: dict[str, str] = {}
+    for name, other in (checkpoints or {}).items():
+        other_rows = fingerprint_rows(other, records)
+        other_heads[name], other_source[name], _ = _alarm_heads(other, records, other_rows)
+        scores[name] = _p_true(other, other_heads[name], records, other_rows)[0]
+    baselines = (*BASELINES, *other_heads)
 
     out: dict[str, Any] = {
         "data": "CinC 2015 test split (real ICU alarms); fitted on train, chosen and thresholded on validation",
@@ -118,9 +144,11 @@ def alarm_section(model: M2AEModel, records: Sequence[AlarmRecord], seed: int = 
                                 "> 4 s without a beat on ECG and PPG; brady < 40 bpm for 5 beats; tachy > 140 bpm "
                                 "for 17 beats; VF: 3-8 Hz power without organised beats); graded score = progress "
                                 "towards the criterion, threshold set on validation ('as_written': score >= 1)"},
-        "unscored_records_called_true": {"model": int((model_logit >= UNSCORED).sum()),
+        "unscored_records_called_true": {"model": unscored,
                                          "classical_logistic": int((classical >= UNSCORED).sum()),
                                          "rule_checker": int((rule_score >= UNSCORED).sum())},
+        "checkpoints": {n: {"version": o.version, "path": str(o.path), "head_source": other_source[n]}
+                        for n, o in (checkpoints or {}).items()},
     }
     test = split == "test"
     called: dict[str, np.ndarray] = {k: np.zeros(len(records), bool) for k in (*scores, "rule_as_written")}
@@ -131,6 +159,9 @@ def alarm_section(model: M2AEModel, records: Sequence[AlarmRecord], seed: int = 
             continue
         val, te = (split == "validation") & (types == t), test & (types == t)
         thresholds["model"][t] = _head_threshold(heads[t], t, y[val], model_p[val])
+        for name, h in other_heads.items():
+            thresholds[name][t] = (_head_threshold(h[t], t, y[val], scores[name][val]) if t in h
+                                   else best_threshold(y[val], scores[name][val]))
         thresholds["classical_logistic"][t] = best_threshold(y[val], classical[val])
         thresholds["rule_checker"][t] = best_threshold(y[val], rule_score[val])
         entry: dict[str, Any] = {k: alarm_metrics(y[te], s[te], thresholds[k][t]) for k, s in scores.items()}
@@ -145,7 +176,7 @@ def alarm_section(model: M2AEModel, records: Sequence[AlarmRecord], seed: int = 
             entry["model_by_input"][mode] = {"auroc": M.auroc(y[ok].astype(float), s_mode[ok]), "n": int(ok.sum())}
         entry["ci95_model_minus"] = {
             b: {m: _ci(y[te], model_p[te], thresholds["model"][t], scores[b][te], thresholds[b][t], m, seed)
-                for m in ("auroc", "challenge_score")} for b in BASELINES}
+                for m in ("auroc", "challenge_score")} for b in baselines}
         entry["rule_criteria_met"] = {c: int(sum(1 for o, keep in zip(rules, te) if keep and o["called_true"]
                                                  and o["criterion"] == c))
                                       for c in ("vt", "asystole", "brady", "tachy", "vf", "no usable channel")}
@@ -161,7 +192,7 @@ def alarm_section(model: M2AEModel, records: Sequence[AlarmRecord], seed: int = 
         yt, a, o = y[test], called["model"][test], called[b][test]
         return M.group_bootstrap_ci(lambda r: challenge_score(**confusion(yt[r], a[r]))
                                     - challenge_score(**confusion(yt[r], o[r])), np.arange(len(yt)), seed=seed)
-    pooled["ci95_model_minus"] = {b: {"challenge_score": pooled_ci(b)} for b in BASELINES}
+    pooled["ci95_model_minus"] = {b: {"challenge_score": pooled_ci(b)} for b in baselines}
     out["all_types"] = pooled
     out["thresholds"] = thresholds
     return out
@@ -176,12 +207,12 @@ def alarm_rows(sec: dict[str, Any], add: Any) -> None:
         e = sec[t]
         if "model" not in e:
             continue
-        for b in BASELINES:
+        for b in e["ci95_model_minus"]:
             for metric in ("auroc", "challenge_score"):
                 add("cinc2015", f"alarm_{t}", metric, True, e["model"][metric], b, e[b][metric],
                     e["ci95_model_minus"][b][metric])
     pooled = sec["all_types"]
-    for b in BASELINES:
+    for b in pooled["ci95_model_minus"]:
         add("cinc2015", "alarm_all_types", "challenge_score", True, pooled["model"]["challenge_score"], b,
             pooled[b]["challenge_score"], pooled["ci95_model_minus"][b]["challenge_score"])
 
@@ -197,12 +228,12 @@ def alarm_lines(sec: dict[str, Any]) -> list[str]:
     lines = [f"alarm true vs false (test split; head: {sec['head_source'][:90]})",
              f"  {'':30s} {'AUROC':>6s} {'TPR':>6s} {'TNR':>6s} {'score':>6s}  (Challenge score, %)"]
     for t in (t for t in ALARM_TYPES if "model" in sec[t]):
-        for who in ("model", *BASELINES):
+        for who in ("model", *sec[t]["ci95_model_minus"]):
             m = sec[t][who]
             lines.append(f"  {t + ' ' + who:30s} {f(m['auroc']):>6s} {f(m['tpr']):>6s} {f(m['tnr']):>6s} "
                          f"{f(m['challenge_score']):>6s}")
     p = sec["all_types"]
     lines.append("  all types, Challenge score: " + ", ".join(
-        f"{who} {f(p[who]['challenge_score'])}" for who in ("model", *BASELINES, "rule_as_written"))
+        f"{who} {f(p[who]['challenge_score'])}" for who in ("model", *p["ci95_model_minus"], "rule_as_written"))
         + "  (anchor: 81.39, Challenge 2015 event-1 winner, hidden test set, five types + arterial pressure)")
     return lines

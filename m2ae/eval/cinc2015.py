@@ -16,7 +16,10 @@ Sections, each from the module that scores it on simulated data too:
 - ``patient_matching`` (``patient_matching``): each record's PPG-only fingerprint (mean over its
   windows) → the ECG-only fingerprints of all test records: is its own record first (top-1), in the
   first five (top-5)? Baseline: HRV of the pulse peaks vs HRV of the R peaks, Euclidean;
-- ``alarm`` (``alarm_section``): true vs false alarm, the head vs the classical and rule baselines.
+- ``alarm`` (``alarm_section``): true vs false alarm, the head vs the classical and rule baselines;
+- ``checkpoint_baselines`` (``checkpoint_baseline``): the same figures of another checkpoint on the
+  same windows, by default the simulator-only checkpoint the shipped model was fine-tuned from (its
+  alarm heads fitted with the same protocol), so the real-data fine-tune is judged against its start.
 
 Every comparison carries a 95 % CI of model − baseline from resampling test records.
 """
@@ -37,6 +40,8 @@ from . import metrics as M
 from .alarm_section import alarm_lines, alarm_rows, alarm_section
 from .baseline_fit import Baselines, input_features
 from .baselines import MeanBeatTemplate, PatchRidge, beat_features
+from .checkpoint_baseline import (checkpoint_figures, checkpoint_lines, checkpoint_rows, compare_checkpoints,
+                                  default_checkpoints, record_ranks)
 from .datasets import EvalSet
 from .reconstruction import cross_modal_section, masked_section
 from .retrieval_scores import retrieval_section
@@ -92,11 +97,7 @@ def patient_matching(s: EvalSet, fps: dict[str, np.ndarray], feature_train: dict
     """Record-level PPG → ECG matching among all the set's records: top-1 and top-5, model vs HRV features."""
     names = np.unique(s.group)
     n = len(names)
-    q = _per_record_mean(fps["ppg"], s.group, names)
-    c = _per_record_mean(fps["ecg"], s.group, names)
-    q /= np.maximum(np.linalg.norm(q, axis=1, keepdims=True), M.EPS)
-    c /= np.maximum(np.linalg.norm(c, axis=1, keepdims=True), M.EPS)
-    rank_model = _true_rank(q @ c.T)
+    rank_model = record_ranks(fps, s.group, names)
     rp, pp = s.peaks()
     hrv_e = _per_record_mean(beat_features(rp), s.group, names)
     hrv_p = _per_record_mean(beat_features(pp), s.group, names)
@@ -120,12 +121,15 @@ def patient_matching(s: EvalSet, fps: dict[str, np.ndarray], feature_train: dict
 
 def cinc2015_section(model: M2AEModel, data_dir: str | Path | None = None, base: Baselines | None = None,
                      seed: int = 0, n_candidates: int = 1000, cache_dir: str | Path | None = None,
-                     records: Sequence[str] | None = None, quiet: bool = True) -> tuple[dict[str, Any], dict[str, Any]]:
+                     records: Sequence[str] | None = None, quiet: bool = True,
+                     checkpoints: dict[str, M2AEModel] | None = None) -> tuple[dict[str, Any], dict[str, Any]]:
     """The real-corpus section and the data note for ``result["data"]["cinc2015"]``.
 
     data_dir : the corpus (default ``default_cinc2015_dir()``); absent → ({"status": ...}, info).
     base : the run's simulated baselines (the real ones replace ridge, template and feature scaling).
     records : only these record names (tests); None = the whole corpus.
+    checkpoints : other checkpoints scored as baselines ({name: model}); None = the shipped
+        simulator-only checkpoint (``checkpoint_baseline.default_checkpoints``), {} = none.
     """
     t0 = time.time()
     path = Path(data_dir) if data_dir is not None else default_cinc2015_dir()
@@ -156,7 +160,13 @@ def cinc2015_section(model: M2AEModel, data_dir: str | Path | None = None, base:
     out["retrieval"] = retrieval_section(test, fps, feats, real.feature_train, n_candidates, seed, model=model,
                                          template=real.template)
     out["patient_matching"] = patient_matching(test, fps, real.feature_train, seed)
-    out["alarm"] = alarm_section(model, recs, seed)
+    others = default_checkpoints(model) if checkpoints is None else dict(checkpoints)
+    if others:
+        mine = checkpoint_figures(model, test, seed, n_candidates, fps=fps)
+        out["checkpoint_baselines"] = {
+            name: compare_checkpoints(mine, checkpoint_figures(other, test, seed, n_candidates), test, seed,
+                                      n_candidates, other) for name, other in others.items()}
+    out["alarm"] = alarm_section(model, recs, seed, checkpoints=others)
     out["wall_time_s"] = round(time.time() - t0, 1)
     return out, info
 
@@ -168,6 +178,7 @@ def cinc2015_rows(sec: dict[str, Any], add: Any) -> None:
         if isinstance(e, dict) and "model" in e:
             add("cinc2015", key, "top1" if key.endswith("top1") else "top5", True, e["model"], "features",
                 e["features"], e.get("ci95_model_minus_features"))
+    checkpoint_rows(sec.get("checkpoint_baselines") or {}, add)
     alarm_rows(sec.get("alarm") or {}, add)
 
 
@@ -181,4 +192,4 @@ def cinc2015_lines(sec: dict[str, Any]) -> list[str]:
                          f"chance {e['chance']:6.3f}   ({e['records']} records)")
     if lines:
         lines.insert(0, "cross-modal patient matching (record level, PPG-only -> ECG-only fingerprint)")
-    return lines + alarm_lines(sec.get("alarm") or {})
+    return lines + checkpoint_lines(sec.get("checkpoint_baselines") or {}) + alarm_lines(sec.get("alarm") or {})

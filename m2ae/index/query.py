@@ -34,7 +34,8 @@ CATEGORICAL_LABELS = ("label_rhythm", "label_hypertension", "label_sex")
 NEIGHBOUR_COLUMNS = ("id", "score", "rank", "record", "subject_id", "start_s", "query_start_s", "source", "modalities",
                      "ecg_quality", "ppg_quality", "low_quality", "map_x", "map_y")
 FAMILIARITY_SUMMARY = ("calibrated", "note", "mode", "n_windows", "median_top1", "share_unfamiliar", "threshold",
-                       "record_threshold", "record_unfamiliar", "reference")
+                       "record_threshold", "median_shape_distance", "record_shape_threshold", "flag_quantile_pct",
+                       "record_unfamiliar", "record_reasons", "reference")
 
 
 @dataclass
@@ -94,7 +95,8 @@ def query_windows(index: FingerprintIndex, model: Any, win: Windows, *, use: str
         if "note" in out.neighbours.attrs:
             out.notes.append(out.neighbours.attrs["note"])
     if familiarity:
-        out.familiarity = score_familiarity(index, fps, out.mode, model=model, exclude_subject=subject)
+        out.familiarity = score_familiarity(index, fps, out.mode, model=model, exclude_subject=subject,
+                                            ecg=ecg, ppg=ppg)
         note = unfamiliar_note(out.familiarity)
         if note:
             out.notes.append(note)
