@@ -12,7 +12,7 @@ import os
 import sys
 
 from ..errors import InputError
-from . import app, card, data, evaluate, index, records, train
+from . import app, card, data, evaluate, index, records, report, train
 from .output import EXIT_BAD_INPUT, emit
 
 __all__ = ["main", "build_parser", "emit", "EXIT_BAD_INPUT"]
@@ -23,7 +23,7 @@ def build_parser() -> argparse.ArgumentParser:
     p = argparse.ArgumentParser(prog="m2ae", description="Cross-modal ECG/PPG foundation model tools.")
     p.add_argument("--version", action="store_true", help="print the version and exit")
     sub = p.add_subparsers(dest="command", metavar="COMMAND")
-    for group in (records, train, index, evaluate, card, data, app):
+    for group in (records, train, index, evaluate, card, data, report, app):
         group.add_commands(sub)
     return p
 

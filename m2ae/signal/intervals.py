@@ -1,0 +1,400 @@
+"""Interval measurements per 10-s window: ECG PR, QRS, QT, QTc (Bazett, Fridericia); PPG pulse amplitude,
+rise time and pulse arrival (R peak → foot, R peak → systolic peak).
+
+ECG: NeuroKit2's ``ecg_delineate`` (``dwt``) on the window's filtered ECG upsampled from 125 Hz to 500 Hz (one
+sample at 125 Hz is 8 ms, as large as the error allowed), given the window's R peaks. ``dwt`` over ``peak``:
+in neurokit2 0.3 ``peak`` returns no QRS onsets/offsets, so no PR, QRS or QT at all (measured on the
+simulated beats of ``tests/test_signal_intervals.py``); ``dwt`` is within 1-8 ms there. The value shown is
+the window's median beat's (as ECG carts measure), its T end by the tangent method; IQR and ``n`` are over the
+single beats. Onset/offset convention: where a wave is at exp(-2) ≈ 13.5 % of its peak (centre ± 2 sigma of
+a Gaussian wave; the tangent T end is the same point). PR = P onset → QRS onset, QRS = onset → offset,
+QT = QRS onset → T end (ms); QTc with the median RR (Bazett QT/√RR, Fridericia QT/∛RR, RR in s).
+Ventricular beats (``r_peak_classes`` 1) are left out: no P wave, and their QT is not the rhythm's.
+
+PPG: foot = intersecting tangent (steepest upstroke meets the level of the preceding minimum); rise time =
+foot → systolic peak (ms; the 0.5-8 Hz band-pass lengthens short rises: a simulated 83 ms reads ~115 ms);
+amplitude = peak − preceding minimum (record units); arrival = the R peak before the pulse → foot / peak (ms).
+
+Quality: a window flagged low quality, without detected beats or with fewer than ``MIN_BEATS`` measured
+beats gives NaN and the reason (``ecg_reason`` / ``ppg_reason``), never a number from noise; a measurement
+whose single beats disagree (IQR above ``MAX_IQR_MS``) is withheld with its own reason (``Spread.why``).
+"""
+from __future__ import annotations
+
+import dataclasses
+import warnings
+from dataclasses import asdict, dataclass, field
+from typing import Any
+
+import numpy as np
+
+from ..contract import FS_HZ, WINDOW_SAMPLES
+from ..record import Windows
+from .filters import resample_to
+
+DELINEATE_FS_HZ = 500.0
+ONSET_FRACTION = float(np.exp(-2.0))   # onset/offset: wave at 13.5 % of its peak (centre ± 2 sigma)
+MIN_BEATS = 2
+CONTEXT_S = 1.0                        # signal kept either side of the window so edge beats delineate
+# A measurement whose single-beat values spread wider than this (IQR, ms) is withheld as unreliable.
+MAX_IQR_MS = {"pr": 40.0, "qrs": 30.0, "qt": 60.0}
+# Per-beat values outside these ranges (ms) are delineation failures, not physiology; they are dropped.
+PLAUSIBLE_MS = {"pr": (60.0, 400.0), "qrs": (40.0, 240.0), "qt": (180.0, 700.0),
+                "rise": (30.0, 500.0), "arrival_foot": (20.0, 600.0), "arrival_peak": (60.0, 800.0)}
+
+
+@dataclass
+class Spread:
+    """Median and interquartile range of per-beat values (ms or record units) and how many beats."""
+
+    median: float = float("nan")
+    iqr: float = float("nan")
+    n: int = 0
+    why: str | None = None   # why there is no value, when a value was withheld
+
+    @classmethod
+    def of(cls, values: np.ndarray) -> Spread:
+        v = np.asarray(values, dtype=np.float64)
+        v = v[np.isfinite(v)]
+        if len(v) == 0:
+            return cls()
+        q1, q2, q3 = np.percentile(v, [25, 50, 75])
+        return cls(float(q2), float(q3 - q1), int(len(v)))
+
+
+@dataclass
+class WindowIntervals:
+    """Measurements of one window. ECG fields in ms; ``ppg_amplitude`` in the PPG's units.
+
+    ``*_reason`` is None when the values are measured, else one sentence why they are NaN.
+    PR, QRS, QT, QTc medians come from the window's median beat, IQR and ``n`` from the single beats
+    (``beat_medians_ms``: their medians). ``markers``: per-beat times in s from the record's start
+    (``p_onset``, ``qrs_onset``, ``qrs_offset``, ``t_offset``, ``ppg_foot``, ``ppg_peak``) for the grid.
+    """
+
+    window: int
+    start_s: float
+    pr_ms: Spread = field(default_factory=Spread)
+    qrs_ms: Spread = field(default_factory=Spread)
+    qt_ms: Spread = field(default_factory=Spread)
+    qtc_bazett_ms: Spread = field(default_factory=Spread)
+    qtc_fridericia_ms: Spread = field(default_factory=Spread)
+    rr_ms: Spread = field(default_factory=Spread)
+    ppg_amplitude: Spread = field(default_factory=Spread)
+    rise_time_ms: Spread = field(default_factory=Spread)
+    arrival_foot_ms: Spread = field(default_factory=Spread)
+    arrival_peak_ms: Spread = field(default_factory=Spread)
+    ecg_reason: str | None = None
+    ppg_reason: str | None = None
+    markers: dict[str, list[float]] = field(default_factory=dict)
+    beat_medians_ms: dict[str, float] = field(default_factory=dict)
+
+    def to_dict(self) -> dict[str, Any]:
+        """Plain nested dict (for ``--json`` / tables)."""
+        return asdict(self)
+
+
+def _plausible(values: np.ndarray, key: str) -> np.ndarray:
+    lo, hi = PLAUSIBLE_MS[key]
+    v = np.asarray(values, dtype=np.float64)
+    return np.where((v >= lo) & (v <= hi), v, np.nan)
+
+
+def _wave_times(waves: dict[str, Any], key: str, n: int) -> np.ndarray:
+    vals = np.asarray(waves.get(key, [np.nan] * n), dtype=np.float64)
+    return vals if len(vals) == n else np.full(n, np.nan)
+
+
+def _upsampled(x: np.ndarray, peaks: np.ndarray, fs_hz: float) -> tuple[np.ndarray, np.ndarray]:
+    """``x`` at 500 Hz and its R peaks there (largest |deflection| within ±1 original sample)."""
+    up = resample_to(x, fs_hz, DELINEATE_FS_HZ)
+    k = DELINEATE_FS_HZ / fs_hz
+    half = int(np.ceil(k))
+    idx = np.clip(np.round(peaks * k).astype(np.int64), half, len(up) - half - 1)
+    offs = np.stack([np.abs(up[idx + d]) for d in range(-half, half + 1)], 1).argmax(1) - half
+    return up, idx + offs
+
+
+def _delineate(up: np.ndarray, idx: np.ndarray, method: str) -> dict[str, Any] | None:
+    import neurokit2 as nk
+
+    with warnings.catch_warnings():
+        # neurokit2 warns on every window with a missing wave; the NaNs say the same
+        warnings.simplefilter("ignore")
+        try:
+            return nk.ecg_delineate(up, rpeaks=idx, sampling_rate=int(DELINEATE_FS_HZ), method=method)[1]
+        except (ValueError, IndexError, ZeroDivisionError):
+            return None
+
+
+def median_beat_intervals(ecg: np.ndarray, r_peaks: np.ndarray, fs_hz: float = FS_HZ, method: str = "dwt"
+                          ) -> dict[str, float]:
+    """PR, QRS and QT (ms) of the median beat of ``ecg`` around ``r_peaks``, as ECG carts measure them.
+
+    Beats are cut one median RR long around their R peak at 500 Hz (35 % before, at most 0.3 s), their
+    sample-wise median is repeated (≥ 10 s, as neurokit2 needs) and the middle copy delineated. Averaging N beats lowers
+    uncorrelated noise about √N-fold, which the T-wave end needs: per-beat T offsets in noisy windows
+    come early, so the T end is taken by the tangent method (:func:`t_wave_end_tangent`). NaN where there
+    are fewer than ``MIN_BEATS`` beats or the delineator found no wave.
+    """
+    nan = {"pr": float("nan"), "qrs": float("nan"), "qt": float("nan")}
+    x, peaks = np.asarray(ecg, dtype=np.float64), np.asarray(r_peaks, dtype=np.int64)
+    if len(peaks) < MIN_BEATS + 1 or len(x) < int(fs_hz):
+        return nan
+    up, idx = _upsampled(x, peaks, fs_hz)
+    rr = int(np.median(np.diff(idx)))
+    a = int(min(0.3 * DELINEATE_FS_HZ, 0.35 * rr))
+    beats = [up[r - a:r - a + rr] for r in idx if r - a >= 0 and r - a + rr <= len(up)]
+    if len(beats) < MIN_BEATS or rr < 0.24 * DELINEATE_FS_HZ:
+        return nan
+    template = np.median(np.stack(beats), 0)
+    copies = max(9, int(np.ceil(10.0 * DELINEATE_FS_HZ / rr)) | 1)   # neurokit2 segments ≥ ~10 s only
+    waves = _delineate(np.tile(template, copies), a + rr * np.arange(copies), method)
+    if waves is None:
+        return nan
+    mid = (copies // 2) * rr
+    t = {k: float(_wave_times(waves, key, copies)[copies // 2]) - mid for k, key in (
+        ("p", "ECG_P_Onsets"), ("on", "ECG_R_Onsets"), ("off", "ECG_R_Offsets"))}
+    t["t"] = t_wave_end_tangent(template, a, t["on"], t["off"])
+    ms = 1000.0 / DELINEATE_FS_HZ
+    return {"pr": float(_plausible(np.array((t["on"] - t["p"]) * ms), "pr")),
+            "qrs": float(_plausible(np.array((t["off"] - t["on"]) * ms), "qrs")),
+            "qt": float(_plausible(np.array((t["t"] - t["on"]) * ms), "qt"))}
+
+
+def t_wave_end_tangent(beat: np.ndarray, r: int, qrs_on: float, qrs_off: float) -> float:
+    """T-wave end (sample of ``beat``, 500 Hz) by the tangent method: the tangent at the T wave's steepest
+    descent meets the isoelectric level (the PR segment just before ``qrs_on``). For a Gaussian T wave that is
+    its peak + 2 sigma, the 13.5 % convention of the module. NaN when the QRS bounds are unknown."""
+    if not (np.isfinite(qrs_on) and np.isfinite(qrs_off)):
+        return float("nan")
+    fs = DELINEATE_FS_HZ
+    on, off = int(qrs_on), int(qrs_off)
+    base = float(np.mean(beat[max(on - int(0.02 * fs), 0):on + 1]))
+    lo, hi = off + int(0.04 * fs), len(beat) - int(0.01 * fs)
+    if hi - lo < int(0.1 * fs):
+        return float("nan")
+    y = beat - base
+    peak = lo + int(np.argmax(np.abs(y[lo:hi])))
+    sign = 1.0 if y[peak] > 0 else -1.0
+    z = sign * y
+    end = min(peak + int(0.3 * fs), len(beat) - 1)
+    if end - peak < 3:
+        return float("nan")
+    slope = np.diff(z[peak:end + 1])
+    j = int(np.argmin(slope))
+    if slope[j] >= 0:
+        return float("nan")
+    t_s = peak + j + 0.5
+    z_s = 0.5 * (z[peak + j] + z[peak + j + 1])
+    return float(t_s - z_s / slope[j])
+
+
+def delineate_ecg_beats(ecg: np.ndarray, r_peaks: np.ndarray, fs_hz: float = FS_HZ, method: str = "dwt"
+                        ) -> dict[str, np.ndarray]:
+    """Per-beat wave boundaries of ``ecg`` (filtered, any units) around ``r_peaks`` (samples at ``fs_hz``).
+
+    Returns times in s from the start of ``ecg`` (NaN where the delineator found nothing):
+    ``r``, ``p_onset``, ``qrs_onset``, ``qrs_offset``, ``t_offset``. The signal is upsampled to 500 Hz
+    first; ``method`` is NeuroKit2's (``dwt`` or ``peak``; ``peak`` gives no QRS boundaries).
+    """
+    x, peaks = np.asarray(ecg, dtype=np.float64), np.asarray(r_peaks, dtype=np.int64)
+    out = {k: np.full(len(peaks), np.nan) for k in ("r", "p_onset", "qrs_onset", "qrs_offset", "t_offset")}
+    if len(peaks) < MIN_BEATS or len(x) < int(fs_hz):
+        return out
+    up, idx = _upsampled(x, peaks, fs_hz)
+    if (waves := _delineate(up, idx, method)) is None:
+        return out
+    n = len(idx)
+    out["r"] = idx / DELINEATE_FS_HZ
+    out["p_onset"] = _wave_times(waves, "ECG_P_Onsets", n) / DELINEATE_FS_HZ
+    out["qrs_onset"] = _wave_times(waves, "ECG_R_Onsets", n) / DELINEATE_FS_HZ
+    out["qrs_offset"] = _wave_times(waves, "ECG_R_Offsets", n) / DELINEATE_FS_HZ
+    out["t_offset"] = _wave_times(waves, "ECG_T_Offsets", n) / DELINEATE_FS_HZ
+    return out
+
+
+def ecg_beat_intervals(times: dict[str, np.ndarray], rr_s: np.ndarray) -> dict[str, np.ndarray]:
+    """Per-beat PR, QRS, QT, QTc Bazett / Fridericia (ms) from :func:`delineate_ecg_beats` times and the RR
+    interval before each beat (s); implausible values are NaN."""
+    pr = _plausible(1000.0 * (times["qrs_onset"] - times["p_onset"]), "pr")
+    qrs = _plausible(1000.0 * (times["qrs_offset"] - times["qrs_onset"]), "qrs")
+    qt = _plausible(1000.0 * (times["t_offset"] - times["qrs_onset"]), "qt")
+    rr = np.where((rr_s > 0.24) & (rr_s < 2.5), rr_s, np.nan)
+    return {"pr": pr, "qrs": qrs, "qt": qt, "qtc_bazett": qt / np.sqrt(rr), "qtc_fridericia": qt / np.cbrt(rr),
+            "rr": 1000.0 * rr}
+
+
+def ppg_pulse_measures(ppg: np.ndarray, pulse_peaks: np.ndarray, fs_hz: float = FS_HZ) -> dict[str, np.ndarray]:
+    """Per pulse of ``ppg`` (filtered, record units): ``foot`` and ``peak`` times (s from the start of
+    ``ppg``; peak refined by a parabola), ``amplitude`` (peak − preceding minimum) and ``rise`` (ms)."""
+    x = np.asarray(ppg, dtype=np.float64)
+    peaks = np.asarray(pulse_peaks, dtype=np.int64)
+    out = {k: np.full(len(peaks), np.nan) for k in ("foot", "peak", "amplitude", "rise")}
+    back = int(0.6 * fs_hz)
+    for j, p in enumerate(peaks):
+        lo = max(int(peaks[j - 1]) if j else 0, p - back, 0)
+        if p - lo < 3 or p >= len(x) - 1:
+            continue
+        seg = x[lo:p + 1]
+        trough = int(np.argmin(seg))
+        if p - (lo + trough) < 2:
+            continue
+        slope = np.diff(seg[trough:])
+        steep = int(np.argmax(slope))
+        s = slope[steep]
+        if s <= 0:
+            continue
+        # tangent at the steepest point (midway between samples) meets the trough's level
+        t_steep = lo + trough + steep + 0.5
+        y_steep = 0.5 * (seg[trough + steep] + seg[trough + steep + 1])
+        foot = t_steep - (y_steep - seg[trough]) / s
+        y0, y1, y2 = x[p - 1], x[p], x[p + 1]
+        curv = y0 - 2 * y1 + y2
+        peak = p + (float(np.clip(0.5 * (y0 - y2) / curv, -0.5, 0.5)) if curv != 0 else 0.0)
+        out["foot"][j], out["peak"][j] = foot / fs_hz, peak / fs_hz
+        out["amplitude"][j] = y1 - seg[trough]
+        out["rise"][j] = 1000.0 * (peak - foot) / fs_hz
+    out["rise"] = _plausible(out["rise"], "rise")
+    return out
+
+
+def pulse_arrival_ms(r_s: np.ndarray, foot_s: np.ndarray, peak_s: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """R peak → pulse foot and → systolic peak (ms) per pulse, pairing each pulse with the last R peak
+    before its foot; implausible delays are NaN."""
+    r = np.sort(np.asarray(r_s, dtype=np.float64))
+    foot = np.asarray(foot_s, dtype=np.float64)
+    if len(r) == 0:
+        return np.full(len(foot), np.nan), np.full(len(foot), np.nan)
+    k = np.searchsorted(r, np.nan_to_num(foot, nan=-1.0)) - 1
+    r_before = np.where(k >= 0, r[np.clip(k, 0, None)], np.nan)
+    return (_plausible(1000.0 * (foot - r_before), "arrival_foot"),
+            _plausible(1000.0 * (peak_s - r_before), "arrival_peak"))
+
+
+def _in_window(peaks: np.ndarray | None, a: int, b: int) -> np.ndarray:
+    p = np.asarray(peaks if peaks is not None else [], dtype=np.int64)
+    return np.nonzero((p >= a) & (p < b))[0]
+
+
+def _ecg_reason(win: Windows, i: int) -> str | None:
+    if win.ecg_clean is None or win.r_peaks is None:
+        return "no ECG in this record"
+    if win.ecg_no_beats is not None and bool(win.ecg_no_beats[i]):
+        return "no beats detected in this window"
+    if win.ecg_quality is not None and win.low_quality is not None and bool(win.low_quality[i]):
+        return f"low-quality window (ECG quality {float(win.ecg_quality[i]):.2f})"
+    return None
+
+
+def _ppg_reason(win: Windows, i: int) -> str | None:
+    if win.ppg_clean is None or win.pulse_peaks is None:
+        return "no PPG in this record"
+    if win.ppg_no_beats is not None and bool(win.ppg_no_beats[i]):
+        return "no pulses detected in this window"
+    if win.ppg_quality is not None and win.low_quality is not None and bool(win.low_quality[i]):
+        return f"low-quality window (PPG quality {float(win.ppg_quality[i]):.2f})"
+    return None
+
+
+def _measure_ecg(win: Windows, i: int, a: int, b: int, method: str, res: WindowIntervals) -> np.ndarray:
+    """Fill the ECG fields of ``res``; returns the window's R-peak times (s) for pulse arrival."""
+    assert win.ecg_clean is not None and win.r_peaks is not None
+    fs = float(win.fs)
+    ctx = int(CONTEXT_S * fs)
+    lo, hi = max(a - ctx, 0), min(b + ctx, len(win.ecg_clean))
+    sel = _in_window(win.r_peaks, lo, hi)
+    r_all = np.asarray(win.r_peaks, dtype=np.int64)
+    times = delineate_ecg_beats(win.ecg_clean[lo:hi], r_all[sel] - lo, fs, method)
+    times = {k: v + lo / fs for k, v in times.items()}
+    rr = np.diff(np.concatenate([[np.nan], r_all / fs]))[sel]
+    beats = ecg_beat_intervals(times, rr)
+    inside = (r_all[sel] >= a) & (r_all[sel] < b)
+    if win.r_peak_classes is not None and len(win.r_peak_classes) == len(r_all):
+        inside &= np.asarray(win.r_peak_classes)[sel] != 1
+    for key in ("pr", "qrs", "qt", "qtc_bazett", "qtc_fridericia"):
+        setattr(res, f"{key}_ms", Spread.of(beats[key][inside]))
+    res.rr_ms = Spread.of(beats["rr"][inside])
+    res.beat_medians_ms = {k: getattr(res, f"{k}_ms").median for k in ("pr", "qrs", "qt")}
+    # the value shown is the median beat's (robust to noise); the IQR stays the per-beat spread
+    tmpl = median_beat_intervals(win.ecg_clean[lo:hi], r_all[sel][inside] - lo, fs, method)
+    rr_s = res.rr_ms.median / 1000.0
+    for key in ("pr", "qrs", "qt"):
+        spread: Spread = getattr(res, f"{key}_ms")
+        if np.isfinite(tmpl[key]) and spread.n:
+            spread.median = tmpl[key]
+    if np.isfinite(tmpl["qt"]) and np.isfinite(rr_s) and res.qt_ms.n:
+        res.qtc_bazett_ms.median = tmpl["qt"] / np.sqrt(rr_s)
+        res.qtc_fridericia_ms.median = tmpl["qt"] / np.cbrt(rr_s)
+    for key, limit in MAX_IQR_MS.items():
+        spread = getattr(res, f"{key}_ms")
+        if spread.n and spread.iqr > limit:
+            # single beats this far apart mean the delineator follows noise, not a wave
+            withheld = Spread(why=f"beats disagree (IQR {spread.iqr:.0f} ms > {limit:.0f} ms)")
+            setattr(res, f"{key}_ms", withheld)
+            if key == "qt":
+                res.qtc_bazett_ms, res.qtc_fridericia_ms = withheld, dataclasses.replace(withheld)
+    for key in ("p_onset", "qrs_onset", "qrs_offset", "t_offset"):
+        res.markers[key] = [round(float(t), 4) for t in times[key][inside] if np.isfinite(t)]
+    if res.qt_ms.n < MIN_BEATS and res.qrs_ms.n < MIN_BEATS:
+        res.ecg_reason = f"fewer than {MIN_BEATS} beats could be delineated"
+        for key in ("pr", "qrs", "qt", "qtc_bazett", "qtc_fridericia"):
+            setattr(res, f"{key}_ms", Spread())
+    return r_all[sel] / fs
+
+
+def window_intervals(win: Windows, i: int, method: str = "dwt") -> WindowIntervals:
+    """Measurements of window ``i`` of ``win`` (see the module docstring); NaN with a reason where the
+    window's quality or beats do not allow them."""
+    if not 0 <= i < len(win):
+        raise IndexError(f"window {i} outside 0-{len(win) - 1}")
+    fs = float(win.fs)
+    a = int(round(float(win.starts_s[i]) * fs))
+    b = a + WINDOW_SAMPLES
+    res = WindowIntervals(window=int(i), start_s=float(win.starts_s[i]))
+    res.ecg_reason = _ecg_reason(win, i)
+    r_s = np.array([])
+    if res.ecg_reason is None:
+        r_s = _measure_ecg(win, i, a, b, method, res)
+    elif win.r_peaks is not None and res.ecg_reason != "no beats detected in this window":
+        r_s = np.asarray(win.r_peaks, dtype=np.float64) / fs
+    res.ppg_reason = _ppg_reason(win, i)
+    if res.ppg_reason is None:
+        assert win.ppg_clean is not None and win.pulse_peaks is not None
+        sel = _in_window(win.pulse_peaks, a, b)
+        m = ppg_pulse_measures(win.ppg_clean, np.asarray(win.pulse_peaks)[sel], fs)
+        res.ppg_amplitude, res.rise_time_ms = Spread.of(m["amplitude"]), Spread.of(m["rise"])
+        if len(r_s):
+            foot_ms, peak_ms = pulse_arrival_ms(r_s, m["foot"], m["peak"])
+            res.arrival_foot_ms, res.arrival_peak_ms = Spread.of(foot_ms), Spread.of(peak_ms)
+        res.markers["ppg_foot"] = [round(float(t), 4) for t in m["foot"] if np.isfinite(t)]
+        res.markers["ppg_peak"] = [round(float(t), 4) for t in m["peak"] if np.isfinite(t)]
+        if res.rise_time_ms.n < MIN_BEATS:
+            res.ppg_reason = f"fewer than {MIN_BEATS} pulses could be measured"
+            res.ppg_amplitude, res.rise_time_ms = Spread(), Spread()
+            res.arrival_foot_ms, res.arrival_peak_ms = Spread(), Spread()
+    return res
+
+
+def record_intervals(win: Windows, method: str = "dwt") -> list[WindowIntervals]:
+    """:func:`window_intervals` for every window of ``win``."""
+    return [window_intervals(win, i, method) for i in range(len(win))]
+
+
+def interval_rows(res: WindowIntervals) -> list[tuple[str, str, str]]:
+    """(measurement, "median (IQR) ms", "n beats or the reason") rows for a table or a report."""
+    rows = []
+    e, p = res.ecg_reason, res.ppg_reason
+    for label, key, unit, reason in (
+            ("PR", "pr_ms", "ms", e), ("QRS", "qrs_ms", "ms", e), ("QT", "qt_ms", "ms", e),
+            ("QTc Bazett", "qtc_bazett_ms", "ms", e), ("QTc Fridericia", "qtc_fridericia_ms", "ms", e),
+            ("PPG pulse amplitude", "ppg_amplitude", "units", p), ("PPG rise time", "rise_time_ms", "ms", p),
+            ("Arrival R->foot", "arrival_foot_ms", "ms", p), ("Arrival R->peak", "arrival_peak_ms", "ms", p)):
+        s: Spread = getattr(res, key)
+        if s.n:
+            fmt = "{:.0f}" if unit == "ms" else "{:.3g}"
+            value = f"{fmt.format(s.median)} (IQR {fmt.format(s.iqr)}) {unit}"
+            rows.append((label, value, f"{s.n} beats"))
+        else:
+            rows.append((label, "n/a", reason or s.why or "not measured"))
+    return rows
