@@ -34,7 +34,10 @@ def build_index(paths: Sequence[Any], out: str | Path, model: Any = None, simula
     ``.<out>.embed/`` beside ``out`` and resumes from there when a build is interrupted and started again with the same
     command; it is removed once the index is saved. The saved index carries its familiarity
     reference (``familiarity.json``) from the start. engine : "local" (this process) or "ray"
-    (``ray_engine.embed_on_ray``: the same embedding on a Ray cluster).
+    (``ray_engine.embed_on_ray``: the same embedding on a Ray cluster, into Parquet shards from which
+    ``streaming.write_index_from_shards`` fills the index one shard at a time, never holding all
+    fingerprints or waveforms; ``config.memory_budget_mb`` bounds the FAISS index's RAM there, and the
+    same folder results as on the local path: the same exact index below ``exact_below``).
     """
     out = Path(out)
     paths = list(paths or [])
@@ -44,11 +47,14 @@ def build_index(paths: Sequence[Any], out: str | Path, model: Any = None, simula
     sim = simulated_items(simulate, seed=seed, duration_s=duration_s) if simulate else []
     model = resolve_model(model)
     work = out.with_name(f".{out.name}.embed")
-    embedder: Any = embed  # embed or embed_on_ray: same arguments, same result type
-    if engine == "ray":  # engine "ray": the same embedding on Ray Data (m2ae.index.ray_engine)
-        from .ray_engine import embed_on_ray as embedder
-    res = embedder(items + sim + list(streams), model, work, batch_size=batch_size, num_workers=num_workers,
-                   progress=progress, read_kwargs=read_kwargs)
+    if engine == "ray":  # Ray Data embeds into Parquet shards; the index is filled from them (streaming.py)
+        from .ray_engine import embed_on_ray
+
+        res = embed_on_ray(items + sim + list(streams), model, work, batch_size=batch_size, num_workers=num_workers,
+                           progress=progress, read_kwargs=read_kwargs, assemble=False)
+    else:
+        res = embed(items + sim + list(streams), model, work, batch_size=batch_size, num_workers=num_workers,
+                    progress=progress, read_kwargs=read_kwargs)
     data = [display_path(p) for p in paths if isinstance(p, (str, Path))]
     if simulate:
         data.append(f"m2ae.simulate: {simulate} subjects, seed {seed}, {duration_s:g} s each "
@@ -69,9 +75,19 @@ def build_index(paths: Sequence[Any], out: str | Path, model: Any = None, simula
         "embedding": {"windows_per_s": round(res.windows_per_s, 1), "seconds": round(res.seconds, 1),
                       "batch_size": batch_size},
     }
-    idx = FingerprintIndex.build(res.fingerprints, meta, res.model_version, waveforms=res.waveforms,
-                                 config=config, map_config=map_config, manifest_extra=extra, progress=progress)
-    idx.save(out)
+    if engine == "ray":
+        from .streaming import write_index_from_shards
+
+        extra["embedding"].update({k: res.manifest[k] for k in ("engine", "workers", "gpus", "shards",
+                                                                "shards_reused", "shards_written")})
+        write_index_from_shards(res.manifest["shard_paths"], out, meta, res.model_version, config=config,
+                                map_config=map_config, manifest_extra=extra, progress=progress)
+        shutil.rmtree(Path(res.manifest["shard_dir"]).parent, ignore_errors=True)  # <work>.ray-partial
+        idx = FingerprintIndex.load(out)
+    else:
+        idx = FingerprintIndex.build(res.fingerprints, meta, res.model_version, waveforms=res.waveforms,
+                                     config=config, map_config=map_config, manifest_extra=extra, progress=progress)
+        idx.save(out)
     shutil.rmtree(work, ignore_errors=True)
     calibrate_familiarity(idx, model)
     return idx

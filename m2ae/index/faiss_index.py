@@ -43,6 +43,8 @@ class IndexConfig:
     use_gpu : None = use a GPU when faiss has GPU support and one is visible.
     refine_in_memory : IVF-PQ keeps the raw vectors in the index for exact re-ranking (``RFlat``);
         False leaves only the codes (``streaming.py`` re-ranks from vectors stored on disk).
+    memory_budget_mb : RAM (MiB) the FAISS index may take when it is built from Parquet shards
+        (``--engine ray``, ``streaming.py``); None = 8 GiB. Decides Flat / IVF-Flat / IVF-PQ there.
     """
 
     kind: str = "auto"
@@ -58,6 +60,7 @@ class IndexConfig:
     seed: int = 0
     use_gpu: bool | None = None
     refine_in_memory: bool = True
+    memory_budget_mb: float | None = None
 
     @classmethod
     def from_manifest(cls, fields: dict[str, Any] | None) -> IndexConfig:

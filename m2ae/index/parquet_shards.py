@@ -88,6 +88,14 @@ def shard_info(path: Path) -> dict[str, Any]:
             "skipped": json.loads(kv.get(b"m2ae_skipped", b"[]").decode())}
 
 
+def shard_dims(path: Path) -> int:
+    """Fingerprint dimensions of a shard, from its schema (0 for a shard with no rows)."""
+    import pyarrow.parquet as pq
+
+    schema = pq.read_schema(path)
+    return int(schema.field(FP_COL).type.list_size) if FP_COL in schema.names else 0
+
+
 def read_shard_fingerprints(path: Path) -> np.ndarray:
     """Only the fingerprint column of a shard: float32 [n, D] (what a streaming index build reads)."""
     import pyarrow.parquet as pq
@@ -97,6 +105,16 @@ def read_shard_fingerprints(path: Path) -> np.ndarray:
         return np.zeros((0, 0), np.float32)
     col = table.column(FP_COL).combine_chunks()
     return col.values.to_numpy(zero_copy_only=False).reshape(len(col), -1).astype(np.float32, copy=False)
+
+
+def read_shard_metadata(path: Path) -> pd.DataFrame:
+    """Only the window metadata columns of a shard (no fingerprints, no waveforms)."""
+    import pyarrow.parquet as pq
+
+    names = [f for f in pq.read_schema(path).names if f not in RESERVED]
+    if not shard_info(path)["rows"]:
+        return pd.DataFrame()
+    return pq.read_table(path, columns=names).to_pandas()
 
 
 def read_shard(path: Path) -> tuple[np.ndarray, pd.DataFrame, CompactWaveforms, list[dict[str, str]]]:

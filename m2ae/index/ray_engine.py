@@ -56,7 +56,7 @@ from ..record import Record
 from .embed import EmbedResult, no_window_message
 from .files import tidy_metadata, utc_now, write_embeddings
 from .fingerprints import fingerprint_windows, model_checkpoint_of, resolve_model
-from .parquet_shards import SHARD_SUFFIX, read_shard, write_shard
+from .parquet_shards import SHARD_SUFFIX, read_shard, read_shard_metadata, shard_dims, shard_info, write_shard
 from .prepare import prepare
 from .sources import EmbedItem, expand_sources, record_item, run_skip_report
 from .waveforms import CompactWaveforms
@@ -289,6 +289,21 @@ def assemble_shards(paths: list[Path]) -> tuple[np.ndarray, pd.DataFrame, Compac
             CompactWaveforms.concat(waves), skipped)
 
 
+def assemble_shard_metadata(paths: list[Path]) -> tuple[pd.DataFrame, list[dict[str, str]], int]:
+    """The shards' metadata concatenated in the given order, their skipped records and the fingerprint
+    dims (from the Parquet schema), without reading fingerprints or waveforms."""
+    metas, skipped, dims = [], [], 0
+    for p in paths:
+        info = shard_info(p)
+        skipped += info["skipped"]
+        if info["rows"]:
+            metas.append(read_shard_metadata(p))
+            dims = dims or shard_dims(p)
+    if not metas:
+        return pd.DataFrame(), skipped, 0
+    return tidy_metadata(pd.concat(metas, ignore_index=True)), skipped, dims
+
+
 def _take(it: Iterator[EmbedItem], n: int) -> list[EmbedItem]:
     return list(itertools.islice(it, n))
 
@@ -320,7 +335,7 @@ def embed_on_ray(sources: Any, model: Any = None, out_dir: str | Path | None = N
                  num_workers: int | None = None, stride_s: float = 10.0, read_kwargs: dict | None = None,
                  progress: bool = True, device: Any = None, extra_items: list[EmbedItem] | None = None,
                  splits: Collection[str] | None = None, records_per_shard: int = 8,
-                 shards_per_wave: int = 16, keep_shards: bool = False) -> EmbedResult:
+                 shards_per_wave: int = 16, keep_shards: bool = False, assemble: bool = True) -> EmbedResult:
     """``embed.embed`` on Ray Data (see the module docstring); same arguments and result, plus:
 
     num_workers : fingerprint actors on a CPU cluster (default: half the cluster's CPUs); on a GPU
@@ -328,6 +343,9 @@ def embed_on_ray(sources: Any, model: Any = None, out_dir: str | Path | None = N
     shards_per_wave : batches gathered from a corpus stream before they are sent to the cluster.
     keep_shards : keep ``<out>.ray-partial/shards/`` after success (for ``streaming.py`` index builds);
         by default it is removed once the output folder is written.
+    assemble : False = gather only the metadata; the result's fingerprints are a [N, 0] placeholder, its
+        waveforms empty, nothing is written to ``out_dir``, the shards are kept and the manifest's
+        ``shard_paths`` lists them in row order (``build_index --engine ray`` streams them into the index).
     The result's manifest adds ``engine`` ("ray"), ``workers``, ``gpus``, ``shards`` and
     ``shards_reused`` (finished by an earlier, interrupted run).
     """
@@ -370,7 +388,13 @@ def embed_on_ray(sources: Any, model: Any = None, out_dir: str | Path | None = N
     if bar is not None:
         bar.close()
 
-    fps, meta, waves, skipped = assemble_shards([work / "shards" / f"{p.name}{SHARD_SUFFIX}" for p in plans])
+    shard_paths = [work / "shards" / f"{p.name}{SHARD_SUFFIX}" for p in plans]
+    if assemble:
+        fps, meta, waves, skipped = assemble_shards(shard_paths)
+        dims = int(fps.shape[1]) if len(fps) else 0
+    else:  # fingerprints and waveforms stay in the shards: the index build streams them (streaming.py)
+        meta, skipped, dims = assemble_shard_metadata(shard_paths)
+        fps, waves = np.zeros((len(meta), 0), np.float32), CompactWaveforms.empty()
     skipped += stream_skipped
     skip_report = run_skip_report(streams, skipped)  # the same per-reason counts as the plain path
     if len(fps) == 0:
@@ -380,7 +404,7 @@ def embed_on_ray(sources: Any, model: Any = None, out_dir: str | Path | None = N
     manifest = {
         "model_version": version,
         "model_checkpoint": model_checkpoint_of(model),
-        "dims": int(fps.shape[1]),
+        "dims": dims,
         "count": int(len(fps)),
         "records": int(meta["record"].nunique()),
         "subjects": int(meta["subject_id"].nunique()),
@@ -398,9 +422,11 @@ def embed_on_ray(sources: Any, model: Any = None, out_dir: str | Path | None = N
         "shards_written": len(run.written),
     }
     result = EmbedResult(fps, meta, waves, version, out, skipped, seconds, manifest)
-    if out is not None:
+    if out is not None and assemble:
         write_embeddings(out, fps, meta, waves, manifest)
-    if keep_shards and out is not None:
+    if not assemble:
+        result.manifest["shard_paths"] = [str(p) for p in shard_paths]
+    if (keep_shards and out is not None) or not assemble:
         result.manifest["shard_dir"] = str(work / "shards")
     else:
         shutil.rmtree(work, ignore_errors=True)
