@@ -50,3 +50,33 @@ def test_docstring_examples_run():
     for module in (rhythm, timing):
         result = doctest.testmod(module)
         assert result.attempted > 0 and result.failed == 0, module.__name__
+
+
+def test_fastest_run_pauses_and_classes():
+    from m2ae.signal.rhythm import fastest_run_bpm, find_pauses, interval_summary, longest_class_run
+
+    t = np.concatenate([np.arange(0, 4, 0.8), 4.0 + np.arange(0, 2.0, 0.35)])   # sinus, then a fast run
+    rate, start = fastest_run_bpm(t)
+    assert rate == pytest.approx(60 / 0.35) and start == pytest.approx(4.0)
+    assert np.isnan(fastest_run_bpm(t[:4])[0])
+    assert find_pauses(np.arange(6) * 0.8) == ([], [])
+    ms, at = find_pauses([0, 0.8, 1.6, 4.0, 4.8])
+    assert ms == [2400.0] and at == [1.6]
+    assert longest_class_run([0, 1, 1, 0, 1, 1, 1, -1]) == 3 and longest_class_run(None) == 0
+    s = interval_summary(t, classes=[0] * 5 + [1] * 6)
+    assert s.fast_run and s.longest_ventricular_run == 6 and s.ventricular_beats == 6
+    assert s.as_dict()["fastest_run_bpm"] == pytest.approx(60 / 0.35)
+    empty = interval_summary([])
+    assert empty.regular is None and not empty.fast_run and empty.as_dict()["mean_hr_bpm"] is None
+
+
+def test_pauses_stop_an_af_call_being_contradicted_as_regular():
+    """A tachycardia with pauses of 816 and 984 ms is not "regular": the AF contradiction is withheld."""
+    from m2ae.signal.rhythm import interval_summary
+
+    beats = np.concatenate([np.arange(0, 2.0, 0.4), 1.6 + 0.816 + np.arange(0, 1.2, 0.4)])
+    beats = np.concatenate([beats, beats[-1] + 0.984 + np.arange(0, 2.0, 0.4)])
+    s = interval_summary(beats)
+    assert s.irregularity < REGULAR_MAX                 # the median |ΔRR| alone would say "regular"
+    assert rhythm_interval_check("AF", s.irregularity) is not None
+    assert rhythm_interval_check("AF", s.irregularity, pauses_ms=s.pauses_ms) is None

@@ -102,3 +102,34 @@ def test_shipped_model_places_rebuilt_ppg_at_the_pulse_arrival(pairs):
     # masked (not cross-modal) reconstruction is never moved
     both = model.reconstruct(ecg=ecg.astype(np.float32), ppg=ppg.astype(np.float32), mode="complementary")
     assert np.isnan(both["ppg"]["timing_shift_samples"]).all()
+
+
+def test_pat_plausibility_sentences():
+    from m2ae.signal.timing import pat_plausibility
+
+    assert "physiologically plausible" in pat_plausibility(300.0, rr_ms=800.0)
+    one_beat = pat_plausibility(650.0, rr_ms=640.0)
+    assert "about one beat interval" in one_beat and "device" in one_beat
+    assert "device" in pat_plausibility(620.0)                     # > 500 ms without a beat interval
+    assert "not aligned" in pat_plausibility(-80.0)
+    assert "upper edge" in pat_plausibility(480.0, rr_ms=1000.0)
+    assert pat_plausibility(float("nan")).startswith("No pulse arrival time")
+    for s in (one_beat, pat_plausibility(100.0)):
+        assert "\n" not in s and s.endswith(".")
+
+
+def test_pat_plausibility_flags_the_device_delay_of_bidmc_01(bidmc_csv):
+    """BIDMC 01's R → pulse-peak delay (614-698 ms, about one beat interval) gets the device-delay note."""
+    import pandas as pd
+
+    from m2ae import Record, preprocess
+    from m2ae.signal.timing import pat_plausibility
+
+    df = pd.read_csv(bidmc_csv, skipinitialspace=True)
+    win = preprocess(Record(ecg=df["II"].to_numpy(float), ppg=df["PLETH"].to_numpy(float), fs=125.0,
+                            meta={"source": bidmc_csv.name, "lead": "II"}))
+    ok = np.isfinite(win.pat_ms) & np.isfinite(win.hr_ecg_bpm)
+    pat, rr = float(np.median(win.pat_ms[ok])), float(np.median(60000.0 / win.hr_ecg_bpm[ok]))
+    assert 600 <= pat <= 720
+    assert "device" in pat_plausibility(pat, rr)
+    assert all("device" in pat_plausibility(p, r) for p, r in zip(win.pat_ms[ok], 60000.0 / win.hr_ecg_bpm[ok]))

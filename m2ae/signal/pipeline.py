@@ -2,9 +2,9 @@
 
 Steps, per gap-free segment of the record (windows never cross a gap longer than 1 s):
 resample to 125 Hz (polyphase) → band-pass (ECG 0.5–40 Hz, PPG 0.5–8 Hz, zero phase) → PPG made
-upright (decided once per record) → R-peaks / pulse peaks (neurokit2, once per segment) → 10-s
-windows → robust normalisation keeping center/scale → per-window quality, heart rate and
-R → pulse-peak delay.
+upright (decided once per record) → R-peaks (three detectors on every ECG lead, see ``beats``) /
+pulse peaks (neurokit2), once per segment → 10-s windows → robust normalisation keeping
+center/scale → per-window quality, heart rate and R → pulse-peak delay.
 
 Real monitors often record one dead channel (a PPG clip that fell off, a lead switched off). A dead
 modality is dropped with a note and the record goes on with the other one (``meta["dropped"]``);
@@ -25,12 +25,15 @@ import numpy as np
 from ..contract import FS_HZ, QUALITY_THRESHOLD, WINDOW_S, WINDOW_SAMPLES
 from ..errors import InputError
 from ..record import Record, Windows
-from . import filters, peaks as pk, quality as ql
+from . import beats as bt, filters, peaks as pk, quality as ql
+from .leads import clean_leads, detect_ecg_beats, lead_advice
+from .rate_check import with_rate_note
 from .usable import dead_channel_reasons
 
 MAX_GAP_S = 1.0  # NaN runs up to this long are interpolated; longer ones split the record
 MAX_WINDOWS = 100_000  # ~1 GB of float32 windows per modality; 11.6 days at the default 10-s stride
 MODALITY_NAMES = {"ecg": "ECG", "ppg": "PPG"}
+BEAT_METHODS = ("multilead", "single")   # see ``preprocess``'s ``beats``
 
 
 class _DeadChannels(Exception):
@@ -41,15 +44,18 @@ class _DeadChannels(Exception):
         self.reasons = reasons
 
 
-def _refusal(name: str, reasons: dict[str, str]) -> str:
-    """The one-line InputError text for a record none of whose channels is usable."""
+def _refusal(name: str, reasons: dict[str, str], rec: Record | None = None) -> str:
+    """The one-line InputError text for a record none of whose channels is usable, with the way
+    forward when there is one (another ECG lead that carries signal)."""
+    advice = lead_advice(rec) if rec is not None and "ecg" in reasons else ""
     return f"{name}: no usable channel — " + "; ".join(
-        f"{MODALITY_NAMES[m]}: {r}" for m, r in reasons.items())
+        f"{MODALITY_NAMES[m]}: {r}" for m, r in reasons.items()) + advice
 
 
-def _drop_note(mod: str, reason: str, kept: tuple[str, ...]) -> str:
+def _drop_note(mod: str, reason: str, kept: tuple[str, ...], rec: Record | None = None) -> str:
     goes_on = " + ".join(MODALITY_NAMES[m] for m in kept)
-    return f"{MODALITY_NAMES[mod]} dropped: {reason}; the record goes on as {goes_on} only"
+    advice = lead_advice(rec) if rec is not None and mod == "ecg" else ""
+    return f"{MODALITY_NAMES[mod]} dropped: {reason}; the record goes on as {goes_on} only{advice}"
 
 
 def _window_fraction(mask: np.ndarray, fs_hz: float, n_total: int, starts: np.ndarray) -> np.ndarray:
@@ -133,8 +139,13 @@ def _no_pulse_reason(n: int, locked: float) -> str:
 
 
 def _measure_channel(mod: str, raw: np.ndarray, fs_hz: float, x: np.ndarray, bounds: list[tuple[int, int]],
-                     starts: np.ndarray, breaks: np.ndarray, notes: list[str]) -> dict[str, np.ndarray]:
+                     starts: np.ndarray, breaks: np.ndarray, notes: list[str],
+                     leads: dict[str, np.ndarray] | None = None, model_lead: str | None = None,
+                     beats: str = "multilead") -> dict[str, Any]:
     """Windows, normalisation, peaks, heart rate and quality of one channel (``x``: clean, 125 Hz).
+
+    For the ECG, ``leads`` (every lead, clean, 125 Hz; ``model_lead`` names ``x`` among them) help the
+    beat detector (``beats``: "multilead" or "single", see ``preprocess``).
 
     Raises ``_DeadChannels`` when no window carries usable signal (flat, clipped, mostly missing or
     wildly off-scale everywhere); whether a PPG shows a pulse is judged later, beside the ECG. An
@@ -143,13 +154,13 @@ def _measure_channel(mod: str, raw: np.ndarray, fs_hz: float, x: np.ndarray, bou
     label = MODALITY_NAMES[mod]
     windows = np.lib.stride_tricks.sliding_window_view(x, WINDOW_SAMPLES)[starts]      # [N, 1250] copy
     z, center, scale = filters.robust_normalise(windows, axis=-1)
-    detect = pk.detect_r_peaks if mod == "ecg" else pk.detect_pulse_peaks
-    peaks, beat_r = [], []
-    for a, b in bounds:                       # detectors run once per gap-free segment, not per window
-        p = detect(x[a:b], FS_HZ)
-        beat_r.append(ql.beat_template_correlation(x[a:b], p, FS_HZ))
-        peaks.append(p + a)
-    peaks_all = np.concatenate(peaks).astype(np.int64)
+    classes, agreement = None, None
+    if mod == "ecg":                          # detectors run once per gap-free segment, not per window
+        peaks_all, classes, agreement = detect_ecg_beats(x, leads, model_lead, bounds, beats)
+    else:
+        peaks_all = np.concatenate([pk.detect_pulse_peaks(x[a:b], FS_HZ) + a for a, b in bounds]).astype(np.int64)
+    beat_r = [ql.beat_template_correlation(x[a:b], peaks_all[(peaks_all >= a) & (peaks_all < b)] - a, FS_HZ)
+              for a, b in bounds]
     hr = pk.window_heart_rate(peaks_all, starts, WINDOW_SAMPLES, FS_HZ, breaks)
 
     flat, _ = ql.flat_windows(windows, ql.adc_step(raw))
@@ -166,6 +177,13 @@ def _measure_channel(mod: str, raw: np.ndarray, fs_hz: float, x: np.ndarray, bou
     if why is not None:
         raise _DeadChannels({mod: why})
     template = ql.window_template_score(peaks_all, np.concatenate(beat_r), starts, WINDOW_SAMPLES)
+    beat_score = template
+    if agreement is not None and np.isfinite(agreement).any():
+        # beats that several detectors find alike are beats, whatever their shape (VT, ectopy)
+        # ... and alike among themselves in the window (artefact that fools the detectors is not)
+        beat_score = np.maximum(template, ql.agreement_score(
+            bt.window_agreement(peaks_all, agreement, starts, WINDOW_SAMPLES))
+            * ql.window_local_template_score(x, peaks_all, starts, WINDOW_SAMPLES, FS_HZ))
     n = len(starts)
     no_beats = ~np.isfinite(hr)
     if flat.any():
@@ -176,19 +194,25 @@ def _measure_channel(mod: str, raw: np.ndarray, fs_hz: float, x: np.ndarray, bou
     elif no_beats.any():
         notes.append(f"{label}: no beats detected in {int(no_beats.sum())} of {n} windows "
                      f"(heart rate left blank there)")
-    quality = template * amp * clip * interp * ql.heart_rate_score(hr)
-    return {mod: z.astype(np.float32), f"{mod}_center": center.astype(np.float32),
+    quality = beat_score * amp * clip * interp * ql.heart_rate_score(hr)
+    return {"classes": classes, mod: z.astype(np.float32), f"{mod}_center": center.astype(np.float32),
             f"{mod}_scale": scale.astype(np.float32), f"{mod}_quality": quality.astype(np.float32),
             f"hr_{mod}_bpm": hr.astype(np.float32), f"{mod}_no_beats": no_beats, "peaks": peaks_all,
             "template": template, "usable": usable}
 
 
-def preprocess(rec: Record, stride_s: float = WINDOW_S, quality_threshold: float = QUALITY_THRESHOLD) -> Windows:
+def preprocess(rec: Record, stride_s: float = WINDOW_S, quality_threshold: float = QUALITY_THRESHOLD, *,
+               beats: str = "multilead") -> Windows:
     """Cut a record to the signal contract and measure it. Returns ``Windows`` (see its docstring).
 
     rec : a ``Record`` at any rate ≥ 20 Hz, ECG and/or PPG, NaN gaps allowed.
     stride_s : window stride in s (10 = back-to-back windows; 5 = half-overlapping).
     quality_threshold : windows with a present channel below it are flagged ``low_quality`` (kept).
+    beats : ECG beat detection. "multilead" (default): three detectors on every lead of
+        ``rec.ecg_leads`` (or on the one ECG), combined per 10 s (``m2ae.signal.beats``), beats classed
+        normal / ventricular (``r_peak_classes``), and ECG quality that counts beats the detectors agree
+        on as beats whatever their shape (a VT run is not noise). "single": the earlier behaviour,
+        neurokit2 on the model lead with template-only quality (``bench/bench_alarm_beats.py`` compares).
 
     Heart rate per window = 60 / mean beat interval (missed/doubled beats dropped); NaN, never 0,
     where no beats are detected (``*_no_beats``). ``pat_ms`` = median over the window's R-peaks of
@@ -207,6 +231,8 @@ def preprocess(rec: Record, stride_s: float = WINDOW_S, quality_threshold: float
     channels whose gap-free stretches never overlap for 10 s.
     """
     name = str(rec.meta.get("source", "record"))
+    if beats not in BEAT_METHODS:
+        raise InputError(f"{name}: beats must be one of {', '.join(BEAT_METHODS)}, got {beats!r}")
     if not np.isfinite(stride_s) or stride_s < 1.0 / FS_HZ:
         raise InputError(f"{name}: window stride must be at least one sample ({1000 / FS_HZ:g} ms), got {stride_s} s")
     if rec.duration_s < WINDOW_S:
@@ -221,15 +247,16 @@ def preprocess(rec: Record, stride_s: float = WINDOW_S, quality_threshold: float
         # Each pass either succeeds or finds more dead channels: at most one pass per channel, plus one.
         kept = tuple(m for m in rec.modalities if m not in dropped)
         if not kept:
-            raise InputError(_refusal(name, dropped))
+            raise InputError(_refusal(name, dropped, rec))
         try:
-            return _preprocess_channels(rec, kept, dropped, name, stride_s, quality_threshold)
+            return with_rate_note(_preprocess_channels(rec, kept, dropped, name, stride_s, quality_threshold, beats),
+                                  rec.fs)  # a declared rate the heart rates contradict gets a note
         except _DeadChannels as dead:
             dropped.update(dead.reasons)
 
 
 def _preprocess_channels(rec: Record, mods: tuple[str, ...], dropped: dict[str, str], name: str, stride_s: float,
-                         quality_threshold: float) -> Windows:
+                         quality_threshold: float, beats: str = "multilead") -> Windows:
     """One pass of ``preprocess`` over the channels ``mods`` (the others are ``dropped``: {modality: reason}).
 
     Raises ``_DeadChannels`` when one of ``mods`` turns out dead; the caller reruns without it, so
@@ -241,7 +268,9 @@ def _preprocess_channels(rec: Record, mods: tuple[str, ...], dropped: dict[str, 
     if not long_segments:
         longest = max((b - a for a, b in segments), default=0) / rec.fs
         raise InputError(f"{name}: no usable 10-s stretch: gaps longer than {MAX_GAP_S:g} s in ECG and PPG "
-                         f"together split the record into pieces of at most {longest:.1f} s")
+                         f"together split the record into pieces of at most {longest:.1f} s — way forward: "
+                         f"each channel alone has one; leave one out (ppg='none' or ecg='none', --ppg none "
+                         f"in m2ae read) to analyse the other")
     if len(long_segments) < len(segments):
         short_s = sum(b - a for a, b in segments if b - a < min_len) / rec.fs
         notes.append(f"{len(segments) - len(long_segments)} piece(s) shorter than 10 s between gaps "
@@ -252,6 +281,8 @@ def _preprocess_channels(rec: Record, mods: tuple[str, ...], dropped: dict[str, 
         notes.append(f"resampled {rec.fs:g} Hz → {FS_HZ:g} Hz (polyphase {up}/{down})")
     n_total = int(np.ceil(rec.n_samples * up / down))
     clean, bounds = _clean_segments(filled, rec.fs, long_segments, n_total)
+    leads_clean = clean_leads(rec, long_segments, bounds, n_total) if "ecg" in clean else None
+    model_lead = bt.model_lead_name(rec.meta, rec.ecg, leads_clean) if leads_clean else None
 
     flipped: np.ndarray | bool = False
     if "ppg" in clean:                        # polarity decided once for the whole record
@@ -275,14 +306,17 @@ def _preprocess_channels(rec: Record, mods: tuple[str, ...], dropped: dict[str, 
     out: dict[str, Any] = {}
     peaks: dict[str, np.ndarray] = {}
     dead: dict[str, str] = {}
+    classes = None
     checks: dict[str, tuple[np.ndarray, np.ndarray]] = {}     # per channel: template score, usable windows
     for mod in mods:                          # measure every channel, so all dead ones are found in one pass
         try:
-            res = _measure_channel(mod, getattr(rec, mod), rec.fs, clean[mod], bounds, starts, breaks, notes)
+            res = _measure_channel(mod, getattr(rec, mod), rec.fs, clean[mod], bounds, starts, breaks, notes,
+                                   leads_clean, model_lead, beats)
         except _DeadChannels as e:
             dead.update(e.reasons)
             continue
         peaks[mod] = res.pop("peaks")
+        classes = res.pop("classes") if mod == "ecg" else classes
         checks[mod] = (res.pop("template"), res.pop("usable"))
         out.update(res)
     delays, pairing = None, 0
@@ -317,7 +351,7 @@ def _preprocess_channels(rec: Record, mods: tuple[str, ...], dropped: dict[str, 
 
     meta = dict(rec.meta)
     # Drops first: they change what everything after them means.
-    drop_notes = [_drop_note(m, dropped[m], mods) for m in rec.modalities if m in dropped]
+    drop_notes = [_drop_note(m, dropped[m], mods, rec) for m in rec.modalities if m in dropped]
     meta["notes"] = list(rec.meta.get("notes", [])) + drop_notes + notes
     meta.update(fs_original_hz=rec.fs, duration_s=rec.duration_s, stride_s=float(stride_s),
                 quality_threshold=float(quality_threshold), ppg_flipped=bool(flipped), ecg_inverted=bool(ecg_inverted),
@@ -330,6 +364,7 @@ def _preprocess_channels(rec: Record, mods: tuple[str, ...], dropped: dict[str, 
         ecg_quality=out.get("ecg_quality", nan_n), ppg_quality=out.get("ppg_quality", nan_n),
         low_quality=low, hr_ecg_bpm=out.get("hr_ecg_bpm", nan_n), hr_ppg_bpm=out.get("hr_ppg_bpm", nan_n),
         pat_ms=pat.astype(np.float32), ecg_clean=clean.get("ecg"), ppg_clean=clean.get("ppg"),
-        r_peaks=peaks.get("ecg"), pulse_peaks=peaks.get("ppg"),
+        r_peaks=peaks.get("ecg"), pulse_peaks=peaks.get("ppg"), ecg_leads_clean=leads_clean,
+        r_peak_classes=classes if "ecg" in peaks else None,
         ecg_no_beats=out.get("ecg_no_beats"), ppg_no_beats=out.get("ppg_no_beats"), meta=meta, fs=FS_HZ,
     )

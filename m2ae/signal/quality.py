@@ -24,11 +24,17 @@ from .peaks import HR_MAX_BPM, HR_MIN_BPM
 # peak alignment itself correlates), clean beats are > 0.9: map [R_FLOOR, R_FULL] linearly onto [0, 1].
 R_FLOOR = 0.5
 R_FULL = 1.0
+# Agreement of three R-peak detectors (F1 of their beats, ``beats.py``): on the CinC 2015 train split's
+# true VT alarm windows most read above 0.8 though the wide beats match no template; in band-passed
+# noise the detectors pick different "beats".
+AGREE_FLOOR = 0.6
+AGREE_FULL = 0.95
 AMPLITUDE_OK_RATIO = 3.0     # window scale within 3x of the record's median: no penalty
 AMPLITUDE_BAD_RATIO = 10.0   # beyond 10x (or below 1/10): quality 0
 CLIP_BAD_FRACTION = 0.1      # 10% of a window's samples stuck at the record's extreme value: quality 0
 INTERPOLATED_BAD_FRACTION = 0.2  # 20% of a window filled in over short gaps: quality 0
 MIN_BEATS_PER_WINDOW = 3
+LOOKALIKES = 2               # window_local_template_score: a beat needs this many look-alikes
 # A window whose 1-99 % range spans fewer than FLAT_STEPS quantisation steps of the raw signal
 # carries no signal: on the CinC 2015 monitors a disconnected PPG or ECG spans 0-10 steps, a real
 # one hundreds to thousands. Float data without visible steps fall back on FLAT_REL: 1000x below
@@ -146,6 +152,47 @@ def window_template_score(peaks: np.ndarray, beat_r: np.ndarray, starts: np.ndar
         r = r[np.isfinite(r)]
         if len(r) >= MIN_BEATS_PER_WINDOW:
             out[i] = np.clip((np.mean(r) - R_FLOOR) / (R_FULL - R_FLOOR), 0.0, 1.0)
+    return out
+
+
+def agreement_score(window_agreement: np.ndarray) -> np.ndarray:
+    """Detector agreement of a window's beats (mean F1, ``beats.window_agreement``) mapped onto [0, 1]:
+    0 at ``AGREE_FLOOR`` or below, 1 at ``AGREE_FULL`` or above, linear between."""
+    a = np.nan_to_num(np.asarray(window_agreement, dtype=np.float64), nan=0.0)
+    return np.clip((a - AGREE_FLOOR) / (AGREE_FULL - AGREE_FLOOR), 0.0, 1.0)
+
+
+def window_local_template_score(x: np.ndarray, peaks: np.ndarray, starts: np.ndarray, width: int,
+                                fs_hz: float) -> np.ndarray:
+    """Per window: do the window's beats come in families of look-alikes? Per beat (±half the window's
+    median beat interval, 0.1-0.6 s) the Pearson r with its second most similar beat in the window;
+    the mean is mapped like ``window_template_score``. A VT run's beats resemble each other though not
+    the record's template, and so do the sinus beats around them; artefact "beats" resemble none.
+    0 with fewer than 3 beats inside the signal."""
+    x = np.asarray(x, dtype=np.float64)
+    out = np.zeros(len(starts))
+    lo = np.searchsorted(peaks, starts, side="left")
+    hi = np.searchsorted(peaks, starts + width, side="left")
+    for i, (a, b) in enumerate(zip(lo, hi)):
+        p = np.asarray(peaks[a:b], dtype=np.int64)
+        if len(p) < MIN_BEATS_PER_WINDOW:
+            continue
+        half = int(np.clip(round(0.5 * np.median(np.diff(p))), int(0.1 * fs_hz), int(0.6 * fs_hz)))
+        p = p[(p - half >= 0) & (p + half < len(x))]
+        if len(p) < MIN_BEATS_PER_WINDOW:
+            continue
+        beats = x[p[:, None] + np.arange(-half, half + 1)[None, :]]
+        if not np.isfinite(beats).all():
+            continue
+        beats = beats - beats.mean(axis=1, keepdims=True)
+        norm = np.sqrt((beats * beats).sum(axis=1))
+        beats = beats / np.where(norm > 0, norm, 1.0)[:, None]
+        gram = beats @ beats.T
+        np.fill_diagonal(gram, -1.0)
+        # each beat's second-best look-alike: a beat that resembles at least two others belongs to a
+        # family (sinus beats, the VT run, the PVCs of a bigeminy); a noise "beat" resembles none
+        r = np.sort(gram, axis=1)[:, -LOOKALIKES]
+        out[i] = np.clip((np.mean(r) - R_FLOOR) / (R_FULL - R_FLOOR), 0.0, 1.0)
     return out
 
 

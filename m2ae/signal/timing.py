@@ -145,3 +145,44 @@ def typical_pulse_arrival_s(ecg: np.ndarray, ppg: np.ndarray, fs_hz: float = FS_
     delays = [arrival_delays_s(detect_r_peaks(e, fs_hz), detect_pulse_peaks(p, fs_hz), fs_hz) for e, p in zip(ecg, ppg)]
     d = np.concatenate(delays) if delays else np.zeros(0)
     return float(np.median(d)) if len(d) else float("nan")
+
+
+# R-peak -> finger pulse-peak delay of the body alone: pre-ejection period (~50-120 ms) plus pulse
+# transit to the finger (~100-300 ms) and the upstroke to the systolic peak. Monitors add their own,
+# constant ECG/PPG delay (BIDMC 01: ~640 ms, CinC r001: ~690 ms, a103l: ~120 ms).
+PAT_TYPICAL_MS = (150.0, 450.0)
+PAT_DEVICE_MS = 500.0      # beyond this, a device delay is likely
+ONE_BEAT_TOLERANCE = 0.15  # a PAT within 15 % of the beat interval reads as "about one beat later"
+
+
+def pat_plausibility(pat_ms: float, rr_ms: float | None = None) -> str:
+    """Whether a pulse arrival time (ms, R-peak -> pulse peak) is physiologically plausible, as one plain
+    sentence. ``rr_ms``: the window's beat interval in ms (60000 / heart rate), when known.
+
+    Typical at the finger: 150-450 ms. Above 500 ms, or about one beat interval, the figure most
+    likely includes a delay between the device's ECG and PPG (or pairs each R-peak with the next
+    beat's pulse): changes over time still mean something, the absolute value does not.
+
+    >>> pat_plausibility(650.0, rr_ms=660.0).startswith("650 ms is about one beat interval")
+    True
+    """
+    if pat_ms is None or not np.isfinite(pat_ms):
+        return "No pulse arrival time: it needs R-peaks and pulse peaks in the same window."
+    lo, hi = PAT_TYPICAL_MS
+    typical = f"the {lo:.0f}-{hi:.0f} ms a pulse typically takes from the R-peak to the finger"
+    device = ("it most likely includes a device delay between the monitor's ECG and PPG channels (or pairs each "
+              "R-peak with the next beat's pulse): read changes over time, not the absolute value")
+    beat = rr_ms is not None and np.isfinite(rr_ms) and rr_ms > 0 and abs(pat_ms - rr_ms) <= ONE_BEAT_TOLERANCE * rr_ms
+    if pat_ms < 0:
+        return (f"{pat_ms:.0f} ms is negative (the pulse peak comes before the R-peak): the ECG and PPG "
+                f"channels are not aligned in time; the figure is not a pulse arrival time.")
+    if beat and pat_ms > hi:
+        return f"{pat_ms:.0f} ms is about one beat interval ({rr_ms:.0f} ms) and longer than {typical}: {device}."
+    if pat_ms > PAT_DEVICE_MS:
+        return f"{pat_ms:.0f} ms is longer than {typical}: {device}."
+    if pat_ms > hi:
+        return f"{pat_ms:.0f} ms is at the upper edge of {typical}; a device delay may be part of it."
+    if pat_ms < lo:
+        return (f"{pat_ms:.0f} ms is shorter than {typical}; the channels may be offset in time "
+                f"(a device delay can be negative too).")
+    return f"{pat_ms:.0f} ms is physiologically plausible ({typical})."
