@@ -10,6 +10,7 @@ from ..contract import MODALITIES
 from . import metrics as M
 from .cinc2015 import cinc2015_lines, cinc2015_rows
 from .reconstruction import RECONSTRUCTION_SCORES
+from .rhythm_section import rhythm_lines, rhythm_rows
 
 # data sets with the shared sections (cross-modal, masked, retrieval), in report order
 DATA_SETS = ("simulated_heldout", "real", "cinc2015")
@@ -68,6 +69,7 @@ def headline(res: dict[str, Any]) -> list[dict[str, Any]]:
                 add(data, f"head_{head}_{inp}", e["metric"], e["metric"] == "auroc", row.get("model"), base_name,
                     row.get(f"baseline_{base_name}"), row.get("ci95_model_minus_baseline"))
     cinc2015_rows(res.get("cinc2015") or {}, add)  # record-level matching and the alarm heads
+    rhythm_rows(res.get("cinc2015_rhythm") or {}, add)  # rhythm head vs alarm labels (validation split)
     return rows
 
 
@@ -151,6 +153,7 @@ def format_table(res: dict[str, Any]) -> str:
                 w, wo = stress["with_p_waves"].get(inp, {}), stress["without_p_waves"].get(inp, {})
                 lines.append(f"  {inp:5s} {f(w.get('model'))} vs {f(w.get('baseline_logistic_hrv_pat'))} | "
                              f"{f(wo.get('model'))} vs {f(wo.get('baseline_logistic_hrv_pat'))}")
+    lines += rhythm_lines(res.get("cinc2015_rhythm") or {})
     rows = [r for r in res.get("headline", []) if r["model_better"] is not None]
     if rows:
         lines += ["", "headline: model vs baseline, 95 % CI of model - baseline, verdict"]

@@ -25,6 +25,7 @@ from .privacy import privacy_section
 from .reconstruction import MAX_LAG_S, cross_modal_section, masked_section
 from .report import headline, summarize_headline
 from .retrieval_scores import retrieval_section
+from .rhythm_section import rhythm_section
 
 if TYPE_CHECKING:
     from ..index import FingerprintIndex
@@ -205,6 +206,9 @@ def run_eval(model: M2AEModel | str | Path | None = None,
         result["cinc2015"], result["data"]["cinc2015"] = cinc2015_section(
             model, None if cinc2015 is None or cinc2015 is True else cinc2015, base, eval_seed,
             n_candidates=n_candidates, cache_dir=cinc2015_cache, quiet=quiet)
+        _log("CinC 2015: rhythm head vs the alarm labels (validation split)", quiet)
+        result["cinc2015_rhythm"] = rhythm_section(
+            model, None if cinc2015 is None or cinc2015 is True else cinc2015, cinc2015_cache, eval_seed)
     result["baselines"] = dict(BASELINE_DESCRIPTIONS)
     result["settings"] = {"max_lag_s": MAX_LAG_S, "n_candidates": n_candidates, "fs_hz": FS_HZ,
                           "patch_samples": PATCH_SAMPLES, "eval_seed": eval_seed, "train_seed": train_seed,
