@@ -19,8 +19,9 @@ from m2ae_ui import warm  # noqa: E402
 
 st.set_page_config(page_title="m2ae — ECG/PPG explorer", page_icon="🫀", layout="wide")
 warm.wait()  # started by app/serve.py (`m2ae app`); a no-op under plain `streamlit run`
-from m2ae_ui import review, state  # noqa: E402
-from m2ae_ui.guard import page_guard  # noqa: E402
+import m2ae  # noqa: E402
+from m2ae_ui import report, review, state  # noqa: E402
+from m2ae_ui.guard import page_guard, short_message  # noqa: E402
 from m2ae_ui.text import plain  # noqa: E402
 from m2ae_ui.windows import escape_markdown, event_word  # noqa: E402
 
@@ -51,6 +52,29 @@ def _go_to_event(i: int) -> None:
     st.session_state[state.WINDOW_KEY] = i
 
 
+def _report_download(src, rec, win) -> None:
+    """"Prepare PDF report" for the current record and window, then its download button (kept per record
+    and window in the session, see m2ae_ui.report)."""
+    # the selector's value, read without state.window_index (which consumes the page's reset flag)
+    i = min(max(int(st.session_state.get(state.WINDOW_KEY, 0) or 0), 0), max(len(win) - 1, 0))
+    pdf = report.cached_report(st.session_state, src.key, i)
+    if pdf is None and st.button("Prepare PDF report", key="report_prepare",
+                                 help="Record, window, ECG/PPG, measurements, model outputs with quality and "
+                                      "familiarity, neighbours, model version. Takes up to a minute."):
+        model = index = None
+        if not warm.model_pending():  # the report leaves out model outputs rather than wait for the load
+            model, _ = state.get_model()
+            index = state.get_index()[0] if model is not None else None
+        try:
+            with st.spinner("Building the report…"):
+                pdf = report.build_report(st.session_state, src.key, rec, win, i, model=model, index=index)
+        except m2ae.InputError as e:
+            st.error(plain(short_message(e)))
+    if pdf is not None:
+        st.download_button("Download PDF report", data=pdf, file_name=report.report_file_name(src.name, i),
+                           mime="application/pdf", key="report_download", icon=":material/download:")
+
+
 with st.sidebar:
     with page_guard("Sidebar"):
         cur = state.current()
@@ -78,6 +102,7 @@ with st.sidebar:
                 if st.session_state[state.WINDOW_KEY] != at:
                     st.button(f"Back to the {event_word(first)} window", on_click=_go_to_event, args=(at,),
                               key="go_to_event")
+            _report_download(src, rec, win)
     st.warning(state.NOT_CLINICAL, icon=":material/warning:")
 
 page.run()

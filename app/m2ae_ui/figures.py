@@ -356,3 +356,45 @@ def quality_figure(table: pd.DataFrame, current: int, threshold: float, height: 
     fig.update_yaxes(range=[0, 1.12], title_text="quality (0–1)")
     fig.update_xaxes(title_text="window", dtick=max(1, len(table) // 20))
     return fig
+
+
+MARKER_STYLE = {  # delineation markers on the grid: (legend name, plotly symbol, colour)
+    "p_onset": ("P onset", "line-ns", "#2b8a3e"), "qrs_onset": ("QRS onset", "line-ns", "#e67700"),
+    "qrs_offset": ("QRS offset", "line-ns", "#e67700"), "t_offset": ("T end", "line-ns", "#5f3dc4"),
+    "ppg_foot": ("pulse foot", "line-ns", "#2b8a3e")}
+CALIPER_COLOR = "#0b7285"  # calipers: a colour no trace or marker uses
+
+
+def add_measurement_layers(fig: go.Figure, view: WindowView, markers: dict[str, list[float]],
+                           calipers: Sequence, ecg_y: np.ndarray | None, ppg_row: int) -> dict[int, str]:
+    """Add to a :func:`waveform_figure` the delineation ``markers`` (times in s; ECG ones on row 1, PPG's on
+    ``ppg_row``), the caliper points (``t_s``, ``value``, ``channel``) joined by a line, and a transparent
+    scatter of every sample of ``ecg_y`` (row 1) and ``view.ppg`` so a click selects a point. Returns {trace
+    index: channel} of the clickable sample traces (``points_from_selection`` reads it)."""
+    t = view.t_s
+    rows = {"ecg": (1, ecg_y), "ppg": (ppg_row, view.ppg)}
+    clickable = {}
+    for channel, (row, y) in rows.items():
+        if y is not None:  # invisible but selectable: a click on the trace picks its nearest sample
+            fig.add_trace(go.Scatter(x=t, y=y, name=f"{channel.upper()} samples (click for calipers)",
+                                     mode="markers", marker=dict(size=6, opacity=0), showlegend=False,
+                                     hovertemplate="%{x:.3f} s, %{y:.3g}<extra></extra>"), row=row, col=1)
+            clickable[len(fig.data) - 1] = channel
+    for key, times in markers.items():
+        channel = "ppg" if key.startswith("ppg") else "ecg"
+        row, y = rows[channel]
+        at = np.asarray([x for x in times if t[0] <= x <= t[-1]], dtype=float)
+        if y is None or not len(at):
+            continue
+        name, symbol, color = MARKER_STYLE[key]  # line-ns: a tick across the trace, like a caliper mark
+        fig.add_trace(go.Scatter(x=at, y=_value_at(t, y, at), name=name, mode="markers",
+                                 marker=dict(symbol=symbol, size=14, color=color, line=dict(width=2, color=color))),
+                      row=row, col=1)
+    for channel in ("ecg", "ppg"):
+        pts = [p for p in calipers if p.channel == channel]
+        if pts and rows[channel][1] is not None:
+            fig.add_trace(go.Scatter(x=[p.t_s for p in pts], y=[p.value for p in pts], name=f"caliper ({channel})",
+                                     mode="lines+markers", line=dict(color=CALIPER_COLOR, width=2, dash="dot"),
+                                     marker=dict(size=11, color=CALIPER_COLOR, symbol="x")),
+                          row=rows[channel][0], col=1)
+    return clickable

@@ -267,6 +267,7 @@ def explanation(key: str, version: str, window: int, head: str, target, method: 
 
 # Page settings kept across page visits (widget keys; buttons and charts must not be listed).
 SETTINGS = frozenset({"recon_pattern", "recon_ratio", "recon_seed", "map_color", "map_values", "map_waveforms",
+                      "map_search", "cohort_where", "cohort_name",
                       "sim_k", "sim_use", "sim_exclude", "sim_quality", "sim_require", "sim_show",
                       "pred_use", "pred_head", "pred_method"})
 SETTING_PREFIXES = ("pred_class_",)

@@ -5,7 +5,8 @@ import numpy as np
 import streamlit as st
 
 from m2ae.index.neighbours import cohort_table, index_fingerprints
-from m2ae_ui import figures, review, state
+from m2ae.errors import InputError
+from m2ae_ui import cohorts, figures, review, state
 from m2ae_ui.guard import page_guard
 from m2ae_ui.selection import selected_rows
 from m2ae_ui.tables import to_csv_bytes
@@ -31,6 +32,16 @@ with page_guard("Fingerprint map"):
         st.session_state["map_color"] = default
     c1, c2 = st.columns([1, 2])
     color = c1.selectbox("Colour by", columns, key="map_color")
+    search = st.text_input("Search the map", key="map_search",
+                           placeholder="record name, subject, source, or label:AF / record:r1 / source:cinc",
+                           help="All words must match; matches are ringed in red and the map zooms to them.")
+    try:
+        found = cohorts.search_map(meta, search)
+    except InputError as e:
+        found = None
+        st.warning(plain(str(e)))
+    if found is not None:
+        st.caption(f"Search: {found['n']:,} matching windows" + ("" if found["n"] else " — nothing to show."))
 
     model = state.require_model()
     query = None if model is None else state.record_query(src, rec, win, "both")
@@ -46,8 +57,8 @@ with page_guard("Fingerprint map"):
         frame[color] = frame[color].map(plain_html, na_action="ignore")
     st.caption(f"{idx.count:,} indexed windows. ★ = the {len(win)} windows of {plain(src.name)} placed among their "
                "nearest indexed neighbours. Drag a box or lasso (toolbar) to select windows.")
-    event = st.plotly_chart(figures.map_figure(frame, color, placed, marked=marked), key="map_chart", on_select="rerun",
-                            selection_mode=("box", "lasso"))
+    fig = cohorts.decorate_map(figures.map_figure(frame, color, placed, marked=marked), meta, found)
+    event = st.plotly_chart(fig, key="map_chart", on_select="rerun", selection_mode=("box", "lasso"))
     rows = selected_rows(event)
 
     values = sorted(meta[color].dropna().astype(str).unique().tolist()) if meta[color].nunique() <= 50 else []
@@ -60,6 +71,7 @@ with page_guard("Fingerprint map"):
 
     if not rows:
         st.info("Select windows on the map (box or lasso) or by value to see them and export a cohort.")
+        cohorts.cohort_section(idx, model)
         st.stop()
     selection = meta.iloc[rows]
     st.subheader(f"Selection: {len(rows):,} windows")
@@ -88,3 +100,11 @@ with page_guard("Fingerprint map"):
     st.download_button(f"Export cohort CSV ({len(rows):,} windows{', with waveforms' if include else ''})",
                        cohort_csv, file_name="m2ae_cohort.csv", mime="text/csv", key="map_export",
                        on_click="ignore")
+
+    c3, c4 = st.columns([3, 1])
+    cohort_name = c3.text_input("Name for this selection as a cohort", key="cohort_name",
+                                placeholder=cohorts.next_name())
+    if c4.button("Save as cohort", key="cohort_save"):
+        st.session_state["cohort_pick"] = cohorts.add_cohort(cohort_name or cohorts.next_name(), rows,
+                                                             f"map selection ({len(rows):,} windows)")
+    cohorts.cohort_section(idx, model)

@@ -7,7 +7,7 @@ import streamlit as st
 import m2ae
 from m2ae.contract import QUALITY_THRESHOLD
 from m2ae.io import uploads
-from m2ae_ui import figures, review, state, warm
+from m2ae_ui import calipers, figures, review, state, warm
 from m2ae_ui.guard import page_guard, short_message
 from m2ae_ui.predictions import beat_intervals
 from m2ae_ui.text import plain, plain_html, plain_list
@@ -80,6 +80,75 @@ def _apply_mapping() -> None:
         st.session_state.pop(PENDING_KEY, None)
     except m2ae.InputError as e:
         st.session_state[ERROR_KEY] = short_message(e)
+
+
+def _set_calipers(record_key: str, t_s: np.ndarray, rows: dict) -> None:
+    channel = st.session_state.get("caliper_channel", "ECG").lower()
+    if rows.get(channel) is None:
+        st.session_state["caliper_error"] = f"This record has no {channel.upper()} to put calipers on."
+        return
+    st.session_state.pop("caliper_error", None)
+    times = [float(st.session_state.get("caliper_t1") or 0.0), float(st.session_state.get("caliper_t2") or 0.0)]
+    calipers.store_points(st.session_state, record_key, calipers.points_at_times(times, channel, t_s, rows[channel]))
+
+
+def _clear_calipers(record_key: str) -> None:
+    calipers.store_points(st.session_state, record_key, [])
+    st.session_state.pop("caliper_error", None)
+
+
+def _take_clicks(record_key: str) -> None:
+    # A click on the chart reruns the page with the selection under the chart's key: turn it into a caliper
+    # point before drawing, once (the selection stays there on later reruns), with the last run's trace map.
+    sel = st.session_state.get("record_waveforms")
+    sig = calipers.selection_signature(sel)
+    if not sig or st.session_state.get(calipers.SEEN_KEY) == sig:
+        return
+    st.session_state[calipers.SEEN_KEY] = sig
+    clicked = calipers.points_from_selection(sel, st.session_state.get("_caliper_curves") or {})
+    if clicked:
+        kept = calipers.stored_points(st.session_state, record_key)
+        calipers.store_points(st.session_state, record_key, calipers.add_clicks(kept, clicked))
+
+
+def _measurements(res) -> None:
+    """The window's interval measurements beside its quality (withheld values say why)."""
+    from m2ae.signal.intervals import interval_rows
+
+    st.markdown("**Measurements in this window** (median beat; IQR and count over single beats)")
+    m1, m2 = st.columns([3, 1])
+    rows = interval_rows(res)
+    m1.table({"measurement": [r[0] for r in rows], "median (IQR)": [r[1] for r in rows],
+              "beats / why not measured": [r[2] for r in rows]})
+    m2.caption("Quality of these measurements")
+    m2.markdown(f"ECG: {'measured' if res.ecg_reason is None else 'withheld — ' + res.ecg_reason}  \n"
+                f"PPG: {'measured' if res.ppg_reason is None else 'withheld — ' + res.ppg_reason}")
+    m2.caption("Markers on the ECG: P onset, QRS onset/offset, T end; on the PPG: pulse foot. QTc: Bazett QT/√RR, "
+               "Fridericia QT/∛RR. Automatic delineation, not a cardiologist's reading.")
+
+
+def _caliper_controls(record_key: str, view, rows: dict, t0: float, t1: float) -> None:
+    kept = calipers.stored_points(st.session_state, record_key)
+    if len(kept) == 2:
+        st.markdown(f"**Calipers:** {calipers.caliper_reading(kept[0], kept[1], view.units).sentence()} "
+                    f"(at {kept[0].t_s:.3f} s and {kept[1].t_s:.3f} s, {kept[0].channel.upper()}"
+                    f"{'' if kept[0].channel == kept[1].channel else ' / ' + kept[1].channel.upper()})")
+        if len(calipers.in_window(kept, t0, t1)) < 2:
+            st.caption("The calipers lie outside this window, so they are not drawn here.")
+    elif kept:
+        st.caption(f"Calipers: first point at {kept[0].t_s:.3f} s ({kept[0].channel.upper()}); click a second point.")
+    else:
+        st.caption("Calipers: click two points on the ECG or PPG trace, or type two times below.")
+    with st.expander("Calipers by time (s from the record's start)"):
+        c = st.columns([1, 1, 1, 1, 1])
+        c[0].number_input("First point (s)", value=float(t0 + 1.0), step=0.01, format="%.3f", key="caliper_t1")
+        c[1].number_input("Second point (s)", value=float(t0 + 2.0), step=0.01, format="%.3f", key="caliper_t2")
+        c[2].radio("Channel", ["ECG", "PPG"], key="caliper_channel", horizontal=True)
+        c[3].button("Set calipers", key="caliper_set", on_click=_set_calipers, args=(record_key, view.t_s, rows))
+        c[4].button("Clear calipers", key="caliper_clear", on_click=_clear_calipers, args=(record_key,),
+                    disabled=not kept)
+        if st.session_state.get("caliper_error"):
+            st.error(st.session_state["caliper_error"])
 
 
 def _load_model_and_index() -> None:
@@ -211,6 +280,8 @@ with page_guard("Record"):
         st.caption(pat_note)
     measured, beats_from = beat_intervals(view)
     st.caption(f"Beat intervals ({beats_from}): {measured.sentence()}.")
+    res = calipers.window_measurements(st.session_state, src.key, win, i)
+    _measurements(res)
     if view.low_quality:
         st.warning(f"This window's signal quality is below {QUALITY_THRESHOLD:g}: peaks, heart rate and model "
                    "outputs for it are less reliable.", icon=":material/signal_cellular_connected_no_internet_0_bar:")
@@ -230,10 +301,17 @@ with page_guard("Record"):
     ecg_rows = review.lead_switch(rec, win, i, "record_lead", view.ecg) if view.ecg is not None else None
     if ecg_rows:  # lead names come from the file: plotly titles and legends take HTML
         ecg_rows = [(plain_html(name), y) for name, y in ecg_rows]
-    st.plotly_chart(figures.waveform_figure(view, reconstructed, lead=plain_html(lead),
-                                            ecg_rows=ecg_rows,
-                                            events=review.window_events(win, events, i)),
-                    key="record_waveforms")
+    fig = figures.waveform_figure(view, reconstructed, lead=plain_html(lead), ecg_rows=ecg_rows,
+                                  events=review.window_events(win, events, i))
+    t0, t1 = float(view.t_s[0]), float(view.t_s[-1])
+    caliper_rows = {"ecg": ecg_rows[0][1] if ecg_rows else view.ecg, "ppg": view.ppg}
+    _take_clicks(src.key)
+    st.session_state["_caliper_curves"] = figures.add_measurement_layers(
+        fig, view, calipers.marker_rows(res), calipers.in_window(calipers.stored_points(st.session_state, src.key),
+                                                                  t0, t1),
+        caliper_rows["ecg"], ppg_row=(len(ecg_rows) if ecg_rows else 1) + 1)
+    st.plotly_chart(fig, key="record_waveforms", on_select="rerun", selection_mode=("points",))
+    _caliper_controls(src.key, view, caliper_rows, t0, t1)
     if view.units.get("ecg") != "mV" and view.ecg is not None:
         st.caption("ECG amplitude units are not known for this record, so the mm/mV paper grid is not drawn.")
 
