@@ -250,7 +250,8 @@ def record_events(meta: dict[str, Any]) -> list[dict[str, Any]]:
             events.append({"time_s": t, "label": str(ev.get("label", "event"))})
     labels = meta.get("labels") or {}
     try:
-        t_alarm = float(labels.get("alarm_time_s"))
+        raw_alarm = labels.get("alarm_time_s")
+        t_alarm = float(raw_alarm) if raw_alarm is not None else float("nan")
     except (TypeError, ValueError):
         t_alarm = float("nan")
     if np.isfinite(t_alarm) and not any(abs(e["time_s"] - t_alarm) < 1e-6 for e in events):

@@ -61,7 +61,7 @@ def build_index(paths: Sequence[Any], out: str | Path, model: Any = None, simula
                     f"(same subjects as `m2ae simulate --subjects {simulate} --seed {seed} --duration {duration_s:g}`)")
     meta = res.metadata.copy()
     meta["source"] = meta["source"].map(display_path)
-    extra = {
+    extra: dict[str, Any] = {
         "model_checkpoint": model_checkpoint_of(model),
         "data": data,
         "records": int(meta["record"].nunique()),

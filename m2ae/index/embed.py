@@ -160,20 +160,8 @@ def embed(sources: Any, model: Any = None, out_dir: str | Path | None = None, ba
             shutil.rmtree(work, ignore_errors=True)
         raise InputError(no_window_message(skip_report))
     seconds = time.perf_counter() - t0
-    manifest = {
-        "model_version": version,
-        "model_checkpoint": model_checkpoint_of(model),
-        "dims": int(fps.shape[1]),
-        "count": int(len(fps)),
-        "records": int(meta["record"].nunique()),
-        "subjects": int(meta["subject_id"].nunique()),
-        "low_quality_windows": int(meta["low_quality"].sum()),
-        "skipped": skipped,
-        "skip_report": skip_report,
-        "stride_s": stride_s,
-        "created": utc_now(),
-        "seconds_this_run": round(seconds, 2),
-    }
+    manifest = embedding_manifest(version, model, int(fps.shape[1]), len(fps), meta, skipped, skip_report,
+                                  stride_s, seconds)
     result = EmbedResult(fps, meta, waves, version, out, skipped, seconds, manifest)
     if out is not None:
         write_embeddings(out, fps, meta, waves, manifest)
@@ -198,3 +186,23 @@ def load_embeddings(folder: str | Path) -> EmbedResult:
     fps, meta, waves, manifest = read_embeddings(folder)
     return EmbedResult(fps, meta, waves, manifest.get("model_version", "unknown"), folder,
                        manifest.get("skipped", []), 0.0, manifest)
+
+
+def embedding_manifest(version: str, model: Any, dims: int, count: int, meta: pd.DataFrame,
+                       skipped: list[dict[str, str]], skip_report: dict[str, Any], stride_s: float,
+                       seconds: float) -> dict[str, Any]:
+    """The manifest every embedding run writes (either engine): model, counts, skips, timing (s)."""
+    return {
+        "model_version": version,
+        "model_checkpoint": model_checkpoint_of(model),
+        "dims": int(dims),
+        "count": int(count),
+        "records": int(meta["record"].nunique()),
+        "subjects": int(meta["subject_id"].nunique()),
+        "low_quality_windows": int(meta["low_quality"].sum()),
+        "skipped": skipped,
+        "skip_report": skip_report,
+        "stride_s": stride_s,
+        "created": utc_now(),
+        "seconds_this_run": round(seconds, 2),
+    }

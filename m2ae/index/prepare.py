@@ -139,8 +139,8 @@ def prepared_stream(items: list[EmbedItem], streams: list[Iterable], num_workers
             for it in todo:
                 yield prepare(it, stride_s, read_kwargs)
     for stream in streams:  # corpus readers: iterate in this process, one record at a time
-        for rec in _guarded(stream):
-            if isinstance(rec, _StreamError):
+        for rec in guarded_stream(stream):
+            if isinstance(rec, StreamError):
                 yield {"key": f"stream-error-{safe_name(rec.name)[:60]}", "label": rec.name, "error": rec.message}
                 continue
             if not isinstance(rec, Record):
@@ -153,7 +153,12 @@ def prepared_stream(items: list[EmbedItem], streams: list[Iterable], num_workers
                 yield prepare(it, stride_s, read_kwargs)
 
 
-def _guarded(stream: Iterable) -> Iterator[Any]:
+def stream_name(stream: Any) -> str:
+    """How a record stream is named in skip reports: its path, else its repr (80 characters)."""
+    return str(getattr(stream, "path", "")) or f"{stream!r}"[:80]
+
+
+def guarded_stream(stream: Iterable) -> Iterator[Any]:
     """The items of a record stream; an exception the stream raises (which ends it) becomes one last
     item, an ``InputError`` naming the stream, so the run goes on with the next stream."""
     it = iter(stream)
@@ -165,14 +170,14 @@ def _guarded(stream: Iterable) -> Iterator[Any]:
         except Exception as e:
             if must_stop(e):
                 raise
-            name = str(getattr(stream, "path", "")) or f"{stream!r}"[:80]
+            name = stream_name(stream)
             msg = str(e) if isinstance(e, InputError) else f"{name}: {unexpected(e)}"
-            yield _StreamError(name, msg)
+            yield StreamError(name, msg)
             return
         yield rec
 
 
-class _StreamError:
+class StreamError:
     """A stream that stopped, passed on as one skipped item."""
 
     def __init__(self, name: str, message: str):

@@ -53,11 +53,11 @@ import pandas as pd
 from ..errors import InputError, ModelMismatchError
 from ..io.corpus.report import must_stop, unexpected
 from ..record import Record
-from .embed import EmbedResult, no_window_message
+from .embed import EmbedResult, embedding_manifest, no_window_message
 from .files import tidy_metadata, utc_now, write_embeddings
-from .fingerprints import fingerprint_windows, model_checkpoint_of, resolve_model
+from .fingerprints import fingerprint_windows, resolve_model
 from .parquet_shards import SHARD_SUFFIX, read_shard, read_shard_metadata, shard_dims, shard_info, write_shard
-from .prepare import prepare
+from .prepare import StreamError, guarded_stream, prepare, stream_name
 from .sources import EmbedItem, expand_sources, record_item, run_skip_report
 from .waveforms import CompactWaveforms
 
@@ -311,20 +311,11 @@ def _take(it: Iterator[EmbedItem], n: int) -> list[EmbedItem]:
 def _guarded(stream: Any, skipped: list[dict[str, str]]) -> Iterator[Record]:
     """The Records of a corpus stream; what is not a Record, and an exception that ends the stream,
     becomes a skipped entry (the plain path's ``prepare.prepared_stream`` does the same)."""
-    name = str(getattr(stream, "path", "")) or f"{stream!r}"[:80]
-    it = iter(stream)
-    while True:
-        try:
-            rec = next(it)
-        except StopIteration:
-            return
-        except Exception as e:
-            if must_stop(e):
-                raise
-            why = str(e) if isinstance(e, InputError) else f"{name}: {unexpected(e)}"
-            skipped.append({"input": name, "error": why})
-            return
-        if isinstance(rec, Record):
+    name = stream_name(stream)
+    for rec in guarded_stream(stream):
+        if isinstance(rec, StreamError):
+            skipped.append({"input": rec.name, "error": rec.message})
+        elif isinstance(rec, Record):
             yield rec
         else:
             why = f"{name}: the corpus reader gave a {type(rec).__name__}, not a Record"
@@ -402,18 +393,7 @@ def embed_on_ray(sources: Any, model: Any = None, out_dir: str | Path | None = N
         raise InputError(no_window_message(skip_report))
     seconds = time.perf_counter() - t0
     manifest = {
-        "model_version": version,
-        "model_checkpoint": model_checkpoint_of(model),
-        "dims": dims,
-        "count": int(len(fps)),
-        "records": int(meta["record"].nunique()),
-        "subjects": int(meta["subject_id"].nunique()),
-        "low_quality_windows": int(meta["low_quality"].sum()),
-        "skipped": skipped,
-        "skip_report": skip_report,
-        "stride_s": stride_s,
-        "created": utc_now(),
-        "seconds_this_run": round(seconds, 2),
+        **embedding_manifest(version, model, dims, len(fps), meta, skipped, skip_report, stride_s, seconds),
         "engine": "ray",
         "workers": run.workers,
         "gpus": run.gpus,

@@ -315,7 +315,7 @@ def write_index_from_shards(shards: list[Path], out: Path, metadata: Any, model_
             start = stop
         samples = int(waves[0].shape[1])
         for arr in waves:
-            arr.flush()
+            arr.flush()  # type: ignore[attr-defined]  # np.memmap (open_memmap)
         del waves
         np.save(tmp / step_file, steps)
         meta = files.tidy_metadata(metadata)

@@ -7,6 +7,7 @@ contract cannot use.
 from __future__ import annotations
 
 from pathlib import Path
+from collections.abc import Sequence
 from typing import Any
 
 import numpy as np
@@ -64,7 +65,7 @@ def lead_key(channel_name: str | None, fallback: str = "ECG") -> str:
 
 
 def collect_leads(meta: dict[str, Any], ecg: np.ndarray | None,
-                  others: list[tuple[str, np.ndarray, str | None]]) -> dict[str, np.ndarray] | None:
+                  others: Sequence[tuple[str, np.ndarray, str | None]]) -> dict[str, np.ndarray] | None:
     """``Record.ecg_leads``: the model's input lead ``ecg`` (already in mV, named by ``meta['lead']`` or
     ``meta['ecg_column']``) and each other lead ``(channel name, samples, unit)`` scaled to mV; None when
     there is only one lead. Keys are lead names, made unique with a suffix (' #2')."""
@@ -172,5 +173,5 @@ def make_record(source: str, fs: Any, ecg: Any = None, ppg: Any = None, meta: di
                 bad.append(key)
         if bad:
             meta["notes"].append(f"ECG lead(s) {', '.join(bad[:12])} left out (other length or infinite values)")
-        leads = leads if len(leads) > 1 else None
-    return Record(ecg=chans.get("ecg"), ppg=chans.get("ppg"), fs=fs, meta=meta, ecg_leads=leads)
+    return Record(ecg=chans.get("ecg"), ppg=chans.get("ppg"), fs=fs, meta=meta,
+                  ecg_leads=leads if leads and len(leads) > 1 else None)

@@ -284,15 +284,20 @@ def read(source: Source, fs: float | None = None, ecg: str | int | None = None,
         rate, grid = fs_from_time(t, names[time_idx], source.name, meta)
         meta["time_column"] = names[time_idx].strip()
     else:
+        assert rate_comment is not None, "a record without a rate was refused above"
         rate = float(rate_comment.group(1))
         meta["notes"].append(f"sampling rate {rate:g} Hz read from a comment line")
     if grid is not None:
         n_samples = int(grid.max()) + 1
-        for arrays in (sig, other):
-            for key, x in arrays.items():
-                y = np.full(n_samples, np.nan)
-                y[grid[grid >= 0]] = x[grid >= 0]
-                arrays[key] = y
+        placed = grid >= 0
+
+        def on_grid(x: np.ndarray) -> np.ndarray:
+            y = np.full(n_samples, np.nan)
+            y[grid[placed]] = x[placed]
+            return y
+
+        sig = {key: on_grid(x) for key, x in sig.items()}
+        other = {key: on_grid(x) for key, x in other.items()}
     units = _units_of(head, [*picked.values(), *extra])
     meta["units"] = {}
     for mod, i in picked.items():

@@ -153,8 +153,8 @@ def read(source: Source, fs: float | None = None, ecg: str | int | None = None,
         sig = {m: x[:n] for m, x in sig.items()}
     choice.to_meta(meta)
     n = len(sig["ecg"]) if "ecg" in sig else 0
-    others = [(lb, _resample_to(x, r, rate)[:n] if r != rate else x, u) for lb, x, u, r in others]
-    ecg_leads = collect_leads(meta, sig.get("ecg"), others)
+    resampled = [(lb, _resample_to(x, r, rate)[:n] if r != rate else x, u) for lb, x, u, r in others]
+    ecg_leads = collect_leads(meta, sig.get("ecg"), resampled)
     if fs is not None and float(fs) != rate:
         meta["notes"].append(f"sampling rate {float(fs):g} Hz given instead of the file's {rate:g} Hz")
         rate = fs

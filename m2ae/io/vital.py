@@ -53,9 +53,10 @@ def _check_grid(vf: object, picked: dict[str, str], rate: float, source: str) ->
     trks = vf.trks  # type: ignore[attr-defined]
     for trk in picked.values():
         check_fs(trks[trk].srate, f"{source}: track {trk[:40]!r}")
-    span = float(vf.dtend - vf.dtstart)  # type: ignore[attr-defined]
+    dtstart, dtend = vf.dtstart, vf.dtend  # type: ignore[attr-defined]
+    span = float(dtend - dtstart)
     if not span > 0:
-        raise InputError(f"{source}: the .vital file declares no time span (start {vf.dtstart}, end {vf.dtend})")
+        raise InputError(f"{source}: the .vital file declares no time span (start {dtstart}, end {dtend})")
     present = max(sum(np.size(r.get("val", ())) for r in trks[trk].recs) for trk in picked.values())
     limits.check_grid(source, span * rate, present, rate, what=".vital file")
     limits.check_read(source, span * rate, len(picked))

@@ -96,7 +96,8 @@ def declared_rate(hea: Path, source: Source, fs: float | None) -> str | None:
     if len(line) < 3:
         problem = "the WFDB header gives no sampling rate (wfdb would assume 250 Hz)"
     else:
-        field_ = _RATE.match(line[2]).group(1)
+        matched = _RATE.match(line[2])
+        field_ = matched.group(1) if matched else ""
         try:
             rate = float(field_)
         except ValueError:
@@ -287,7 +288,8 @@ def read_wfdb_path(rec_path: Path, source: Source, fs: float | None = None, ecg:
     rate = r.fs
     if rate_note:
         meta["notes"].append(rate_note)
-        rate = fs
+        assert fs is not None, "an invalid header rate without --fs was refused above"
+        rate = float(fs)
     elif fs is not None and float(fs) != float(r.fs):
         meta["notes"].append(f"sampling rate {float(fs):g} Hz given instead of the header's {r.fs:g} Hz")
         rate = fs

@@ -296,8 +296,9 @@ def detect_beats_multilead(leads: dict[str, np.ndarray], model_lead: str, fs_hz:
         c, w = classify_beats(leads[n], snap_to_deflection(leads[n], raw, radius), fs_hz)
         classes[rows], widths[rows] = c[rows], w[rows]
     peaks = snap_to_deflection(leads[model_lead], raw, radius)
-    order = np.argsort(peaks, kind="stable")
-    peaks, src_arr, agree_arr, classes, widths = (v[order] for v in (peaks, src_arr, agree_arr, classes, widths))
+    by_time = np.argsort(peaks, kind="stable")
+    peaks, src_arr, agree_arr = peaks[by_time], src_arr[by_time], agree_arr[by_time]
+    classes, widths = classes[by_time], widths[by_time]
     keep = np.ones(len(peaks), dtype=bool)
     gap = int(round(REFRACTORY_S * fs_hz))
     # one beat seen in two leads or two blocks: keep the version from the lead whose detectors agreed best

@@ -282,7 +282,8 @@ def _preprocess_channels(rec: Record, mods: tuple[str, ...], dropped: dict[str, 
     n_total = int(np.ceil(rec.n_samples * up / down))
     clean, bounds = _clean_segments(filled, rec.fs, long_segments, n_total)
     leads_clean = clean_leads(rec, long_segments, bounds, n_total) if "ecg" in clean else None
-    model_lead = bt.model_lead_name(rec.meta, rec.ecg, leads_clean) if leads_clean else None
+    model_lead = (bt.model_lead_name(rec.meta, rec.ecg, leads_clean)
+                  if leads_clean and rec.ecg is not None else None)
 
     flipped: np.ndarray | bool = False
     if "ppg" in clean:                        # polarity decided once for the whole record

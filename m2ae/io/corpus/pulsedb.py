@@ -134,11 +134,11 @@ def _segment(h5: Any, f: Path, origin: str, refs: dict[str, np.ndarray], keys: t
     name = f"{f.name}#{j + 1}"
     notes: list[str] = []
     vals: dict[str, Any] = {}
-    for k in want:
+    for field_name in want:
         try:
-            vals[k] = _cell(h5, refs, k, j, n)
+            vals[field_name] = _cell(h5, refs, field_name, j, n)
         except InputError as e:
-            notes.append(f"{k} left out: {e}")
+            notes.append(f"{field_name} left out: {e}")
     sig: dict[str, np.ndarray | None] = {}
     for m, k in zip(("ecg", "ppg"), keys):
         if k is None:
