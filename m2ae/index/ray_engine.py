@@ -58,6 +58,7 @@ from .files import tidy_metadata, utc_now, write_embeddings
 from .fingerprints import fingerprint_windows, resolve_model
 from .parquet_shards import SHARD_SUFFIX, read_shard, read_shard_metadata, shard_dims, shard_info, write_shard
 from .prepare import StreamError, guarded_stream, prepare, stream_name
+from .shards import concat_parts
 from .sources import EmbedItem, expand_sources, record_item, run_skip_report
 from .waveforms import CompactWaveforms
 
@@ -283,10 +284,7 @@ def assemble_shards(paths: list[Path]) -> tuple[np.ndarray, pd.DataFrame, Compac
             fps.append(f)
             metas.append(m)
             waves.append(w)
-    if not fps:
-        return np.zeros((0, 0), np.float32), pd.DataFrame(), CompactWaveforms.empty(), skipped
-    return (np.concatenate(fps), tidy_metadata(pd.concat(metas, ignore_index=True)),
-            CompactWaveforms.concat(waves), skipped)
+    return concat_parts(fps, metas, waves, skipped)
 
 
 def assemble_shard_metadata(paths: list[Path]) -> tuple[pd.DataFrame, list[dict[str, str]], int]:

@@ -103,7 +103,14 @@ class ShardStore:
             fps.append(fp)
             metas.append(meta)
             waves.append(w)
-        if not fps:
-            return np.zeros((0, 0), np.float32), pd.DataFrame(), CompactWaveforms.empty(), skipped
-        return (np.concatenate(fps), tidy_metadata(pd.concat(metas, ignore_index=True)),
-                CompactWaveforms.concat(waves), skipped)
+        return concat_parts(fps, metas, waves, skipped)
+
+
+def concat_parts(fps: list[np.ndarray], metas: list[pd.DataFrame], waves: list[CompactWaveforms],
+                 skipped: list[dict[str, str]]) -> tuple[np.ndarray, pd.DataFrame, CompactWaveforms, list]:
+    """Shards' (fingerprints, metadata, waveforms) joined in order, with the skipped inputs; empty arrays
+    when no shard held a window."""
+    if not fps:
+        return np.zeros((0, 0), np.float32), pd.DataFrame(), CompactWaveforms.empty(), skipped
+    return (np.concatenate(fps), tidy_metadata(pd.concat(metas, ignore_index=True)),
+            CompactWaveforms.concat(waves), skipped)

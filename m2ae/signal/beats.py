@@ -28,10 +28,11 @@ detectors agree on count as beats whatever their shape, so a coherent VT run is 
 """
 from __future__ import annotations
 
-import warnings
 from dataclasses import dataclass
 
 import numpy as np
+
+from .peaks import detect_r_peaks
 
 DETECTORS = ("neurokit", "pantompkins1985", "kalidas2017")
 MATCH_S = 0.1          # two detections within this are the same beat
@@ -78,19 +79,7 @@ class BeatDetection:
 
 def detect_with(x: np.ndarray, fs_hz: float, method: str) -> np.ndarray:
     """R-peak indices (int64, sorted, unique) of a band-passed ECG by one neurokit2 method; empty on failure."""
-    import neurokit2 as nk
-
-    x = np.asarray(x, dtype=np.float64)
-    if len(x) < int(2 * fs_hz) or not np.isfinite(x).all() or np.ptp(x) == 0:
-        return np.empty(0, dtype=np.int64)
-    try:
-        with warnings.catch_warnings():  # neurokit2 warns on short/odd segments; quality reports those
-            warnings.simplefilter("ignore")
-            _, info = nk.ecg_peaks(x, sampling_rate=int(round(fs_hz)), method=method)
-        peaks = np.asarray(info["ECG_R_Peaks"], dtype=np.int64)
-    except (ValueError, IndexError, ZeroDivisionError, KeyError, TypeError):
-        peaks = np.empty(0, dtype=np.int64)
-    return np.unique(peaks[(peaks >= 0) & (peaks < len(x))])
+    return detect_r_peaks(x, fs_hz, method)
 
 
 def beat_agreement(a: np.ndarray, b: np.ndarray, tol: int) -> float:

@@ -18,8 +18,9 @@ PAT_MAX_S = 1.3
 PAIRING_SPREAD_RATIO = 2 / 3  # another beat pairing must vary this much less than "next pulse peak"
 
 
-def detect_r_peaks(ecg_clean: np.ndarray, fs_hz: float) -> np.ndarray:
-    """R-peak sample indices (int64) of a band-passed ECG segment (``nk.ecg_peaks``, "neurokit").
+def detect_r_peaks(ecg_clean: np.ndarray, fs_hz: float, method: str = "neurokit") -> np.ndarray:
+    """R-peak sample indices (int64, sorted, unique) of a band-passed ECG segment (``nk.ecg_peaks`` with
+    ``method``, e.g. "neurokit", "pantompkins1985", "kalidas2017").
 
     Returns an empty array when the detector finds nothing or fails on a pathological segment.
     """
@@ -31,9 +32,9 @@ def detect_r_peaks(ecg_clean: np.ndarray, fs_hz: float) -> np.ndarray:
     try:
         with warnings.catch_warnings():  # neurokit2 warns on short/odd segments; quality reports those
             warnings.simplefilter("ignore")
-            _, info = nk.ecg_peaks(x, sampling_rate=int(round(fs_hz)), method="neurokit")
+            _, info = nk.ecg_peaks(x, sampling_rate=int(round(fs_hz)), method=method)
         peaks = np.asarray(info["ECG_R_Peaks"], dtype=np.int64)
-    except (ValueError, IndexError, ZeroDivisionError):
+    except (ValueError, IndexError, ZeroDivisionError, KeyError, TypeError):
         peaks = np.empty(0, dtype=np.int64)
     return np.unique(peaks[(peaks >= 0) & (peaks < len(x))])
 
