@@ -60,14 +60,16 @@ def _report_download(src, rec, win) -> None:
     pdf = report.cached_report(st.session_state, src.key, i)
     if pdf is None and st.button("Prepare PDF report", key="report_prepare",
                                  help="Record, window, ECG/PPG, measurements, model outputs with quality and "
-                                      "familiarity, neighbours, model version. Takes up to a minute."):
+                                      "familiarity, neighbours, re-identification risk, model version. Takes up "
+                                      "to a minute."):
         model = index = None
         if not warm.model_pending():  # the report leaves out model outputs rather than wait for the load
             model, _ = state.get_model()
             index = state.get_index()[0] if model is not None else None
         try:
             with st.spinner("Building the report…"):
-                pdf = report.build_report(st.session_state, src.key, rec, win, i, model=model, index=index)
+                pdf = report.build_report(st.session_state, src.key, rec, win, i, model=model, index=index,
+                                          subject_id=state.record_subject(src, rec))
         except m2ae.InputError as e:
             st.error(plain(short_message(e)))
     if pdf is not None:

@@ -97,7 +97,7 @@ def test_similar_patients_aligned_beats_and_reidentification_risk(app_env):  # n
     assert labels["Risk level"] in {"high", "moderate", "low"}
     assert labels["Linkability score"].endswith("%")
     assert any("re-identification risk" in unplain(m.value) for m in at.markdown)
-    assert any(c.value.startswith("Calibrated on:") for c in at.caption)
+    assert any(unplain(c.value).startswith("Calibrated on: m2ae eval privacy section of model card") for c in at.caption)
     # fewer neighbours shown → fewer beats overlaid
     at.multiselect(key="sim_show").set_value(["#1"]).run()
     assert_ok(at)

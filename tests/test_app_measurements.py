@@ -4,6 +4,7 @@ sinus rhythm, 60 s; or the simulated stand-in test_app_pages.app_env writes when
 """
 from __future__ import annotations
 
+import io
 import re
 
 import numpy as np
@@ -116,6 +117,22 @@ def test_sidebar_report_button_yields_a_pdf(app_env):  # noqa: F811
     assert_ok(at)
     pdfs = list(at.session_state["_report_pdf"].values())
     assert len(pdfs) == 1 and pdfs[0][:4] == b"%PDF", pdfs[0][:20] if pdfs else None
+    # the report's re-identification risk is the Similar patients page's: same call, same subject
+    import m2ae
+    from m2ae.index.linkability import record_linkability
+    from m2ae.signal import preprocess
+
+    pypdf = pytest.importorskip("pypdf")
+    text = " ".join(" ".join(p.extract_text() for p in pypdf.PdfReader(io.BytesIO(pdfs[0])).pages).split())
+    entry = app_env["samples"][0]
+    rec = m2ae.load_record(str(entry.path))
+    win = preprocess(rec)
+    model = m2ae.load_model()
+    risk = record_linkability(m2ae.open_index(model=model), model.fingerprint(
+        ecg=win.ecg, ppg=win.ppg), subject_id=rec.meta.get("subject_id") or entry.info.get("subject_id"),
+        record=rec.meta.get("record_id") or None)
+    assert f"Linkability score: {risk['score']:.0%} Risk level: {risk['level']}" in text
+    assert f"Median margin (cosine): {risk['margin_median']:+.3f}" in text
     at.run()  # the next run offers the download (kept per record + window) instead of building it again
     assert_ok(at)
     assert not [b for b in at.sidebar.button if b.key == "report_prepare"]

@@ -53,6 +53,18 @@ def test_report_with_model_and_index_has_every_part(sim, model_and_index):
     assert 300 < value < 520, qtc
     assert "window 1" in low and "alarm: test" in text              # the event's window was chosen
     assert "Nearest neighbours" in text and "Familiarity:" in text and "rhythm" in text
+    # the re-identification risk is the library's figure for the same record, with the page's wording
+    from m2ae.index.linkability import calibration_note, record_linkability
+
+    record_id = rec.meta["record_id"]
+    risk = record_linkability(index, model.fingerprint(ecg=win.ecg, ppg=win.ppg),
+                              subject_id=str(win.meta.get("subject_id") or record_id), record=record_id)
+    flat = " ".join(text.split())
+    assert "Re-identification risk of this record" in flat
+    assert f"Linkability score: {risk['score']:.0%} Risk level: {risk['level']}" in flat
+    assert f"Median margin (cosine): {risk['margin_median']:+.3f}" in flat
+    assert " ".join(risk["sentence"].split()) in flat
+    assert " ".join(calibration_note(risk["calibration"]).split()) in flat
 
 
 def test_report_without_model_still_measures(sim):
@@ -60,6 +72,19 @@ def test_report_without_model_still_measures(sim):
     pages, text = _pdf_text(record_report_pdf(rec, win, window=0))
     assert pages == 3 and "no model" in text.lower() and "QT " in text
     assert text.lower().count("not for clinical use") == 3
+    assert "Re-identification risk not computed: no model and no index given" in " ".join(text.split())
+
+
+def test_report_says_why_re_identification_is_missing(model_and_index):
+    model, index = model_and_index
+    rec = simulate_record("NSR", duration_s=12, seed=3)
+    win = preprocess(rec)
+    assert len(win) == 1  # one window: nothing of the record's own to compare with
+    _, text = _pdf_text(record_report_pdf(rec, win, model=model, index=index))
+    flat = " ".join(text.split())
+    assert "needs at least two windows of the record" in flat and "Linkability score" not in flat
+    _, text = _pdf_text(record_report_pdf(rec, win, model=model))
+    assert "Re-identification risk not computed: no index given" in " ".join(text.split())
 
 
 def test_choose_window_prefers_event_then_quality(sim):

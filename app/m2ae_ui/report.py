@@ -17,14 +17,16 @@ def cached_report(session: MutableMapping[str, Any], record_key: str, window: in
 
 
 def build_report(session: MutableMapping[str, Any], record_key: str, rec: Any, win: Any, window: int,
-                 model: Any = None, index: Any = None) -> bytes:
+                 model: Any = None, index: Any = None, subject_id: str | None = None) -> bytes:
     """Build (or reuse) the PDF report of window ``window`` of ``rec``; ``model``/``index`` may be None (the
-    report then leaves out predictions, reconstructions and neighbours). Raises ``m2ae.InputError``."""
+    report then leaves out predictions, reconstructions, neighbours and re-identification risk). subject_id :
+    the record's subject as the pages know it (``state.record_subject``), so the report's re-identification
+    risk is the Similar patients page's. Raises ``m2ae.InputError``."""
     if (pdf := cached_report(session, record_key, window)) is not None:
         return pdf
     from m2ae.report import record_report_pdf
 
-    pdf = record_report_pdf(rec, win=win, window=int(window), model=model, index=index)
+    pdf = record_report_pdf(rec, win=win, window=int(window), model=model, index=index, subject_id=subject_id)
     cache = dict(session.get(REPORT_KEY) or {})
     while len(cache) >= KEEP:
         cache.pop(next(iter(cache)))

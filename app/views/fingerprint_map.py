@@ -6,7 +6,7 @@ import streamlit as st
 
 from m2ae.index.neighbours import cohort_table, index_fingerprints
 from m2ae.errors import InputError
-from m2ae_ui import cohorts, figures, review, state
+from m2ae_ui import cohorts, index_figures, review, state
 from m2ae_ui.guard import page_guard
 from m2ae_ui.selection import selected_rows
 from m2ae_ui.tables import to_csv_bytes
@@ -57,7 +57,7 @@ with page_guard("Fingerprint map"):
         frame[color] = frame[color].map(plain_html, na_action="ignore")
     st.caption(f"{idx.count:,} indexed windows. ★ = the {len(win)} windows of {plain(src.name)} placed among their "
                "nearest indexed neighbours. Drag a box or lasso (toolbar) to select windows.")
-    fig = cohorts.decorate_map(figures.map_figure(frame, color, placed, marked=marked), meta, found)
+    fig = cohorts.decorate_map(index_figures.map_figure(frame, color, placed, marked=marked), meta, found)
     event = st.plotly_chart(fig, key="map_chart", on_select="rerun", selection_mode=("box", "lasso"))
     rows = selected_rows(event)
 
@@ -82,7 +82,7 @@ with page_guard("Fingerprint map"):
     wf = idx.waveforms(first)
     items = [{"title": f"{selection.iloc[k].get('record', first[k])} @ {selection.iloc[k].get('start_s', 0):.0f} s",
               "ecg": wf["ecg"][k], "ppg": wf["ppg"][k], "fs": wf["fs_hz"]} for k in range(len(first))]
-    st.plotly_chart(figures.stacked_windows_figure(items), key="map_selection_waveforms")
+    st.plotly_chart(index_figures.stacked_windows_figure(items), key="map_selection_waveforms")
     if len(rows) > MAX_WAVEFORMS:
         st.caption(f"Waveforms of the first {MAX_WAVEFORMS} selected windows (normalised units).")
 

@@ -6,8 +6,8 @@ import streamlit as st
 
 from m2ae.index.neighbours import (cohort_table, index_fingerprints, is_numeric_label, knn_estimate, knn_vote,
                                    label_head_pairs, neighbour_filters, vote_columns)
-from m2ae.index.linkability import LEVELS, record_linkability
-from m2ae_ui import beats, figures, review, state
+from m2ae.index.linkability import SCORE_MEANING, calibration_note, record_linkability, risk_metrics
+from m2ae_ui import beats, index_figures, review, state
 from m2ae_ui.guard import page_guard
 from m2ae_ui.predictions import head_summary, headline
 from m2ae_ui.tables import to_csv_bytes
@@ -106,7 +106,7 @@ with page_guard("Similar patients"):
             row = picked.iloc[j]
             items.append({"title": f"#{int(row['rank'])} · sim {row['score']:.2f} · {row.get('record', '')}",
                           "ecg": wf["ecg"][j], "ppg": wf["ppg"][j], "fs": wf["fs_hz"]})
-        st.plotly_chart(figures.stacked_windows_figure(items), key="sim_waveforms")
+        st.plotly_chart(index_figures.stacked_windows_figure(items), key="sim_waveforms")
         if len(picked):
             aligned = beats.aligned_beats(win, i, idx, picked["id"].to_numpy())
             if aligned:
@@ -132,22 +132,12 @@ with page_guard("Similar patients"):
     fps = state.fingerprints(src.key, version, USE[use_label], model, win)
     risk = record_linkability(idx, fps, subject_id=state.record_subject(src, rec),
                               record=rec.meta.get("record_id") or None)
-    if risk["score"] is not None:
-        m = st.columns(3)
-        m[0].metric("Linkability score", f"{risk['score']:.0%}", help="Share of this record's windows whose "
-                    "nearest window is another window of this record rather than another subject's.")
-        m[1].metric("Risk level", risk["level"])
-        m[2].metric("Median margin (cosine)", f"{risk['margin_median']:+.3f}")
+    metrics = risk_metrics(risk)
+    if metrics:
+        for col, (label, value) in zip(st.columns(len(metrics)), metrics):
+            col.metric(label, value, help=SCORE_MEANING if label == "Linkability score" else None)
     st.markdown(plain(risk["sentence"], limit=None))
-    figs = risk["calibration"]
-    card = figs.get("model_card") or {}
-    ev = figs["eval"]
-    st.caption(f"Calibrated on: {plain(ev['source'])}: top-1 {ev['simulated_top1']:.0%} over {ev['subjects']} "
-               f"subjects (chance {ev['chance']:.1%})"
-               + "".join(f"; model card {plain(str(card.get('version')))} {k.replace('_', ' ')} {v:.0%}"
-                         for k, v in card.items() if k != "version" and isinstance(v, (int, float)))
-               + f". Fingerprints from {use_label}; levels: "
-               + ", ".join(f"{name} from {bound:.0%}" for bound, name in LEVELS) + ".")
+    st.caption(plain(f"{calibration_note(risk['calibration'])} Fingerprints from {use_label}.", limit=None))
 
     def neighbours_csv() -> bytes:
         export = cohort_table(hits.drop(columns=["map_x", "map_y"], errors="ignore"),

@@ -6,14 +6,16 @@ same record, ``other`` = similarity to the most similar indexed window of anothe
 ``own > other``: given the index and one of its windows, the nearest neighbour picks out this record.
 The share of linked windows is the record's own re-identification rate, the same quantity the
 evaluation reports over many subjects (``m2ae.eval.privacy``: nearest other window's subject), so it
-reads directly against those figures, which ``calibration_figures`` collects: the eval's simulated
-rate and chance (docs/RESULTS.md, privacy section) and the shipped model card's validation rates.
+reads directly against those figures, which ``calibration_figures`` collects from the shipped model
+card: the eval's privacy section (simulated held-out subjects: rate and chance) and the training's
+validation rates. ``risk_metrics`` and ``calibration_note`` word the result for the app and the report.
 
 >>> risk = record_linkability(idx, fps, subject_id="sim000007")   # doctest: +SKIP
 >>> risk["score"], risk["level"], risk["sentence"]                  # doctest: +SKIP
 """
 from __future__ import annotations
 
+import functools
 import json
 from importlib import resources
 from typing import Any
@@ -24,26 +26,77 @@ from ..errors import InputError
 from .fingerprints import normalise_fingerprints
 from .neighbours import index_fingerprints
 
-# The eval's privacy row (m2ae eval, 2026-11-30T13:40:49Z; docs/RESULTS.md): nearest other window's
-# subject from ECG+PPG fingerprints of 60 simulated evaluation subjects.
-EVAL_REIDENTIFICATION = {"simulated_top1": 1.00, "chance": 0.017, "subjects": 60,
-                         "source": "m2ae eval privacy section (docs/RESULTS.md), simulated subjects"}
+# Where ``m2ae eval --write-card`` puts the re-identification rate in the model card.
+CARD_REIDENTIFICATION = ("eval", "simulated_heldout", "privacy", "reidentification_top1")
+# Only for a card without that section (a bare checkout, a card written before the eval): the eval of
+# 2026-11-30 (docs/RESULTS.md), nearest other window's subject over 60 simulated subjects.
+FALLBACK_REIDENTIFICATION = {"simulated_top1": 1.00, "chance": 0.017, "subjects": 60,
+                             "source": "m2ae eval privacy section (docs/RESULTS.md), simulated subjects"}
 LEVELS = ((0.5, "high"), (0.1, "moderate"), (0.0, "low"))  # share of windows linked → level
+CARD_VALIDATION = {"val_same_subject_top1": "simulated", "val_real_same_subject_top1": "real records"}
+SCORE_MEANING = ("Share of this record's windows whose nearest window is another window of this record rather "
+                 "than another subject's.")
 
 
-def calibration_figures() -> dict[str, Any]:
-    """The re-identification rates a record's score is read against: the eval's simulated figure and
-    chance, and the shipped model card's validation rates (simulated and real), where present."""
-    figs: dict[str, Any] = {"eval": dict(EVAL_REIDENTIFICATION)}
+@functools.lru_cache(maxsize=1)
+def _shipped_card() -> dict[str, Any] | None:
     try:
         card = json.loads((resources.files("m2ae.model") / "model_card.json").read_text())
-        final = card.get("training", {}).get("final_metrics", {})
-        figs["model_card"] = {"version": card.get("version"),
-                              "val_same_subject_top1": final.get("val_same_subject_top1"),
-                              "val_real_same_subject_top1": final.get("val_real_same_subject_top1")}
-    except (OSError, ValueError, AttributeError):
+    except (OSError, ValueError):
+        return None
+    return card if isinstance(card, dict) else None
+
+
+def card_reidentification(card: dict[str, Any] | None) -> dict[str, Any] | None:
+    """The eval's re-identification figure from a model card ({"simulated_top1", "chance", "subjects",
+    "source"}), or None when the card has no eval privacy section with numbers."""
+    if not isinstance(card, dict):
+        return None
+    row: Any = card
+    for key in CARD_REIDENTIFICATION:
+        row = row.get(key) if isinstance(row, dict) else None
+    if not isinstance(row, dict) or not all(isinstance(row.get(k), (int, float)) for k in ("model", "chance")):
+        return None
+    return {"simulated_top1": float(row["model"]), "chance": float(row["chance"]), "subjects": row.get("subjects"),
+            "source": f"m2ae eval privacy section of model card {card.get('version', '?')} "
+                      f"(eval {card.get('eval_date', 'date unknown')}), simulated held-out subjects"}
+
+
+def calibration_figures(card: dict[str, Any] | None = None) -> dict[str, Any]:
+    """The re-identification rates a record's score is read against, from ``card`` (default: the shipped
+    model card): the eval's simulated figure and chance ("eval"; ``FALLBACK_REIDENTIFICATION`` when the
+    card lacks it) and the training's validation rates, simulated and real ("model_card", or None)."""
+    card = _shipped_card() if card is None else card  # read only: the cached card is shared
+    figs: dict[str, Any] = {"eval": card_reidentification(card) or dict(FALLBACK_REIDENTIFICATION)}
+    if card is None:
         figs["model_card"] = None  # a bare checkout without the card: the eval figure still stands
+        return figs
+    final = (card.get("training") or {}).get("final_metrics") or {}
+    figs["model_card"] = {"version": card.get("version"),
+                          "val_same_subject_top1": final.get("val_same_subject_top1"),
+                          "val_real_same_subject_top1": final.get("val_real_same_subject_top1")}
     return figs
+
+
+def calibration_note(figs: dict[str, Any]) -> str:
+    """One line on what a score is read against (``calibration_figures()``) and where the levels start;
+    the Similar patients page and the PDF report both show it."""
+    card = figs.get("model_card") or {}
+    ev = figs["eval"]
+    subjects = f" over {ev['subjects']} subjects" if ev.get("subjects") else ""
+    val = [f"{what} {card[k]:.0%}" for k, what in CARD_VALIDATION.items() if isinstance(card.get(k), (int, float))]
+    return (f"Calibrated on: {ev['source']}: top-1 {ev['simulated_top1']:.0%}{subjects} (chance {ev['chance']:.1%})"
+            + (f"; model card {card.get('version')} validation top-1: {', '.join(val)}" if val else "")
+            + ". Levels: " + ", ".join(f"{name} from {bound:.0%}" for bound, name in LEVELS) + ".")
+
+
+def risk_metrics(risk: dict[str, Any]) -> list[tuple[str, str]]:
+    """(label, value) of a ``record_linkability`` result's headline numbers, as the page and the report
+    show them; empty when there was no score (fewer than two windows)."""
+    if risk.get("score") is None:
+        return []
+    return [("Linkability score", f"{risk['score']:.0%}"), ("Risk level", str(risk["level"])),
+            ("Median margin (cosine)", f"{risk['margin_median']:+.3f}")]
 
 
 def within_record_similarity(fps: np.ndarray) -> np.ndarray:

@@ -1,5 +1,6 @@
 """What a record report holds, gathered once: the record, the chosen window, its signals in the record's units,
-the model's cross-modal reconstructions and predictions, interval measurements and the nearest neighbours.
+the model's cross-modal reconstructions and predictions, interval measurements, the nearest neighbours and
+the record's re-identification risk.
 
 One concept: the report's content as plain data (:class:`ReportContent`), computed by the library and laid out
 by :mod:`m2ae.report.pdf`. The window is the one asked for, else the window holding the record's first event
@@ -17,6 +18,7 @@ from ..record import Record, Windows, record_events
 from ..signal.intervals import WindowIntervals, window_intervals
 
 NEIGHBOURS_K = 5
+MODE_NAMES = {"both": "ECG + PPG", "ecg": "ECG only", "ppg": "PPG only"}
 
 
 @dataclass
@@ -46,6 +48,8 @@ class ReportContent:
     neighbours: list[dict[str, Any]] = field(default_factory=list)
     model_version: str = "no model"
     index_note: str = ""
+    reidentification: dict[str, Any] | None = None  # ``m2ae.index.linkability.record_linkability`` of the record
+    reidentification_lines: list[str] = field(default_factory=list)   # its wording, or why it is missing
 
 
 def choose_window(win: Windows, window: int | None = None) -> tuple[int, str]:
@@ -116,11 +120,12 @@ def _model_part(content: ReportContent, model: Any, win: Windows, i: int) -> Non
         content.reconstructions[mode] = y if scale is None else _window_units(win, rebuilt, y, i)
 
 
-def _index_part(content: ReportContent, index: Any, model: Any, win: Windows, i: int, record_id: str | None) -> None:
+def _index_part(content: ReportContent, index: Any, model: Any, win: Windows, i: int, record_id: str | None,
+                subject_id: str | None = None) -> None:
     from ..index.query import query_windows
 
     # the record itself (when the index holds it) is neither its own neighbour nor proof of familiarity
-    subject = win.meta.get("subject_id") or record_id
+    subject = subject_id or win.meta.get("subject_id") or record_id
     q = query_windows(index, model, win, k=NEIGHBOURS_K, window=i, exclude_record=record_id,
                       subject=None if subject is None else str(subject), place=False)
     fam = q.familiarity or {}
@@ -138,12 +143,29 @@ def _index_part(content: ReportContent, index: Any, model: Any, win: Windows, i:
                 "rank", "score", "record", "subject_id", "start_s", "label_rhythm", "label_alarm_type",
                 "label_true_alarm") if key in row.index})
     content.index_note = "; ".join(q.notes)
+    _reidentification_part(content, index, q.fingerprints, q.mode, None if subject is None else str(subject),
+                           record_id)
+
+
+def _reidentification_part(content: ReportContent, index: Any, fps: np.ndarray, mode: str, subject: str | None,
+                           record_id: str | None) -> None:
+    from ..index.linkability import SCORE_MEANING, calibration_note, record_linkability, risk_metrics
+
+    # the same call and wording as the app's Similar patients page, so the two cannot disagree
+    risk = record_linkability(index, fps, subject_id=subject, record=record_id)
+    content.reidentification = risk
+    metrics = risk_metrics(risk)
+    content.reidentification_lines = ([f"{'   '.join(f'{k}: {v}' for k, v in metrics)}. {SCORE_MEANING}"]
+                                      if metrics else []) + [
+        risk["sentence"], f"{calibration_note(risk['calibration'])} Fingerprints from {MODE_NAMES.get(mode, mode)}."]
 
 
 def report_content(rec: Record, win: Windows, window: int | None = None, model: Any = None,
-                   index: Any = None) -> ReportContent:
+                   index: Any = None, subject_id: str | None = None) -> ReportContent:
     """Gather a report on ``rec`` (already cut to ``win``). ``model`` (an ``M2AEModel``) adds predictions and
-    reconstructions; ``index`` (a ``FingerprintIndex`` built by that model) adds neighbours and familiarity."""
+    reconstructions; ``index`` (a ``FingerprintIndex`` built by that model) adds neighbours, familiarity and
+    re-identification risk. subject_id : the record's subject when known from outside the file (a sample's
+    manifest); else the record's own ``subject_id`` or record id. It is left out of the index searches."""
     i, why = choose_window(win, window)
     meta = win.meta or {}
     fs = float(rec.fs)
@@ -168,5 +190,9 @@ def report_content(rec: Record, win: Windows, window: int | None = None, model: 
     if model is not None:
         _model_part(content, model, win, i)
         if index is not None:
-            _index_part(content, index, model, win, i, None if record_id is None else str(record_id))
+            _index_part(content, index, model, win, i, None if record_id is None else str(record_id), subject_id)
+    if content.reidentification is None:
+        missing = " and no ".join(what for what, given in (("model", model), ("index", index)) if given is None)
+        content.reidentification_lines = [f"Re-identification risk not computed: no {missing} given (it compares "
+                                          "the record's fingerprints with an index built by the model)."]
     return content

@@ -123,6 +123,9 @@ def _model_section(pdf: Any, c: ReportContent) -> None:
         _line(pdf, "No index given (or no neighbour found).")
     if c.index_note:
         _line(pdf, c.index_note)
+    _heading(pdf, "Re-identification risk of this record")
+    for text in c.reidentification_lines:
+        _line(pdf, text)
 
 
 def report_pdf(content: ReportContent) -> bytes:
