@@ -38,6 +38,9 @@ def test_manifest_size_and_content(shipped):
     assert m["map"]["method"] == "umap"
     size_mb = sum(f.stat().st_size for f in DEFAULT.iterdir()) / 2**20
     assert size_mb <= 64, size_mb  # 2,000 simulated subjects + 439 real ICU records (train + validation)
+    sources = idx.metadata["source"].astype(str)
+    assert not sources.str.startswith(("..", "/")).any(), sources[sources.str.startswith(("..", "/"))].unique()[:3]
+    assert sources.str.startswith("cinc2015/records/").any()
     w = idx.waveforms([0, idx.count - 1])
     assert w["ecg"].shape == (2, 625)
 

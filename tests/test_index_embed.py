@@ -154,6 +154,9 @@ def test_build_and_query_finds_own_subject_and_label(cohort, tmp_path):
     assert idx.count == (8 + 20) * 3 and not (tmp_path / ".idx.embed").exists()
     m = idx.manifest
     assert m["model_version"] == "stand-in-1" and m["build_command"] == "test build" and len(m["data"]) == 2
+    # sources ship as "<input folder>/<path inside it>", never as a path of the building machine
+    real = idx.metadata.loc[idx.metadata["source"] != "m2ae.simulate", "source"]
+    assert len(real) == 8 * 3 and real.str.startswith(cohort.name + "/").all(), real.unique()[:3]
     target = sorted(cohort.glob("*.npz"))[1]
     res = query_record(target, index=tmp_path / "idx", model=model, k=5)
     assert res["neighbours"][0]["subject_id"] == res["query"]["subject_id"]

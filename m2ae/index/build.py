@@ -13,7 +13,7 @@ from ..errors import InputError
 from .calibration import calibrate_familiarity
 from .embed import embed
 from .faiss_index import IndexConfig
-from .files import display_path, utc_now
+from .files import display_path, portable_source, utc_now
 from .fingerprints import model_checkpoint_of, resolve_model
 from .mapping import MapConfig
 from .sources import expand_sources, run_skip_report, simulated_items
@@ -60,7 +60,8 @@ def build_index(paths: Sequence[Any], out: str | Path, model: Any = None, simula
         data.append(f"m2ae.simulate: {simulate} subjects, seed {seed}, {duration_s:g} s each "
                     f"(same subjects as `m2ae simulate --subjects {simulate} --seed {seed} --duration {duration_s:g}`)")
     meta = res.metadata.copy()
-    meta["source"] = meta["source"].map(display_path)
+    roots = [p for p in paths if isinstance(p, (str, Path))]
+    meta["source"] = meta["source"].map(lambda s: portable_source(s, roots))
     extra: dict[str, Any] = {
         "model_checkpoint": model_checkpoint_of(model),
         "data": data,

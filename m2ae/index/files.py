@@ -73,6 +73,25 @@ def display_path(p: str | Path) -> str:
     return s
 
 
+def portable_source(source: str | Path, roots: list[str | Path]) -> str:
+    """A record's ``source`` as an index ships it: ``display_path`` when that stays inside the working
+    directory; otherwise, under one of the build's input folders, that folder's name + the path inside it
+    (``../shared/data/cinc2015/records/r1.hea`` given ``../shared/data/cinc2015`` →
+    ``cinc2015/records/r1.hea``), so no reader is shown a path of the machine that built the index."""
+    shown = display_path(source)
+    if not (shown.startswith("..") or Path(shown).is_absolute()):
+        return shown
+    try:
+        q = Path(source).resolve()
+        for root in roots:
+            r = Path(root).resolve()
+            if r.is_dir() and q.is_relative_to(r):
+                return str(Path(r.name) / q.relative_to(r))
+    except (ValueError, OSError):
+        pass
+    return shown
+
+
 # --- whole folders and single files, atomically --------------------------------------------------
 
 @contextlib.contextmanager
