@@ -47,7 +47,20 @@ def serve_args(argv: list[str]) -> tuple[list[str], str, int]:
         address = DEFAULT_ADDRESS
         args += ["--server.address", DEFAULT_ADDRESS]
     port = _flag(argv, "--server.port") or config.get_option("server.port") or DEFAULT_PORT
+    if not _flag(argv, "--server.port"):
+        # said explicitly, Streamlit refuses a busy port instead of moving to the next one unannounced
+        args += ["--server.port", str(port)]
     return args, str(address), int(port)
+
+
+def port_in_use(address: str, port: int) -> bool:
+    """Whether something already listens on ``address``:``port`` (TCP)."""
+    import socket
+
+    family = socket.AF_INET6 if ":" in address else socket.AF_INET
+    with socket.socket(family, socket.SOCK_STREAM) as s:
+        s.settimeout(1.0)
+        return s.connect_ex((address if address not in ("0.0.0.0", "::") else "localhost", port)) == 0
 
 
 def where_line(address: str, port: int) -> str:
@@ -68,8 +81,12 @@ def main(argv: list[str] | None = None) -> int:
 
     from m2ae_ui import warm
 
-    warm.start()
     args, address, port = serve_args(argv)
+    if port_in_use(address, port):
+        print(f"error: port {port} on {address} is already in use (another m2ae app?); choose another with "
+              f"`m2ae app --port {port + 1}`", file=sys.stderr, flush=True)
+        return 2
+    warm.start()
     print(where_line(address, port), file=sys.stderr, flush=True)
     return cli.main.main(args=["run", str(ENTRY), *args], prog_name="streamlit", standalone_mode=False) or 0
 

@@ -49,6 +49,19 @@ def test_m2ae_app_serves(tmp_path):
         log.close()
 
 
+def test_m2ae_app_refuses_a_busy_port_in_one_line():
+    with socket.socket() as busy:
+        busy.bind(("127.0.0.1", 0))
+        busy.listen(1)
+        port = busy.getsockname()[1]
+        r = subprocess.run([sys.executable, "-m", "m2ae.cli", "app", "--port", str(port)], capture_output=True,
+                           text=True, timeout=120, cwd=ROOT, env={**os.environ, "OMP_WAIT_POLICY": "PASSIVE"})
+    assert r.returncode == 2, r.stderr[-2000:]
+    lines = [ln for ln in r.stderr.splitlines() if ln.strip()]
+    assert lines == [f"error: port {port} on 127.0.0.1 is already in use (another m2ae app?); choose another with "
+                     f"`m2ae app --port {port + 1}`"], lines
+
+
 @pytest.mark.parametrize("argv", [["app", "--server.port", "8600", "--server.headless", "true"],
                                   ["app", "--", "--server.port", "8600", "--server.headless", "true"]])
 def test_m2ae_app_passes_streamlit_options_through(monkeypatch, argv):

@@ -149,6 +149,7 @@ def test_serve_adds_localhost_when_nothing_chose_an_address(tmp_path, monkeypatc
     assert address == "127.0.0.1" and port == 8600 and args[-2:] == ["--server.address", "127.0.0.1"]
     args, address, _ = serve.serve_args(["--server.address=0.0.0.0"])
     assert address == "0.0.0.0" and "127.0.0.1" not in args
+    assert args[-2:] == ["--server.port", "8501"]  # said explicitly: a busy port is refused, not silently moved
     assert "this machine only" in serve.where_line("127.0.0.1", 8501) and "Blocks" in serve.where_line("::1", 1)
     assert "WITHOUT authentication" in serve.where_line("0.0.0.0", 8501)
 
