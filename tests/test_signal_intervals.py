@@ -58,6 +58,63 @@ def test_ecg_intervals_match_simulator_truth_within_10_ms(simulated):
         assert mae <= 10.0, f"{key}: mean absolute error {mae:.1f} ms (errors {np.round(e, 1)})"
 
 
+# a seeded set at three heart-rate bands (sinus bradycardia, normal, tachycardia: 40-145 bpm), ten subjects
+# each, drawn once and never used to tune the delineation
+RATE_SET = tuple((rhythm, tuple(range(500, 510))) for rhythm in ("SB", "NSR", "ST"))
+
+
+def _rate_set_errors(noise: bool) -> dict[str, np.ndarray]:
+    """Median-beat value minus the simulator's truth (ms) over every measured window of the rate set; the
+    share of windows measured is checked too, so withholding values cannot pass for accuracy."""
+    errors: dict[str, list[float]] = {"pr": [], "qrs": [], "qt": []}
+    windows = measured = 0
+    for rhythm, seeds in RATE_SET:
+        for seed in seeds:
+            subj = sample_subject(np.random.default_rng(seed), rhythm=rhythm, subject_id=f"r{seed}")
+            rec = simulate_record(subj, duration_s=20, seed=seed, noise=noise, annotate=True)
+            truth = _truth_ms(subj, rec.meta["annotations"]["r_peak_s"])
+            for res in record_intervals(preprocess(rec)):
+                windows += 1
+                measured += res.qt_ms.n > 0
+                for key in errors:
+                    spread = getattr(res, f"{key}_ms")
+                    if spread.n:
+                        assert spread.n == res.ecg_beats_used >= 2 and 0.7 <= res.ecg_template_corr <= 1.0
+                        errors[key].append(spread.median - truth[key])
+    assert measured >= 0.75 * windows, f"QT measured in {measured} of {windows} windows"
+    return {k: np.asarray(v) for k, v in errors.items()}
+
+
+@pytest.fixture(scope="module")
+def rate_set_clean():
+    return _rate_set_errors(noise=False)
+
+
+@pytest.fixture(scope="module")
+def rate_set_noisy():
+    return _rate_set_errors(noise=True)
+
+
+@pytest.mark.parametrize("key", ["pr", "qrs", "qt"])
+def test_intervals_within_10_ms_at_three_heart_rates_without_noise(rate_set_clean, key):
+    e = rate_set_clean[key]
+    assert np.mean(np.abs(e)) <= 10.0, f"{key}: mean absolute error {np.mean(np.abs(e)):.1f} ms ({np.round(e)})"
+
+
+# Known gap (issue 13), strict so that a fix shows up as an unexpected pass: with noise, PR (11.0 ms) and QT
+# (10.1 ms) miss the bound on average; the tachycardia subjects carry it (PR 21.6, QT 18.3 ms there; at most
+# 6.6 ms at the slower rates), where the P wave rides on the previous beat's T wave.
+TACHY = "at tachycardia the P wave rides on the previous T wave"
+
+
+@pytest.mark.parametrize("key", [
+    pytest.param("pr", marks=pytest.mark.xfail(strict=True, reason=f"noisy PR MAE 11.0 ms: {TACHY}")), "qrs",
+    pytest.param("qt", marks=pytest.mark.xfail(strict=True, reason=f"noisy QT MAE 10.1 ms: {TACHY}"))])
+def test_intervals_within_10_ms_at_three_heart_rates_with_noise(rate_set_noisy, key):
+    e = rate_set_noisy[key]
+    assert np.mean(np.abs(e)) <= 10.0, f"{key}: mean absolute error {np.mean(np.abs(e)):.1f} ms ({np.round(e)})"
+
+
 def test_qtc_follows_bazett_and_fridericia(simulated):
     res = window_intervals(simulated[0][2], 0)
     rr_s = res.rr_ms.median / 1000.0
@@ -125,6 +182,9 @@ def _physiological(results) -> list:
     good = [r for r in results if r.ecg_reason is None and r.qt_ms.n]
     assert good, [r.ecg_reason for r in results]
     for r in good:
+        # the quality shown beside the values: beats averaged into the median beat and how alike they are
+        assert 2 <= r.ecg_beats_used <= r.ecg_beats_offered and 0.7 <= r.ecg_template_corr <= 1.0, r
+        assert r.qt_ms.n == r.ecg_beats_used
         assert 40 <= r.qrs_ms.median <= 200, r.qrs_ms
         assert 200 <= r.qt_ms.median <= 650, r.qt_ms
         assert 280 <= r.qtc_bazett_ms.median <= 650, r.qtc_bazett_ms
@@ -157,3 +217,9 @@ def test_real_bidmc_values_are_physiological(bidmc_csv):
     from m2ae.io import load_record
 
     _physiological(record_intervals(preprocess(_first_seconds(load_record(bidmc_csv), 40))))
+
+
+def test_real_a103l_values_are_physiological(a103l_hea):
+    from m2ae.io import load_record
+
+    _physiological(record_intervals(preprocess(_first_seconds(load_record(a103l_hea), 40))))

@@ -121,7 +121,9 @@ def _measurements(res) -> None:
     m1.table({"measurement": [r[0] for r in rows], "median (IQR)": [r[1] for r in rows],
               "beats / why not measured": [r[2] for r in rows]})
     m2.caption("Quality of these measurements")
-    m2.markdown(f"ECG: {'measured' if res.ecg_reason is None else 'withheld — ' + res.ecg_reason}  \n"
+    m2.markdown(f"ECG: {'measured' if res.ecg_reason is None else 'withheld — ' + res.ecg_reason}"
+                + (f" (median beat of {res.ecg_beats_used} of {res.ecg_beats_offered} beats, r = "
+                   f"{res.ecg_template_corr:.2f})" if res.ecg_beats_used else "") + "  \n"
                 f"PPG: {'measured' if res.ppg_reason is None else 'withheld — ' + res.ppg_reason}")
     m2.caption("Markers on the ECG: P onset, QRS onset/offset, T end; on the PPG: pulse foot. QTc: Bazett QT/√RR, "
                "Fridericia QT/∛RR. Automatic delineation, not a cardiologist's reading.")

@@ -1,28 +1,27 @@
 """Interval measurements per 10-s window: ECG PR, QRS, QT, QTc (Bazett, Fridericia); PPG pulse amplitude,
 rise time and pulse arrival (R peak → foot, R peak → systolic peak).
 
-ECG: NeuroKit2's ``ecg_delineate`` (``dwt``) on the window's filtered ECG upsampled from 125 Hz to 500 Hz (one
-sample at 125 Hz is 8 ms, as large as the error allowed), given the window's R peaks. ``dwt`` over ``peak``:
-in neurokit2 0.3 ``peak`` returns no QRS onsets/offsets, so no PR, QRS or QT at all (measured on the
-simulated beats of ``tests/test_signal_intervals.py``); ``dwt`` is within 1-8 ms there. The value shown is
-the window's median beat's (as ECG carts measure), its T end by the tangent method; IQR and ``n`` are over the
-single beats. Onset/offset convention: where a wave is at exp(-2) ≈ 13.5 % of its peak (centre ± 2 sigma of
-a Gaussian wave; the tangent T end is the same point). PR = P onset → QRS onset, QRS = onset → offset,
-QT = QRS onset → T end (ms); QTc with the median RR (Bazett QT/√RR, Fridericia QT/∛RR, RR in s).
-Ventricular beats (``r_peak_classes`` 1) are left out: no P wave, and their QT is not the rhythm's.
+ECG: the window's aligned median beat at 500 Hz (:mod:`m2ae.signal.median_beat`: beats aligned on the QRS,
+unlike beats left out), delineated by the tangent method (P onset, T end) and slope thresholds (QRS), with
+NeuroKit2's ``dwt`` filling a P or QRS boundary not found. Each beat's own boundaries are the median beat's
+moved by that beat's best local match; they give the IQR and the markers, ``n`` is the beats averaged and
+``ecg_template_corr`` their median correlation with the median beat. Onset/offset convention: where a wave
+is at exp(-2) ≈ 13.5 % of its peak (centre ± 2 sigma of a Gaussian wave; the tangent points are the same).
+PR = P onset → QRS onset, QRS = onset → offset, QT = QRS onset → T end (ms); QTc with the median RR
+(Bazett QT/√RR, Fridericia QT/∛RR, RR in s). Ventricular beats (``r_peak_classes`` 1) are left out: no P
+wave, and their QT is not the rhythm's.
 
 PPG: foot = intersecting tangent (steepest upstroke meets the level of the preceding minimum); rise time =
 foot → systolic peak (ms; the 0.5-8 Hz band-pass lengthens short rises: a simulated 83 ms reads ~115 ms);
 amplitude = peak − preceding minimum (record units); arrival = the R peak before the pulse → foot / peak (ms).
 
-Quality: a window flagged low quality, without detected beats or with fewer than ``MIN_BEATS`` measured
+Quality: a window flagged low quality, without detected beats or with fewer than ``MIN_BEATS`` alike
 beats gives NaN and the reason (``ecg_reason`` / ``ppg_reason``), never a number from noise; a measurement
 whose single beats disagree (IQR above ``MAX_IQR_MS``) is withheld with its own reason (``Spread.why``).
 """
 from __future__ import annotations
 
 import dataclasses
-import warnings
 from dataclasses import asdict, dataclass, field
 from typing import Any
 
@@ -31,8 +30,9 @@ import numpy as np
 from ..contract import FS_HZ, WINDOW_SAMPLES
 from ..record import Windows
 from .filters import resample_to
+from .median_beat import (DELINEATE_FS_HZ, nk_delineate, nk_wave_times, beat_shifts, build_median_beat,
+                          median_beat_boundaries)
 
-DELINEATE_FS_HZ = 500.0
 ONSET_FRACTION = float(np.exp(-2.0))   # onset/offset: wave at 13.5 % of its peak (centre ± 2 sigma)
 MIN_BEATS = 2
 CONTEXT_S = 1.0                        # signal kept either side of the window so edge beats delineate
@@ -67,9 +67,11 @@ class WindowIntervals:
     """Measurements of one window. ECG fields in ms; ``ppg_amplitude`` in the PPG's units.
 
     ``*_reason`` is None when the values are measured, else one sentence why they are NaN.
-    PR, QRS, QT, QTc medians come from the window's median beat, IQR and ``n`` from the single beats
-    (``beat_medians_ms``: their medians). ``markers``: per-beat times in s from the record's start
-    (``p_onset``, ``qrs_onset``, ``qrs_offset``, ``t_offset``, ``ppg_foot``, ``ppg_peak``) for the grid.
+    PR, QRS, QT, QTc medians come from the window's median beat, IQR from the single beats
+    (``beat_medians_ms``: their medians), ``n`` = ``ecg_beats_used`` (beats averaged, of
+    ``ecg_beats_offered``; ``ecg_template_corr``: their median correlation with the median beat).
+    ``markers``: per-beat times in s from the record's start (``p_onset``, ``qrs_onset``, ``qrs_offset``,
+    ``t_offset``, ``ppg_foot``, ``ppg_peak``) for the grid.
     """
 
     window: int
@@ -88,6 +90,9 @@ class WindowIntervals:
     ppg_reason: str | None = None
     markers: dict[str, list[float]] = field(default_factory=dict)
     beat_medians_ms: dict[str, float] = field(default_factory=dict)
+    ecg_beats_used: int = 0
+    ecg_beats_offered: int = 0
+    ecg_template_corr: float = float("nan")
 
     def to_dict(self) -> dict[str, Any]:
         """Plain nested dict (for ``--json`` / tables)."""
@@ -100,11 +105,6 @@ def _plausible(values: np.ndarray, key: str) -> np.ndarray:
     return np.where((v >= lo) & (v <= hi), v, np.nan)
 
 
-def _wave_times(waves: dict[str, Any], key: str, n: int) -> np.ndarray:
-    vals = np.asarray(waves.get(key, [np.nan] * n), dtype=np.float64)
-    return vals if len(vals) == n else np.full(n, np.nan)
-
-
 def _upsampled(x: np.ndarray, peaks: np.ndarray, fs_hz: float) -> tuple[np.ndarray, np.ndarray]:
     """``x`` at 500 Hz and its R peaks there (largest |deflection| within ±1 original sample)."""
     up = resample_to(x, fs_hz, DELINEATE_FS_HZ)
@@ -115,79 +115,22 @@ def _upsampled(x: np.ndarray, peaks: np.ndarray, fs_hz: float) -> tuple[np.ndarr
     return up, idx + offs
 
 
-def _delineate(up: np.ndarray, idx: np.ndarray, method: str) -> dict[str, Any] | None:
-    import neurokit2 as nk
-
-    with warnings.catch_warnings():
-        # neurokit2 warns on every window with a missing wave; the NaNs say the same
-        warnings.simplefilter("ignore")
-        try:
-            return nk.ecg_delineate(up, rpeaks=idx, sampling_rate=int(DELINEATE_FS_HZ), method=method)[1]
-        except (ValueError, IndexError, ZeroDivisionError):
-            return None
+def _intervals_ms(t: dict[str, Any]) -> dict[str, Any]:
+    ms = 1000.0 / DELINEATE_FS_HZ
+    return {"pr": _plausible((np.asarray(t["qrs_onset"]) - t["p_onset"]) * ms, "pr"),
+            "qrs": _plausible((np.asarray(t["qrs_offset"]) - t["qrs_onset"]) * ms, "qrs"),
+            "qt": _plausible((np.asarray(t["t_end"]) - t["qrs_onset"]) * ms, "qt")}
 
 
 def median_beat_intervals(ecg: np.ndarray, r_peaks: np.ndarray, fs_hz: float = FS_HZ, method: str = "dwt"
                           ) -> dict[str, float]:
-    """PR, QRS and QT (ms) of the median beat of ``ecg`` around ``r_peaks``, as ECG carts measure them.
-
-    Beats are cut one median RR long around their R peak at 500 Hz (35 % before, at most 0.3 s), their
-    sample-wise median is repeated (≥ 10 s, as neurokit2 needs) and the middle copy delineated. Averaging N beats lowers
-    uncorrelated noise about √N-fold, which the T-wave end needs: per-beat T offsets in noisy windows
-    come early, so the T end is taken by the tangent method (:func:`t_wave_end_tangent`). NaN where there
-    are fewer than ``MIN_BEATS`` beats or the delineator found no wave.
-    """
-    nan = {"pr": float("nan"), "qrs": float("nan"), "qt": float("nan")}
-    x, peaks = np.asarray(ecg, dtype=np.float64), np.asarray(r_peaks, dtype=np.int64)
-    if len(peaks) < MIN_BEATS + 1 or len(x) < int(fs_hz):
-        return nan
-    up, idx = _upsampled(x, peaks, fs_hz)
-    rr = int(np.median(np.diff(idx)))
-    a = int(min(0.3 * DELINEATE_FS_HZ, 0.35 * rr))
-    beats = [up[r - a:r - a + rr] for r in idx if r - a >= 0 and r - a + rr <= len(up)]
-    if len(beats) < MIN_BEATS or rr < 0.24 * DELINEATE_FS_HZ:
-        return nan
-    template = np.median(np.stack(beats), 0)
-    copies = max(9, int(np.ceil(10.0 * DELINEATE_FS_HZ / rr)) | 1)   # neurokit2 segments ≥ ~10 s only
-    waves = _delineate(np.tile(template, copies), a + rr * np.arange(copies), method)
-    if waves is None:
-        return nan
-    mid = (copies // 2) * rr
-    t = {k: float(_wave_times(waves, key, copies)[copies // 2]) - mid for k, key in (
-        ("p", "ECG_P_Onsets"), ("on", "ECG_R_Onsets"), ("off", "ECG_R_Offsets"))}
-    t["t"] = t_wave_end_tangent(template, a, t["on"], t["off"])
-    ms = 1000.0 / DELINEATE_FS_HZ
-    return {"pr": float(_plausible(np.array((t["on"] - t["p"]) * ms), "pr")),
-            "qrs": float(_plausible(np.array((t["off"] - t["on"]) * ms), "qrs")),
-            "qt": float(_plausible(np.array((t["t"] - t["on"]) * ms), "qt"))}
-
-
-def t_wave_end_tangent(beat: np.ndarray, r: int, qrs_on: float, qrs_off: float) -> float:
-    """T-wave end (sample of ``beat``, 500 Hz) by the tangent method: the tangent at the T wave's steepest
-    descent meets the isoelectric level (the PR segment just before ``qrs_on``). For a Gaussian T wave that is
-    its peak + 2 sigma, the 13.5 % convention of the module. NaN when the QRS bounds are unknown."""
-    if not (np.isfinite(qrs_on) and np.isfinite(qrs_off)):
-        return float("nan")
-    fs = DELINEATE_FS_HZ
-    on, off = int(qrs_on), int(qrs_off)
-    base = float(np.mean(beat[max(on - int(0.02 * fs), 0):on + 1]))
-    lo, hi = off + int(0.04 * fs), len(beat) - int(0.01 * fs)
-    if hi - lo < int(0.1 * fs):
-        return float("nan")
-    y = beat - base
-    peak = lo + int(np.argmax(np.abs(y[lo:hi])))
-    sign = 1.0 if y[peak] > 0 else -1.0
-    z = sign * y
-    end = min(peak + int(0.3 * fs), len(beat) - 1)
-    if end - peak < 3:
-        return float("nan")
-    slope = np.diff(z[peak:end + 1])
-    j = int(np.argmin(slope))
-    if slope[j] >= 0:
-        return float("nan")
-    t_s = peak + j + 0.5
-    z_s = 0.5 * (z[peak + j] + z[peak + j + 1])
-    return float(t_s - z_s / slope[j])
+    """PR, QRS and QT (ms) of the median beat of ``ecg`` around ``r_peaks``, as ECG carts measure them
+    (:mod:`m2ae.signal.median_beat`); NaN where there are fewer than ``MIN_BEATS`` alike beats or a
+    boundary is not found."""
+    mb = build_median_beat(ecg, r_peaks, fs_hz, MIN_BEATS)
+    if mb is None:
+        return {"pr": float("nan"), "qrs": float("nan"), "qt": float("nan")}
+    return {k: float(v) for k, v in _intervals_ms(median_beat_boundaries(mb, method)).items()}
 
 
 def delineate_ecg_beats(ecg: np.ndarray, r_peaks: np.ndarray, fs_hz: float = FS_HZ, method: str = "dwt"
@@ -203,14 +146,14 @@ def delineate_ecg_beats(ecg: np.ndarray, r_peaks: np.ndarray, fs_hz: float = FS_
     if len(peaks) < MIN_BEATS or len(x) < int(fs_hz):
         return out
     up, idx = _upsampled(x, peaks, fs_hz)
-    if (waves := _delineate(up, idx, method)) is None:
+    if (waves := nk_delineate(up, idx, method)) is None:
         return out
     n = len(idx)
     out["r"] = idx / DELINEATE_FS_HZ
-    out["p_onset"] = _wave_times(waves, "ECG_P_Onsets", n) / DELINEATE_FS_HZ
-    out["qrs_onset"] = _wave_times(waves, "ECG_R_Onsets", n) / DELINEATE_FS_HZ
-    out["qrs_offset"] = _wave_times(waves, "ECG_R_Offsets", n) / DELINEATE_FS_HZ
-    out["t_offset"] = _wave_times(waves, "ECG_T_Offsets", n) / DELINEATE_FS_HZ
+    out["p_onset"] = nk_wave_times(waves, "ECG_P_Onsets", n) / DELINEATE_FS_HZ
+    out["qrs_onset"] = nk_wave_times(waves, "ECG_R_Onsets", n) / DELINEATE_FS_HZ
+    out["qrs_offset"] = nk_wave_times(waves, "ECG_R_Offsets", n) / DELINEATE_FS_HZ
+    out["t_offset"] = nk_wave_times(waves, "ECG_T_Offsets", n) / DELINEATE_FS_HZ
     return out
 
 
@@ -297,6 +240,13 @@ def _ppg_reason(win: Windows, i: int) -> str | None:
     return None
 
 
+# per-beat boundaries: each beat's own wave matched to the median beat's within ± this half-width (s)
+MATCH_HALF_S = {"p_onset": 0.04, "qrs_onset": 0.03, "qrs_offset": 0.03, "t_end": 0.08}
+NOT_FOUND = {"pr": "no P wave found in the median beat (absent, flat, or fused with the T wave before it)",
+             "qrs": "QRS boundaries not found in the median beat",
+             "qt": "T-wave end not found in the median beat (flat, or fused with the next P wave)"}
+
+
 def _measure_ecg(win: Windows, i: int, a: int, b: int, method: str, res: WindowIntervals) -> np.ndarray:
     """Fill the ECG fields of ``res``; returns the window's R-peak times (s) for pulse arrival."""
     assert win.ecg_clean is not None and win.r_peaks is not None
@@ -305,41 +255,48 @@ def _measure_ecg(win: Windows, i: int, a: int, b: int, method: str, res: WindowI
     lo, hi = max(a - ctx, 0), min(b + ctx, len(win.ecg_clean))
     sel = _in_window(win.r_peaks, lo, hi)
     r_all = np.asarray(win.r_peaks, dtype=np.int64)
-    times = delineate_ecg_beats(win.ecg_clean[lo:hi], r_all[sel] - lo, fs, method)
-    times = {k: v + lo / fs for k, v in times.items()}
-    rr = np.diff(np.concatenate([[np.nan], r_all / fs]))[sel]
-    beats = ecg_beat_intervals(times, rr)
     inside = (r_all[sel] >= a) & (r_all[sel] < b)
     if win.r_peak_classes is not None and len(win.r_peak_classes) == len(r_all):
         inside &= np.asarray(win.r_peak_classes)[sel] != 1
-    for key in ("pr", "qrs", "qt", "qtc_bazett", "qtc_fridericia"):
-        setattr(res, f"{key}_ms", Spread.of(beats[key][inside]))
-    res.rr_ms = Spread.of(beats["rr"][inside])
-    res.beat_medians_ms = {k: getattr(res, f"{k}_ms").median for k in ("pr", "qrs", "qt")}
-    # the value shown is the median beat's (robust to noise); the IQR stays the per-beat spread
-    tmpl = median_beat_intervals(win.ecg_clean[lo:hi], r_all[sel][inside] - lo, fs, method)
+    rr = np.diff(np.concatenate([[np.nan], r_all / fs]))[sel][inside]
+    res.rr_ms = Spread.of(1000.0 * np.where((rr > 0.24) & (rr < 2.5), rr, np.nan))
+    mb = build_median_beat(win.ecg_clean[lo:hi], r_all[sel][inside] - lo, fs, MIN_BEATS)
+    if mb is None:
+        res.ecg_reason = f"fewer than {MIN_BEATS} beats alike enough to measure"
+        return r_all[sel] / fs
+    res.ecg_beats_used, res.ecg_beats_offered = len(mb.beats), mb.offered
+    res.ecg_template_corr = round(mb.correlation, 3)
+    t = median_beat_boundaries(mb, method)
+    tmpl = {k: float(v) for k, v in _intervals_ms(t).items()}
+    # each beat's boundaries: the median beat's moved by that beat's own best match around it
+    beat_t = {k: mb.starts + t[k] + beat_shifts(mb, t[k], MATCH_HALF_S[k]) for k in t}
+    beats = _intervals_ms(beat_t)
     rr_s = res.rr_ms.median / 1000.0
     for key in ("pr", "qrs", "qt"):
-        spread: Spread = getattr(res, f"{key}_ms")
-        if np.isfinite(tmpl[key]) and spread.n:
-            spread.median = tmpl[key]
-    if np.isfinite(tmpl["qt"]) and np.isfinite(rr_s) and res.qt_ms.n:
-        res.qtc_bazett_ms.median = tmpl["qt"] / np.sqrt(rr_s)
-        res.qtc_fridericia_ms.median = tmpl["qt"] / np.cbrt(rr_s)
+        spread = Spread.of(beats[key])
+        res.beat_medians_ms[key] = spread.median
+        setattr(res, f"{key}_ms", Spread(tmpl[key], spread.iqr, len(mb.beats)) if np.isfinite(tmpl[key])
+                else Spread(why=NOT_FOUND[key]))
+    if res.qt_ms.n and np.isfinite(rr_s):
+        res.qtc_bazett_ms = Spread(res.qt_ms.median / np.sqrt(rr_s), res.qt_ms.iqr / np.sqrt(rr_s), res.qt_ms.n)
+        res.qtc_fridericia_ms = Spread(res.qt_ms.median / np.cbrt(rr_s), res.qt_ms.iqr / np.cbrt(rr_s),
+                                       res.qt_ms.n)
+    else:
+        res.qtc_bazett_ms, res.qtc_fridericia_ms = Spread(why=res.qt_ms.why), Spread(why=res.qt_ms.why)
     for key, limit in MAX_IQR_MS.items():
         spread = getattr(res, f"{key}_ms")
         if spread.n and spread.iqr > limit:
-            # single beats this far apart mean the delineator follows noise, not a wave
+            # single beats this far apart mean the boundary follows noise, not a wave
             withheld = Spread(why=f"beats disagree (IQR {spread.iqr:.0f} ms > {limit:.0f} ms)")
             setattr(res, f"{key}_ms", withheld)
             if key == "qt":
                 res.qtc_bazett_ms, res.qtc_fridericia_ms = withheld, dataclasses.replace(withheld)
-    for key in ("p_onset", "qrs_onset", "qrs_offset", "t_offset"):
-        res.markers[key] = [round(float(t), 4) for t in times[key][inside] if np.isfinite(t)]
-    if res.qt_ms.n < MIN_BEATS and res.qrs_ms.n < MIN_BEATS:
-        res.ecg_reason = f"fewer than {MIN_BEATS} beats could be delineated"
-        for key in ("pr", "qrs", "qt", "qtc_bazett", "qtc_fridericia"):
-            setattr(res, f"{key}_ms", Spread())
+    for key, name in (("p_onset", "p_onset"), ("qrs_onset", "qrs_onset"), ("qrs_offset", "qrs_offset"),
+                      ("t_end", "t_offset")):
+        times = lo / fs + beat_t[key] / DELINEATE_FS_HZ
+        res.markers[name] = [round(float(x), 4) for x in times if np.isfinite(x)]
+    if not (res.qt_ms.n or res.qrs_ms.n):
+        res.ecg_reason = "no QRS or T-wave boundary found in the window's median beat"
     return r_all[sel] / fs
 
 
