@@ -4,7 +4,8 @@ Streamlit runs the app script only when the first browser connects, so the first
 also pay for importing the signal stack (neurokit2, wfdb, scipy.signal, plotly: ~2 s on 2 cores).
 Here those imports run in a background thread while the server starts and the browser loads the
 page; the first script run waits for them rather than importing them a second time.
-Arguments are passed to `streamlit run` unchanged.
+Arguments are passed to `streamlit run` unchanged. glibc malloc is held to two arenas
+(``limit_malloc_arenas``) so that memory freed after many concurrent uploads goes back to the system.
 
 Safe by default: the server listens on 127.0.0.1 (this machine only) unless an address is given
 (`--server.address`, ``STREAMLIT_SERVER_ADDRESS`` or a config.toml); Streamlit itself would listen
@@ -14,6 +15,7 @@ on every interface. One line on stderr says where it serves and that it blocks.
 """
 from __future__ import annotations
 
+import ctypes
 import sys
 from pathlib import Path
 
@@ -21,6 +23,21 @@ APP_DIR = Path(__file__).resolve().parent
 ENTRY = APP_DIR / "streamlit_app.py"
 DEFAULT_ADDRESS = "127.0.0.1"
 DEFAULT_PORT = 8501
+MALLOC_ARENAS = 2
+M_ARENA_MAX = -8   # glibc's mallopt parameter number
+
+
+def limit_malloc_arenas(n: int = MALLOC_ARENAS) -> bool:
+    """Let glibc malloc use at most ``n`` arenas in this process (False where that is not glibc).
+
+    Why: every script run is a new thread, and glibc gives concurrent threads their own arenas (up to
+    8 per core). Twenty sessions uploading at once spread their parse buffers over as many arenas,
+    where what is freed stays resident between the chunks still in use. Must run before those threads.
+    """
+    try:
+        return bool(ctypes.CDLL("libc.so.6").mallopt(M_ARENA_MAX, n))
+    except (OSError, AttributeError):
+        return False
 
 
 def _flag(argv: list[str], name: str) -> str | None:
@@ -75,6 +92,7 @@ def where_line(address: str, port: int) -> str:
 
 def main(argv: list[str] | None = None) -> int:
     argv = list(sys.argv[1:] if argv is None else argv)
+    limit_malloc_arenas()
     if str(APP_DIR) not in sys.path:
         sys.path.insert(0, str(APP_DIR))
     from streamlit.web import cli  # the server's own imports first, then warm ours beside it

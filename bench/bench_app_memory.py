@@ -10,8 +10,9 @@
    simulated 10-minute paired record (CSV, 250 Hz, written with m2ae.simulate + m2ae.io writers),
    wait until it is shown, remove it, upload the 41 KB CSV "gap bomb" (its time column jumps to
    3e5 s: the reader would build an 83-hour grid), wait for the page to settle, then close.
-4. ``--settle`` seconds after the last tab closed (Streamlit drops the sessions; the app releases
-   their records), the RSS is measured again: **after**.
+4. ``--settle`` seconds after the last tab closed, the RSS is measured again: **after**. By then the
+   app has released the sessions' records (within ~15 s) and closed the sessions themselves (30–45 s
+   after they left; Streamlit alone would keep them, with their uploaded files).
 
 Prints RSS baseline / peak (sampled every 0.1 s, and the kernel's VmHWM) / after, and the ratio
 after / baseline (goal ≤ 1.10, issue 12 item 5). RSS is read from /proc/PID/status (Linux).
@@ -175,7 +176,7 @@ def main() -> int:
     p.add_argument("--sessions", type=int, default=20, help="concurrent browser sessions (default 20)")
     p.add_argument("--settle", type=float, default=60.0,
                    help="seconds to wait after sessions leave before measuring (default 60; sessions are "
-                        "released within ~15 s of their browser closing)")
+                        "released within ~15 s of their browser closing and closed within ~45 s)")
     args = p.parse_args()
     if not (shutil.which("chromium") and shutil.which("chromedriver")):
         print("skip: Debian chromium and chromedriver are not installed (apt-get install chromium chromium-driver)")

@@ -13,6 +13,8 @@ sixteen long uploads held whole (Record + Windows) kept a server at 4 GB after i
   ends (``prune``), the record is released: an upload no session holds is dropped at once; a sample
   stays warm for the next visitor while the idle ones fit in ``IDLE_MB``.
 - After dropping, the C heap is trimmed (glibc ``malloc_trim``) so freed pages go back to the system.
+- A session whose browser stayed away for ``REAP_AFTER_S`` is closed (Streamlit itself never frees
+  it: see ``EndedSessions``), with its session state and uploaded files.
 
 Sizes are bytes of numpy arrays / tensors plus a shallow estimate of other objects. Nothing here
 imports streamlit (state.py passes the session ids and says which sessions are still alive).
@@ -22,6 +24,7 @@ from __future__ import annotations
 import ctypes
 import dataclasses
 import functools
+import gc
 import inspect
 import sys
 import threading
@@ -159,7 +162,7 @@ class RecordStore:
         with self._lock:
             key = self._held.pop(session, None)
             entry = self._entries.get(key) if key is not None else None
-            if entry is not None:
+            if key is not None and entry is not None:
                 entry.sessions.discard(session)
                 if not entry.sessions:
                     if entry.kind == "upload":  # private to whoever uploaded it: never kept for others
@@ -250,7 +253,37 @@ class RecordStore:
 # --- Streamlit glue (imported lazily: the store itself runs without a server) ---------------------
 
 PRUNE_EVERY_S = 15.0
+# A browser whose connection drops (a network blip, a laptop lid) resumes its session if it comes back
+# within this many seconds; later it starts afresh. It plus PRUNE_EVERY_S must stay under Streamlit's
+# server.disconnectedSessionTTL (120 s by default), or the session is gone before it can be closed.
+REAP_AFTER_S = 30.0
 _pruner: threading.Thread | None = None
+
+
+class EndedSessions:
+    """Which disconnected sessions have been gone for ``grace_s`` seconds (and so should be closed).
+
+    Why: Streamlit keeps a disconnected session (its session state, uploaded files and widget
+    states: ~2 MB of heap each after a 10-minute upload) in a TTL cache that never shuts it down: it
+    is dropped only when another session disconnects, and even then its uploaded files stay in the
+    server's upload manager. Twenty sessions that had left kept the server 22 % above its baseline.
+    """
+
+    def __init__(self, grace_s: float = REAP_AFTER_S) -> None:
+        self.grace_s = grace_s
+        self._since: dict[str, float] = {}     # session id -> when it was first seen disconnected (s)
+
+    def due(self, disconnected: set[str], now_s: float) -> list[str]:
+        """The sessions of ``disconnected`` seen disconnected for ``grace_s`` or more at ``now_s``;
+        they are forgotten here (the caller closes them). A session that reconnected is forgotten too."""
+        for sid in [s for s in self._since if s not in disconnected]:
+            del self._since[sid]
+        for sid in disconnected:
+            self._since.setdefault(sid, now_s)
+        gone = [sid for sid, t in self._since.items() if now_s - t >= self.grace_s]
+        for sid in gone:
+            del self._since[sid]
+        return gone
 
 
 def session_id() -> str:
@@ -270,21 +303,66 @@ def session_alive(sid: str) -> bool:
     return runtime.get_instance().is_active_session(sid)
 
 
+def disconnected_sessions() -> set[str]:
+    """Ids of the sessions Streamlit keeps for a reconnect (their browser has gone)."""
+    from streamlit import runtime
+
+    if not runtime.exists():
+        return set()
+    mgr = runtime.get_instance()._session_mgr  # Streamlit has no public list of sessions
+    active = {info.session.id for info in mgr.list_active_sessions()}
+    return {info.session.id for info in mgr.list_sessions()} - active
+
+
+def close_sessions(ids: list[str], timeout_s: float = 10.0) -> int:
+    """Close the sessions ``ids`` on the server's event loop (Streamlit requires that thread): their
+    session state and uploaded files are dropped. Returns how many were closed (0 without a server)."""
+    from streamlit import runtime
+
+    if not ids or not runtime.exists():
+        return 0
+    rt = runtime.get_instance()
+    loop = rt._get_async_objs().eventloop  # the loop Streamlit runs sessions on
+    done = threading.Event()
+
+    def close() -> None:
+        try:
+            for sid in ids:
+                rt.close_session(sid)
+        finally:
+            done.set()
+    loop.call_soon_threadsafe(close)
+    return len(ids) if done.wait(timeout_s) else 0
+
+
+def prune_once(store: RecordStore, ended: EndedSessions, now_s: float) -> tuple[int, int]:
+    """One pruner tick: release the records of sessions whose browser has gone, then close those gone
+    for ``ended.grace_s``. Returns (sessions released, sessions closed)."""
+    released = store.prune(session_alive)
+    closed = close_sessions(ended.due(disconnected_sessions(), now_s))
+    if closed:
+        gc.collect()   # a session's objects reference each other: refcounts alone never free them
+        trim_heap()
+    return released, closed
+
+
 def _prune_forever(store: RecordStore) -> None:
-    # Streamlit has no "session ended" callback: every few seconds, release the records of sessions
-    # whose browser has gone, so their memory returns even when nobody else visits.
+    # Streamlit has no "session ended" callback: every few seconds, release what ended sessions hold,
+    # so their memory returns even when nobody else visits.
+    ended = EndedSessions()
     while True:
         time.sleep(PRUNE_EVERY_S)
         try:
-            if store.prune(session_alive):
-                print(f"m2ae app: released the records of ended sessions; now {store.stats()}", file=sys.stderr,
-                      flush=True)
+            released, closed = prune_once(store, ended, time.monotonic())
+            if released or closed:
+                print(f"m2ae app: released the records of ended sessions ({released}), closed {closed} sessions "
+                      f"gone over {ended.grace_s:.0f} s; now {store.stats()}", file=sys.stderr, flush=True)
         except Exception:  # never let the pruner die; the next tick retries
             pass
 
 
 def start_pruner(store: RecordStore) -> None:
-    """Start the background thread that releases ended sessions' records (once per server)."""
+    """Start the background thread that releases ended sessions' records and closes them (once per server)."""
     from streamlit import runtime
 
     global _pruner
