@@ -2,7 +2,8 @@
 rise time and pulse arrival (R peak → foot, R peak → systolic peak).
 
 ECG: the window's aligned median beat at 500 Hz (:mod:`m2ae.signal.median_beat`: beats aligned on the QRS,
-unlike beats left out), delineated by the tangent method (P onset, T end) and slope thresholds (QRS), with
+unlike beats left out), delineated by the tangent method (P onset, T end; a T wave and the next P wave that
+overlap are separated first) and the slope (QRS onset / offset at the Q / S wave's 13.5 % point), with
 NeuroKit2's ``dwt`` filling a P or QRS boundary not found. Each beat's own boundaries are the median beat's
 moved by that beat's best local match; they give the IQR and the markers, ``n`` is the beats averaged and
 ``ecg_template_corr`` their median correlation with the median beat. Onset/offset convention: where a wave

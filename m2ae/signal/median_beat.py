@@ -6,9 +6,10 @@ of the rest lowers uncorrelated noise about √N-fold, which the P and T boundar
 
 Boundaries follow the convention of :mod:`m2ae.signal.intervals` (a wave starts / ends at centre ∓ 2 sigma
 of a Gaussian wave): P onset and T end by the tangent method (the tangent at the wave's steepest flank meets
-the isoelectric level, the classical QT method); QRS onset / offset where the slope stays below a fraction
-of the QRS's steepest slope for ``QRS_HOLD_S`` (a threshold on the derivative, as ecgpuwave does).
-NeuroKit2's delineator fills a P or QRS boundary these do not find (:func:`median_beat_boundaries`).
+the isoelectric level, the classical QT method). Where the T wave and the next P wave overlap (fast
+rates), the neighbouring wave is fitted and subtracted first (:mod:`.fused_waves`), so that each tangent
+is drawn on its own wave. QRS onset / offset from the slope (:mod:`.qrs_bounds`). NeuroKit2's
+delineator fills a P or QRS boundary these do not find (:func:`median_beat_boundaries`).
 """
 from __future__ import annotations
 
@@ -19,15 +20,18 @@ from typing import Any
 import numpy as np
 
 from .filters import resample_to
+from .fused_waves import bell, fit_t_and_p
+from .qrs_bounds import qrs_bounds as _qrs_bounds
+from .qrs_bounds import smooth as _smooth
 
 FS_500_HZ = DELINEATE_FS_HZ = 500.0
 PRE_S, POST_S = 0.40, 0.75     # cut around each R: the P of slow rhythms and the T end of 30-bpm beats
 ALIGN_MAX_S = 0.016            # largest re-alignment of a beat on the median QRS
 MIN_CORRELATION = 0.7          # beats less alike the median beat than this are left out
-QRS_SLOPE_FRACTION = (0.03, 0.06)   # QRS onset, offset: slope below this share of the steepest QRS slope ...
-QRS_HOLD_S = 0.012             # ... for this long (a single zero crossing at a Q or S trough is not an end)
 FUSED_T_FRACTION = 0.25       # a T-P nadir this high above the isoelectric level (share of T) is a fusion
 FUSED_T_WITHHOLD = 0.45       # above this, the T end is not read at all (it lies inside the next P wave)
+MAX_RR_SPREAD = 0.1           # RR interquartile range (share of RR) up to which the rhythm counts as regular
+FUSED_SIGMAS = 2.5            # T and P overlap when closer than this many sigmas each (see _overlap)
 TURN_FRACTION = 0.05          # a wave has ended when the signal rises again by this share of its peak
 
 
@@ -88,11 +92,6 @@ def build_median_beat(ecg: np.ndarray, r_peaks: np.ndarray, fs_hz: float, min_be
     return MedianBeat(beat, pre, rr, beats, starts, len(idx), float(np.median(_corr(beats, beat))))
 
 
-def _smooth(x: np.ndarray, width: int) -> np.ndarray:
-    width = max(int(width), 1) | 1
-    return np.convolve(np.pad(x, width // 2, mode="edge"), np.ones(width) / width, mode="valid")
-
-
 def _isoelectric(beat: np.ndarray, r: int) -> float:
     """The isoelectric level: the level the beat dwells at longest outside its QRS (PR, ST and TP segments;
     the mode of a kernel density of its samples). A dwell, not the flattest stretch before the QRS, because
@@ -106,21 +105,6 @@ def _isoelectric(beat: np.ndarray, r: int) -> float:
     grid = np.linspace(v.min(), v.max(), 200)
     density = np.exp(-0.5 * ((v[None, :] - grid[:, None]) / h) ** 2).sum(1)
     return float(grid[int(np.argmax(density))])
-
-
-def _qrs_bounds(beat: np.ndarray, r: int) -> tuple[float, float]:
-    d = _smooth(np.gradient(beat), 3)
-    lo, hi = max(r - int(0.1 * FS_500_HZ), 0), min(r + int(0.15 * FS_500_HZ), len(beat) - 1)
-    steep = np.abs(d[lo:hi]).max()
-    # residual noise sets a floor: the slope of the median beat's noise (robust spread of its slope
-    # changes, which the slow waves barely move) would otherwise hold the boundary open
-    floor = 3.0 * 1.4826 * float(np.median(np.abs(np.diff(d))))
-    h = int(QRS_HOLD_S * FS_500_HZ)
-    below = np.abs(d) < max(QRS_SLOPE_FRACTION[0] * steep, floor)
-    on = next((i for i in range(r, lo + h, -1) if below[i - h:i + 1].all()), None)
-    below = np.abs(d) < max(QRS_SLOPE_FRACTION[1] * steep, floor)
-    off = next((i for i in range(r, hi - h) if below[i:i + h + 1].all()), None)
-    return (float("nan") if on is None else float(on)), (float("nan") if off is None else float(off))
 
 
 def _tangent(z: np.ndarray, i0: int, i1: int, rising: bool, on_trough: bool = False) -> float:
@@ -218,7 +202,44 @@ def _p_and_t(mb: MedianBeat, on: float, off: float) -> dict[str, float]:
         t_peak = _t_peak(ys, mb.r, int(off), mb.rr, next_p)
     if t_peak is not None:
         out["t_end"] = _t_end(ys, t_peak, next_p)
+        out.update(_unfused(mb, y, ys, int(on), int(off), t_peak, out))
     return out
+
+
+def _overlap(t_wave: np.ndarray, p_wave: np.ndarray) -> bool:
+    """Whether the fitted T and P waves overlap: the P starts before the T ends, both boundaries taken
+    ``FUSED_SIGMAS`` from the centres (where a wave is at 4 % of its peak); apart, each boundary is drawn
+    on the beat itself as usual."""
+    return bool(p_wave[1] - FUSED_SIGMAS * p_wave[2] < t_wave[1] + FUSED_SIGMAS * t_wave[2])
+
+
+def _unfused(mb: MedianBeat, y: np.ndarray, ys: np.ndarray, on: int, off: int, t_peak: int,
+             found: dict[str, float]) -> dict[str, float]:
+    """P onset and T end redrawn with the neighbouring wave subtracted (:mod:`.fused_waves`): the T wave
+    after R against the next beat's P wave, the P wave before R against the previous beat's T wave (this
+    beat's T, one RR earlier). A junction whose partner lies outside the beat is left as found."""
+    rr, f = mb.rr, FS_500_HZ
+    out: dict[str, float] = {}
+    gaps = np.diff(mb.starts)
+    gaps = gaps[gaps < 1.5 * rr]                   # consecutive beats only (unlike beats were left out)
+    if len(gaps) < 2 or np.subtract(*np.percentile(gaps, [75, 25])) > MAX_RR_SPREAD * rr:
+        # an irregular rhythm (atrial fibrillation) puts the neighbouring beats' waves nowhere fixed in
+        # the median beat: there is no neighbour to subtract
+        return out
+    width = int(0.03 * f)                          # ys's smoothing, given to the P fit subtracted from it
+    nxt = on + rr                                  # the next beat's QRS onset
+    if nxt <= len(y):
+        fit = fit_t_and_p(y, off + int(0.04 * f), nxt, t_peak, (max(t_peak + 0.02 * f, nxt - 0.25 * f),
+                                                                 nxt - 0.03 * f))
+        if fit is not None and (_overlap(*fit[:2]) or not np.isfinite(found["t_end"])):
+            out["t_end"] = _t_end(ys - fit[2] - _smooth(bell(fit[1], len(y)), width), t_peak, np.inf)
+    prev_t = t_peak - rr
+    if prev_t >= 0:
+        fit = fit_t_and_p(y, max(off + int(0.04 * f) - rr, 0), on, prev_t,
+                          (max(prev_t + 0.02 * f, on - 0.25 * f), on - 0.03 * f))
+        if fit is not None and (_overlap(*fit[:2]) or not np.isfinite(found["p_onset"])):
+            out["p_onset"] = _p_onset(y - fit[2] - bell(fit[0], len(y)), on, rr, t_peak)
+    return {k: v for k, v in out.items() if np.isfinite(v) or not np.isfinite(found[k])}
 
 
 def beat_shifts(mb: MedianBeat, at: float, half_s: float, max_s: float = 0.02) -> np.ndarray:
