@@ -262,6 +262,25 @@ def record_events(meta: dict[str, Any]) -> list[dict[str, Any]]:
     return sorted(events, key=lambda e: e["time_s"])
 
 
+def event_window(win: Windows, events: list[dict[str, Any]]) -> int:
+    """The window a review opens on: the first one whose 10 s end at or contain the first event.
+
+    An alarm at ``t`` s is judged on what led up to it, so among the windows with start < t ≤ end the
+    earliest-ending one is taken (a CinC alarm at 300 s → the 290–300 s window). An event after the
+    last window gives the nearest window end; no events give window 0.
+    """
+    n = len(win)
+    if not events or n == 0:
+        return 0
+    t = float(events[0]["time_s"])
+    starts = np.asarray(win.starts_s, dtype=float)
+    ends = starts + WINDOW_SAMPLES / float(win.fs)
+    holding = np.flatnonzero((starts < t) & (t <= ends + 1e-6))
+    if holding.size:
+        return int(holding[np.argmin(ends[holding])])
+    return int(np.argmin(np.abs(ends - t)))
+
+
 @dataclass
 class Windows:
     """A record cut to the signal contract: 10-s windows at 125 Hz, robust-normalised per channel.

@@ -10,7 +10,8 @@ import pytest
 
 from m2ae.record import Windows
 from m2ae_ui.predictions import CHANCE_BAND, head_summary, headline
-from m2ae_ui.windows import event_window, pat_context, review_events
+from m2ae.record import event_window
+from m2ae_ui.windows import pat_context, review_events
 from test_app_pages import (APP, TIMEOUT_S, _npz_bytes, app_env, assert_ok, charts, goto,  # noqa: F401
                             sim_records, trace_names)
 

@@ -1,6 +1,8 @@
 """`m2ae report` and m2ae.report: the PDF opened with pypdf, its text and page count checked."""
 from __future__ import annotations
 
+import json
+
 import io
 
 import numpy as np
@@ -89,7 +91,9 @@ def test_report_says_why_re_identification_is_missing(model_and_index):
 
 def test_choose_window_prefers_event_then_quality(sim):
     rec, win = sim
-    assert choose_window(win) == (1, "holds the event 'alarm: test' at 14.0 s")
+    assert choose_window(win) == (1, "ends at or holds the event 'alarm: test' at 14.0 s")
+    at_end = preprocess(Record(ecg=rec.ecg, ppg=rec.ppg, fs=rec.fs, meta={"events": [{"time_s": 20.0, "label": "a"}]}))
+    assert choose_window(at_end)[0] == 1  # an alarm at 20 s is judged on the 10-20 s window that ends at it
     assert choose_window(win, 0) == (0, "asked for")
     with pytest.raises(InputError, match="window 5 outside 0-1"):
         choose_window(win, 5)
@@ -112,6 +116,18 @@ def test_cli_report_writes_a_pdf(tmp_path, capsys):
     assert main(["report", str(src), "--out", str(out), "--no-model"]) == 0
     pages, text = _pdf_text(out.read_bytes())
     assert pages == 3 and "not for clinical use" in text.lower()
+
+
+def test_cli_report_reads_labels_from_a_nearby_manifest(tmp_path):
+    # as the app and `m2ae index query` do: the manifest's alarm time chooses the window the report opens on
+    rec = simulate_record("NSR", duration_s=30, seed=3)
+    np.savez(tmp_path / "r.npz", ecg=rec.ecg, ppg=rec.ppg, fs=rec.fs)
+    (tmp_path / "manifest.json").write_text(json.dumps({"records": [
+        {"path": "r.npz", "subject_id": "s1", "labels": {"alarm_type": "VT", "true_alarm": True, "alarm_time_s": 20.0}}]}))
+    out = tmp_path / "report.pdf"
+    assert main(["report", str(tmp_path / "r.npz"), "--out", str(out), "--no-model"]) == 0
+    flat = " ".join(_pdf_text(out.read_bytes())[1].split())
+    assert "Event: alarm: VT (true) at 20.0 s" in flat and "Window 1 (10-20 s; ends at or holds the event" in flat, flat[:600]
 
 
 @pytest.mark.parametrize("argv, message", [

@@ -11,11 +11,11 @@ import numpy as np
 import streamlit as st
 
 from m2ae.contract import QUALITY_THRESHOLD
-from m2ae.record import Record, Windows
+from m2ae.record import Record, Windows, event_window
 
 from . import state
 from .text import plain
-from .windows import ecg_leads, escape_markdown, event_window, event_word, events_between, lead_window, review_events
+from .windows import ecg_leads, escape_markdown, event_word, events_between, lead_window, review_events
 
 ALL_LEADS = "All leads (stacked)"
 LEAD_PREF_KEY = "_ecg_lead_pref"  # not a widget key: the lead choice survives page visits

@@ -177,25 +177,6 @@ def review_events(meta: dict[str, Any] | None, info: dict[str, Any] | None = Non
     return events
 
 
-def event_window(win: Windows, events: list[dict[str, Any]]) -> int:
-    """The window a review opens on: the first one whose 10 s end at or contain the first event.
-
-    An alarm at ``t`` s is judged on what led up to it, so among the windows with start < t ≤ end the
-    earliest-ending one is taken (a CinC alarm at 300 s → the 290–300 s window). An event after the
-    last window gives the last window; no events give window 0.
-    """
-    n = len(win)
-    if not events or n == 0:
-        return 0
-    t = float(events[0]["time_s"])
-    starts = np.asarray(win.starts_s, dtype=float)
-    ends = starts + WINDOW_SAMPLES / float(win.fs)
-    holding = np.flatnonzero((starts < t) & (t <= ends + 1e-6))
-    if holding.size:
-        return int(holding[np.argmin(ends[holding])])
-    return int(np.argmin(np.abs(ends - t)))
-
-
 def events_between(events: list[dict[str, Any]], t0_s: float, t1_s: float) -> list[dict[str, Any]]:
     """The events with ``t0_s ≤ time_s ≤ t1_s`` (s from the record's start), e.g. those a window shows."""
     return [e for e in events if t0_s - 1e-6 <= float(e["time_s"]) <= t1_s + 1e-6]

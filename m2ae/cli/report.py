@@ -10,7 +10,7 @@ from ..errors import InputError
 
 def cmd_report(args: argparse.Namespace) -> int:
     """`m2ae report`: load ``record``, build the report (model and index optional) and write ``--out``."""
-    from ..io import load_record
+    from ..index.sources import load_path
     from ..report import record_report_pdf
 
     out = Path(args.out)
@@ -20,7 +20,9 @@ def cmd_report(args: argparse.Namespace) -> int:
         raise InputError(f"--out: folder {str(out.parent)!r} does not exist")
     if args.window is not None and args.window < 0:
         raise InputError(f"--window must be 0 or more, got {args.window}")
-    rec = load_record(args.record, fs=args.fs)
+    # as the app and `m2ae index query` read it: a nearby manifest.json adds the subject and labels
+    # (a CinC sample's alarm time, so the report opens on the alarm window as the app does)
+    rec = load_path(args.record, {"fs": args.fs})
     model = index = None
     if not args.no_model:
         from ..model.inference import load_model

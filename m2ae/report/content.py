@@ -14,7 +14,7 @@ from typing import Any
 import numpy as np
 
 from ..errors import InputError
-from ..record import Record, Windows, record_events
+from ..record import Record, Windows, event_window, record_events
 from ..signal.intervals import WindowIntervals, window_intervals
 
 NEIGHBOURS_K = 5
@@ -62,11 +62,10 @@ def choose_window(win: Windows, window: int | None = None) -> tuple[int, str]:
         if not 0 <= int(window) < n:
             raise InputError(f"window {window} outside 0-{n - 1} (the record has {n} windows of 10 s)")
         return int(window), "asked for"
-    starts = np.asarray(win.starts_s, dtype=np.float64)
-    for ev in record_events(win.meta):
-        inside = np.nonzero((starts <= ev["time_s"]) & (ev["time_s"] < starts + 10.0))[0]
-        if len(inside):
-            return int(inside[-1]), f"holds the event '{ev['label']}' at {ev['time_s']:.1f} s"
+    events = record_events(win.meta)
+    if events:
+        ev = events[0]
+        return event_window(win, events), f"ends at or holds the event '{ev['label']}' at {ev['time_s']:.1f} s"
     q = [np.asarray(x, dtype=np.float64) for x in (win.ecg_quality, win.ppg_quality) if x is not None]
     score = np.nanmean(np.stack(q), 0) if q else np.zeros(n)
     score = np.nan_to_num(score, nan=-1.0)
