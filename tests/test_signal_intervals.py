@@ -15,7 +15,7 @@ import pytest
 from m2ae.record import Record
 from m2ae.signal import preprocess
 from m2ae.signal.median_beat import DELINEATE_FS_HZ, MedianBeat, delineate_median_beat
-from m2ae.signal.intervals import (ONSET_FRACTION, interval_rows, ppg_pulse_measures, pulse_arrival_ms,
+from m2ae.signal.intervals import (NO_P_WAVE, ONSET_FRACTION, interval_rows, ppg_pulse_measures, pulse_arrival_ms,
                                    record_intervals, window_intervals)
 from m2ae.simulate.record import simulate_record
 from m2ae.simulate.subject import sample_subject
@@ -68,7 +68,7 @@ def _rate_set_errors(noise: bool) -> dict[str, np.ndarray]:
     """Median-beat value minus the simulator's truth (ms) over every measured window of the rate set; the
     share of windows measured is checked too, so withholding values cannot pass for accuracy."""
     errors: dict[str, list[float]] = {"pr": [], "qrs": [], "qt": []}
-    windows = measured = 0
+    windows = measured = with_pr = 0
     for rhythm, seeds in RATE_SET:
         for seed in seeds:
             subj = sample_subject(np.random.default_rng(seed), rhythm=rhythm, subject_id=f"r{seed}")
@@ -77,13 +77,14 @@ def _rate_set_errors(noise: bool) -> dict[str, np.ndarray]:
             for res in record_intervals(preprocess(rec)):
                 windows += 1
                 measured += res.qt_ms.n > 0
+                with_pr += res.pr_ms.n > 0
                 for key in errors:
                     spread = getattr(res, f"{key}_ms")
                     if spread.n:
                         assert spread.n == res.ecg_beats_used >= 2 and 0.7 <= res.ecg_template_corr <= 1.0
                         errors[key].append(spread.median - truth[key])
     assert measured >= 0.75 * windows, f"QT measured in {measured} of {windows} windows"
-    return {k: np.asarray(v) for k, v in errors.items()}
+    return {"pr_windows": np.array([with_pr, windows]), **{k: np.asarray(v) for k, v in errors.items()}}
 
 
 @pytest.fixture(scope="module")
@@ -107,6 +108,35 @@ def test_intervals_within_10_ms_at_three_heart_rates_without_noise(rate_set_clea
 def test_intervals_within_10_ms_at_three_heart_rates_with_noise(rate_set_noisy, key):
     e = rate_set_noisy[key]
     assert np.mean(np.abs(e)) <= 10.0, f"{key}: mean absolute error {np.mean(np.abs(e)):.1f} ms ({np.round(e)})"
+
+
+@pytest.mark.parametrize("noisy", [False, True])
+def test_sinus_windows_keep_their_pr(rate_set_clean, rate_set_noisy, noisy):
+    # the P-wave presence test must not take sinus P waves for absent ones
+    with_pr, windows = (rate_set_noisy if noisy else rate_set_clean)["pr_windows"]
+    assert with_pr >= 0.9 * windows, f"PR measured in {with_pr} of {windows} sinus windows"
+
+
+# atrial fibrillation (no P waves, irregular RR, fibrillatory waves), ten subjects never used for tuning
+AF_SEEDS = tuple(range(600, 610))
+
+
+@pytest.mark.parametrize("noise", [False, True])
+def test_no_pr_in_atrial_fibrillation(noise):
+    windows = withheld = no_p = with_qrs = 0
+    for seed in AF_SEEDS:
+        subj = sample_subject(np.random.default_rng(seed), rhythm="AF", subject_id=f"af{seed}")
+        for res in record_intervals(preprocess(simulate_record(subj, duration_s=20, seed=seed, noise=noise))):
+            windows += 1
+            withheld += res.pr_ms.n == 0
+            no_p += res.pr_ms.why == NO_P_WAVE
+            with_qrs += res.qrs_ms.n > 0
+            if res.pr_ms.why == NO_P_WAVE:
+                assert dict((r[0], r[1:]) for r in interval_rows(res))["PR"] == ("n/a", NO_P_WAVE)
+    assert withheld >= 0.9 * windows, f"PR withheld in {withheld} of {windows} AF windows"
+    # the P-wave test, not the other reasons, withholds most; the QRS is measured as before
+    assert no_p >= 0.5 * windows, f"{no_p} of {windows} AF windows withheld for no P wave"
+    assert with_qrs >= 0.75 * windows, f"QRS measured in {with_qrs} of {windows} AF windows"
 
 
 def _gaussian_median_beat(rr_s: float, q_mv: float) -> tuple[MedianBeat, dict[str, float]]:

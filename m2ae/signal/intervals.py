@@ -8,9 +8,10 @@ NeuroKit2's ``dwt`` filling a P or QRS boundary not found. Each beat's own bound
 moved by that beat's best local match; they give the IQR and the markers, ``n`` is the beats averaged and
 ``ecg_template_corr`` their median correlation with the median beat. Onset/offset convention: where a wave
 is at exp(-2) ≈ 13.5 % of its peak (centre ± 2 sigma of a Gaussian wave; the tangent points are the same).
-PR = P onset → QRS onset, QRS = onset → offset, QT = QRS onset → T end (ms); QTc with the median RR
-(Bazett QT/√RR, Fridericia QT/∛RR, RR in s). Ventricular beats (``r_peak_classes`` 1) are left out: no P
-wave, and their QT is not the rhythm's.
+PR = P onset → QRS onset, withheld where :mod:`.p_wave` finds no P wave there (as in atrial fibrillation:
+a "P" that differs from beat to beat or is no clearer than the median's noise), QRS = onset → offset,
+QT = QRS onset → T end (ms); QTc with the median RR (Bazett QT/√RR, Fridericia QT/∛RR, RR in s).
+Ventricular beats (``r_peak_classes`` 1) are left out: no P wave, and their QT is not the rhythm's.
 
 PPG: foot = intersecting tangent (steepest upstroke meets the level of the preceding minimum); rise time =
 foot → systolic peak (ms; the 0.5-8 Hz band-pass lengthens short rises: a simulated 83 ms reads ~115 ms);
@@ -31,8 +32,9 @@ import numpy as np
 from ..contract import FS_HZ, WINDOW_SAMPLES
 from ..record import Windows
 from .filters import resample_to
-from .median_beat import (DELINEATE_FS_HZ, nk_delineate, nk_wave_times, beat_shifts, build_median_beat,
-                          median_beat_boundaries)
+from .median_beat import (DELINEATE_FS_HZ, MedianBeat, beat_shifts, build_median_beat, median_beat_boundaries,
+                          nk_delineate, nk_wave_times)
+from .p_wave import has_p_wave, p_wave_evidence
 
 ONSET_FRACTION = float(np.exp(-2.0))   # onset/offset: wave at 13.5 % of its peak (centre ± 2 sigma)
 MIN_BEATS = 2
@@ -131,7 +133,25 @@ def median_beat_intervals(ecg: np.ndarray, r_peaks: np.ndarray, fs_hz: float = F
     mb = build_median_beat(ecg, r_peaks, fs_hz, MIN_BEATS)
     if mb is None:
         return {"pr": float("nan"), "qrs": float("nan"), "qt": float("nan")}
-    return {k: float(v) for k, v in _intervals_ms(median_beat_boundaries(mb, method)).items()}
+    t = median_beat_boundaries(mb, method)
+    peaks = np.asarray(r_peaks, dtype=np.float64)
+    _drop_absent_p(t, mb, np.diff(peaks) / fs_hz, ecg, peaks, fs_hz)
+    return {k: float(v) for k, v in _intervals_ms(t).items()}
+
+
+def _drop_absent_p(t: dict[str, float], mb: MedianBeat, rr_s: np.ndarray, ecg: np.ndarray, r_peaks: np.ndarray,
+                   fs_hz: float) -> bool:
+    """Clear the P onset in ``t`` when :mod:`.p_wave` finds no P wave there (its position is then a
+    fibrillatory or T-wave remnant); True when it did so. ``rr_s``: the beats' RR intervals (s);
+    ``ecg`` and ``r_peaks`` (samples at ``fs_hz``): the stretch and beats ``mb`` was built from."""
+    if not np.isfinite(t["p_onset"]):
+        return False
+    evidence = p_wave_evidence(mb, t["p_onset"], t["qrs_onset"], rr_s, ecg, r_peaks, fs_hz)
+    # no P stretch to judge (a P onset within ~40 ms of the QRS): the PR range check withholds it
+    if not np.isfinite(evidence["corr"]) or has_p_wave(evidence):
+        return False
+    t["p_onset"] = float("nan")
+    return True
 
 
 def delineate_ecg_beats(ecg: np.ndarray, r_peaks: np.ndarray, fs_hz: float = FS_HZ, method: str = "dwt"
@@ -246,6 +266,7 @@ MATCH_HALF_S = {"p_onset": 0.04, "qrs_onset": 0.03, "qrs_offset": 0.03, "t_end":
 NOT_FOUND = {"pr": "no P wave found in the median beat (absent, flat, or fused with the T wave before it)",
              "qrs": "QRS boundaries not found in the median beat",
              "qt": "T-wave end not found in the median beat (flat, or fused with the next P wave)"}
+NO_P_WAVE = "no P wave found (e.g. atrial fibrillation)"
 
 
 def _measure_ecg(win: Windows, i: int, a: int, b: int, method: str, res: WindowIntervals) -> np.ndarray:
@@ -268,6 +289,7 @@ def _measure_ecg(win: Windows, i: int, a: int, b: int, method: str, res: WindowI
     res.ecg_beats_used, res.ecg_beats_offered = len(mb.beats), mb.offered
     res.ecg_template_corr = round(mb.correlation, 3)
     t = median_beat_boundaries(mb, method)
+    no_p = _drop_absent_p(t, mb, rr, win.ecg_clean[lo:hi], r_all[sel][inside] - lo, fs)
     tmpl = {k: float(v) for k, v in _intervals_ms(t).items()}
     # each beat's boundaries: the median beat's moved by that beat's own best match around it
     beat_t = {k: mb.starts + t[k] + beat_shifts(mb, t[k], MATCH_HALF_S[k]) for k in t}
@@ -277,7 +299,7 @@ def _measure_ecg(win: Windows, i: int, a: int, b: int, method: str, res: WindowI
         spread = Spread.of(beats[key])
         res.beat_medians_ms[key] = spread.median
         setattr(res, f"{key}_ms", Spread(tmpl[key], spread.iqr, len(mb.beats)) if np.isfinite(tmpl[key])
-                else Spread(why=NOT_FOUND[key]))
+                else Spread(why=NO_P_WAVE if key == "pr" and no_p else NOT_FOUND[key]))
     if res.qt_ms.n and np.isfinite(rr_s):
         res.qtc_bazett_ms = Spread(res.qt_ms.median / np.sqrt(rr_s), res.qt_ms.iqr / np.sqrt(rr_s), res.qt_ms.n)
         res.qtc_fridericia_ms = Spread(res.qt_ms.median / np.cbrt(rr_s), res.qt_ms.iqr / np.cbrt(rr_s),
