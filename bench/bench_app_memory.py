@@ -1,6 +1,6 @@
 """Does the app server give its memory back? Resident memory of `m2ae app` around concurrent hostile uploads.
 
-    OMP_WAIT_POLICY=PASSIVE .venv/bin/python bench/bench_app_memory.py [--sessions 20] [--settle 60]
+    OMP_WAIT_POLICY=PASSIVE .venv/bin/python bench/bench_app_memory.py [--sessions 20] [--settle 120]
 
 1. Start the server (app/serve.py, what `m2ae app` runs) on a free 127.0.0.1 port.
 2. Warm it like any server in use: one browser session opens the Record page (the first sample) and
@@ -11,7 +11,7 @@
    wait until it is shown, remove it, upload the 41 KB CSV "gap bomb" (its time column jumps to
    3e5 s: the reader would build an 83-hour grid), wait for the page to settle, then close.
 4. ``--settle`` seconds after the last tab closed, the RSS is measured again: **after**. By then the
-   app has released the sessions' records (within ~15 s) and closed the sessions themselves (30–45 s
+   app has released the sessions' records (within ~15 s) and closed the sessions themselves (90–105 s
    after they left; Streamlit alone would keep them, with their uploaded files).
 
 Prints RSS baseline / peak (sampled every 0.1 s, and the kernel's VmHWM) / after, and the ratio
@@ -174,7 +174,7 @@ def for_each_tab(drv, tabs: list[str], action) -> None:
 def main() -> int:
     p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     p.add_argument("--sessions", type=int, default=20, help="concurrent browser sessions (default 20)")
-    p.add_argument("--settle", type=float, default=60.0,
+    p.add_argument("--settle", type=float, default=120.0,
                    help="seconds to wait after sessions leave before measuring (default 60; sessions are "
                         "released within ~15 s of their browser closing and closed within ~45 s)")
     args = p.parse_args()

@@ -124,3 +124,13 @@ def test_streamlit_still_offers_what_the_pruner_reaches_into():
     assert callable(getattr(Runtime, "_get_async_objs", None)) and callable(getattr(Runtime, "close_session", None))
     assert callable(getattr(SessionManager, "list_sessions", None))
     assert callable(getattr(SessionManager, "list_active_sessions", None))
+
+
+def test_sessions_are_closed_before_streamlit_forgets_them():
+    # closed too late, a session has already left Streamlit's reconnect cache and can no longer be closed
+    from streamlit import config
+
+    from m2ae_ui.memory import PRUNE_EVERY_S, REAP_AFTER_S
+
+    ttl_s = float(config.get_option("server.disconnectedSessionTTL"))
+    assert 60.0 <= REAP_AFTER_S and REAP_AFTER_S + PRUNE_EVERY_S < ttl_s, (REAP_AFTER_S, PRUNE_EVERY_S, ttl_s)

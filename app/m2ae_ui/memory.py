@@ -253,10 +253,11 @@ class RecordStore:
 # --- Streamlit glue (imported lazily: the store itself runs without a server) ---------------------
 
 PRUNE_EVERY_S = 15.0
-# A browser whose connection drops (a network blip, a laptop lid) resumes its session if it comes back
-# within this many seconds; later it starts afresh. It plus PRUNE_EVERY_S must stay under Streamlit's
-# server.disconnectedSessionTTL (120 s by default), or the session is gone before it can be closed.
-REAP_AFTER_S = 30.0
+# A browser whose connection drops (a network blip, a laptop lid) resumes its session, state and all,
+# if it comes back within this many seconds: as close to Streamlit's own promise
+# (server.disconnectedSessionTTL, 120 s by default) as the pruner allows, since it plus PRUNE_EVERY_S must
+# stay under that TTL, or the session is gone from Streamlit's cache before it can be closed.
+REAP_AFTER_S = 90.0
 _pruner: threading.Thread | None = None
 
 
