@@ -42,3 +42,6 @@ MIN_FS_HZ: float = 20.0
 MAX_FS_HZ: float = 10_000.0
 MAX_FILE_BYTES: int = 512 * 1024 * 1024  # 512 MiB: larger files must be split or streamed
 QUALITY_THRESHOLD: float = 0.5  # windows below this per-channel quality are flagged, not dropped
+
+# The model's input modes ("both", "ecg", "ppg") as every page and report names them.
+INPUT_MODE_NAMES: dict[str, str] = {"both": "ECG + PPG", "ecg": "ECG only", "ppg": "PPG only"}

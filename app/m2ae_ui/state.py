@@ -323,8 +323,6 @@ def index_id(idx) -> str:
 
 # --- the record in the index: map position, familiarity, neighbours (m2ae.index.query) ------------
 
-USE_NAMES = {"both": "ECG + PPG", "ecg": "ECG only", "ppg": "PPG only"}
-
 
 def record_subject(src: CurrentRecord, rec: Record) -> str | None:
     subject = rec.meta.get("subject_id") or src.info.get("subject_id")

@@ -4,6 +4,7 @@ from __future__ import annotations
 import numpy as np
 import streamlit as st
 
+from m2ae.contract import INPUT_MODE_NAMES
 from m2ae.model.card import LABEL_SOURCES, head_labels_source
 from m2ae_ui import figures, review, state
 from m2ae_ui.guard import page_guard
@@ -11,7 +12,7 @@ from m2ae_ui.predictions import beat_intervals, head_summary, headline, rhythm_i
 from m2ae_ui.text import plain_html
 from m2ae_ui.windows import window_view
 
-USE = {"ECG + PPG": "both", "ECG only": "ecg", "PPG only": "ppg"}
+USE = {name: mode for mode, name in INPUT_MODE_NAMES.items()}  # radio label -> input mode
 METHODS = {"Integrated Gradients": "integrated_gradients", "Occlusion (0.2-s patches)": "occlusion"}
 PREDICTED = "(the predicted class)"
 

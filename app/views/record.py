@@ -5,6 +5,7 @@ import numpy as np
 import streamlit as st
 
 import m2ae
+from m2ae.contract import INPUT_MODE_NAMES
 from m2ae.contract import QUALITY_THRESHOLD
 from m2ae.io import uploads
 from m2ae_ui import calipers, figures, review, state, warm
@@ -260,7 +261,7 @@ with page_guard("Record"):
     if fam is not None and fam.get("calibrated"):
         from m2ae.index.familiarity import summary_text  # the index package (faiss) only once it is used
 
-        text = f"Familiarity ({state.USE_NAMES[use]}): {summary_text(fam)}."
+        text = f"Familiarity ({INPUT_MODE_NAMES[use]}): {summary_text(fam)}."
         if fam["record_unfamiliar"]:
             st.warning(f"**Unfamiliar record.** {text} The demo model was trained on simulated data; treat its "
                        "outputs for this record as unreliable.", icon=":material/report:")

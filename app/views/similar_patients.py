@@ -4,6 +4,7 @@ from __future__ import annotations
 import pandas as pd
 import streamlit as st
 
+from m2ae.contract import INPUT_MODE_NAMES
 from m2ae.index.neighbours import (cohort_table, index_fingerprints, is_numeric_label, knn_estimate, knn_vote,
                                    label_head_pairs, neighbour_filters, vote_columns)
 from m2ae.index.linkability import SCORE_MEANING, calibration_note, record_linkability, risk_metrics
@@ -13,7 +14,7 @@ from m2ae_ui.predictions import head_summary, headline
 from m2ae_ui.tables import to_csv_bytes
 from m2ae_ui.text import plain
 
-USE = {"ECG + PPG": "both", "ECG only": "ecg", "PPG only": "ppg"}
+USE = {name: mode for mode, name in INPUT_MODE_NAMES.items()}  # radio label -> input mode
 REQUIRE = {"any": None, "ECG recorded": "ecg", "PPG recorded": "ppg", "both recorded": "both"}
 
 

@@ -61,7 +61,7 @@ def build_index(paths: Sequence[Any], out: str | Path, model: Any = None, simula
                     f"(same subjects as `m2ae simulate --subjects {simulate} --seed {seed} --duration {duration_s:g}`)")
     meta = res.metadata.copy()
     roots = [p for p in paths if isinstance(p, (str, Path))]
-    meta["source"] = meta["source"].map(lambda s: portable_source(s, roots))
+    meta["source"] = meta["source"].map({s: portable_source(s, roots) for s in meta["source"].unique()})  # per file
     extra: dict[str, Any] = {
         "model_checkpoint": model_checkpoint_of(model),
         "data": data,

@@ -13,12 +13,12 @@ from typing import Any
 
 import numpy as np
 
+from ..contract import INPUT_MODE_NAMES
 from ..errors import InputError
 from ..record import Record, Windows, event_window, record_events
 from ..signal.intervals import WindowIntervals, window_intervals
 
 NEIGHBOURS_K = 5
-MODE_NAMES = {"both": "ECG + PPG", "ecg": "ECG only", "ppg": "PPG only"}
 
 
 @dataclass
@@ -156,7 +156,8 @@ def _reidentification_part(content: ReportContent, index: Any, fps: np.ndarray, 
     metrics = risk_metrics(risk)
     content.reidentification_lines = ([f"{'   '.join(f'{k}: {v}' for k, v in metrics)}. {SCORE_MEANING}"]
                                       if metrics else []) + [
-        risk["sentence"], f"{calibration_note(risk['calibration'])} Fingerprints from {MODE_NAMES.get(mode, mode)}."]
+        risk["sentence"],
+        f"{calibration_note(risk['calibration'])} Fingerprints from {INPUT_MODE_NAMES.get(mode, mode)}."]
 
 
 def report_content(rec: Record, win: Windows, window: int | None = None, model: Any = None,

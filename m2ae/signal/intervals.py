@@ -241,23 +241,21 @@ def _in_window(peaks: np.ndarray | None, a: int, b: int) -> np.ndarray:
     return np.nonzero((p >= a) & (p < b))[0]
 
 
-def _ecg_reason(win: Windows, i: int) -> str | None:
-    if win.ecg_clean is None or win.r_peaks is None:
-        return "no ECG in this record"
-    if win.ecg_no_beats is not None and bool(win.ecg_no_beats[i]):
-        return "no beats detected in this window"
-    if win.ecg_quality is not None and win.low_quality is not None and bool(win.low_quality[i]):
-        return f"low-quality window (ECG quality {float(win.ecg_quality[i]):.2f})"
-    return None
+# modality -> (its name, the Windows field of its beats, what its beats are called)
+_CHANNELS = {"ecg": ("ECG", "r_peaks", "beats"), "ppg": ("PPG", "pulse_peaks", "pulses")}
 
 
-def _ppg_reason(win: Windows, i: int) -> str | None:
-    if win.ppg_clean is None or win.pulse_peaks is None:
-        return "no PPG in this record"
-    if win.ppg_no_beats is not None and bool(win.ppg_no_beats[i]):
-        return "no pulses detected in this window"
-    if win.ppg_quality is not None and win.low_quality is not None and bool(win.low_quality[i]):
-        return f"low-quality window (PPG quality {float(win.ppg_quality[i]):.2f})"
+def _channel_reason(win: Windows, i: int, modality: str) -> str | None:
+    """Why window ``i`` of ``modality`` is not measured (None when it is)."""
+    name, peaks, called = _CHANNELS[modality]
+    if getattr(win, f"{modality}_clean") is None or getattr(win, peaks) is None:
+        return f"no {name} in this record"
+    no_beats = getattr(win, f"{modality}_no_beats")
+    if no_beats is not None and bool(no_beats[i]):
+        return f"no {called} detected in this window"
+    quality = getattr(win, f"{modality}_quality")
+    if quality is not None and win.low_quality is not None and bool(win.low_quality[i]):
+        return f"low-quality window ({name} quality {float(quality[i]):.2f})"
     return None
 
 
@@ -332,13 +330,13 @@ def window_intervals(win: Windows, i: int, method: str = "dwt") -> WindowInterva
     a = int(round(float(win.starts_s[i]) * fs))
     b = a + WINDOW_SAMPLES
     res = WindowIntervals(window=int(i), start_s=float(win.starts_s[i]))
-    res.ecg_reason = _ecg_reason(win, i)
+    res.ecg_reason = _channel_reason(win, i, "ecg")
     r_s = np.array([])
     if res.ecg_reason is None:
         r_s = _measure_ecg(win, i, a, b, method, res)
     elif win.r_peaks is not None and res.ecg_reason != "no beats detected in this window":
         r_s = np.asarray(win.r_peaks, dtype=np.float64) / fs
-    res.ppg_reason = _ppg_reason(win, i)
+    res.ppg_reason = _channel_reason(win, i, "ppg")
     if res.ppg_reason is None:
         assert win.ppg_clean is not None and win.pulse_peaks is not None
         sel = _in_window(win.pulse_peaks, a, b)

@@ -51,7 +51,8 @@ class MedianBeat:
     correlation: float
 
 
-def _corr(rows: np.ndarray, ref: np.ndarray) -> np.ndarray:
+def row_correlation(rows: np.ndarray, ref: np.ndarray) -> np.ndarray:
+    """Pearson r of each row of ``rows`` [n, m] with ``ref`` [m] ([n])."""
     a = rows - rows.mean(1, keepdims=True)
     b = ref - ref.mean()
     den = np.sqrt((a * a).sum(1) * (b * b).sum()) + 1e-12
@@ -82,14 +83,14 @@ def build_median_beat(ecg: np.ndarray, r_peaks: np.ndarray, fs_hz: float, min_be
     starts = np.empty(len(idx), dtype=np.int64)
     for i, r in enumerate(idx):
         shifts = np.stack([up[r + s - q:r + s + q] for s in range(-m, m + 1)])
-        starts[i] = r + int(np.argmax(_corr(shifts, ref))) - m - pre
+        starts[i] = r + int(np.argmax(row_correlation(shifts, ref))) - m - pre
     beats = np.stack([up[a:a + pre + post] for a in starts])
-    keep = _corr(beats, np.median(beats, 0)) >= MIN_CORRELATION
+    keep = row_correlation(beats, np.median(beats, 0)) >= MIN_CORRELATION
     if keep.sum() < min_beats:
         return None
     beats, starts = beats[keep], starts[keep]
     beat = np.median(beats, 0)
-    return MedianBeat(beat, pre, rr, beats, starts, len(idx), float(np.median(_corr(beats, beat))))
+    return MedianBeat(beat, pre, rr, beats, starts, len(idx), float(np.median(row_correlation(beats, beat))))
 
 
 def _isoelectric(beat: np.ndarray, r: int) -> float:
@@ -256,7 +257,7 @@ def beat_shifts(mb: MedianBeat, at: float, half_s: float, max_s: float = 0.02) -
     out = np.empty(n)
     for i, b in enumerate(mb.beats):
         cand = np.stack([b[c + s - h:c + s + h] for s in range(-m, m + 1)])
-        out[i] = float(np.argmax(_corr(cand, ref)) - m)
+        out[i] = float(np.argmax(row_correlation(cand, ref)) - m)
     return out
 
 

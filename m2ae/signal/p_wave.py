@@ -12,7 +12,7 @@ from __future__ import annotations
 import numpy as np
 
 from .filters import resample_to
-from .median_beat import FS_500_HZ, MedianBeat
+from .median_beat import FS_500_HZ, MedianBeat, row_correlation
 from .qrs_bounds import smooth
 
 P_SPAN_S = 0.12          # the P wave read from its onset on (P waves last 80-120 ms)
@@ -75,12 +75,8 @@ def _loo_corr(rows: np.ndarray, width: int) -> float:
     """Median Pearson r of each (smoothed) row with the median of the other rows: against a median that
     includes it, a row of few correlates with itself."""
     x = np.stack([smooth(row, width) for row in rows])
-    return float(np.median([_pearson(x[i], np.median(np.delete(x, i, 0), 0)) for i in range(len(x))]))
-
-
-def _pearson(x: np.ndarray, y: np.ndarray) -> float:
-    x, y = x - x.mean(), y - y.mean()
-    return float((x @ y) / (np.sqrt((x @ x) * (y @ y)) + 1e-12))
+    return float(np.median([row_correlation(x[i:i + 1], np.median(np.delete(x, i, 0), 0))[0]
+                            for i in range(len(x))]))
 
 
 def _rr_spread(rr_s: np.ndarray) -> float:
