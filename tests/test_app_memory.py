@@ -21,10 +21,13 @@ ROOT = Path(__file__).resolve().parents[1]
 
 
 @pytest.fixture
-def trims(monkeypatch):
-    calls: list[int] = []
-    monkeypatch.setattr(memory, "trim_heap", lambda: calls.append(1))
-    return calls
+def trims():
+    return []
+
+
+def _store(trims: list[int]) -> RecordStore:
+    # the trim is injected: a pruner thread left running by another test must not count here
+    return RecordStore(store_bytes=40 * MB, record_bytes=16 * MB, idle_bytes=0, trim=lambda: trims.append(1))
 
 
 def _array(mb: float):
@@ -32,7 +35,7 @@ def _array(mb: float):
 
 
 def test_store_trims_the_heap_only_when_it_drops_a_record(trims):
-    store = RecordStore(store_bytes=40 * MB, record_bytes=16 * MB, idle_bytes=0)
+    store = _store(trims)
     store.get("up", "s1", _array(4), kind="upload")
     store.get("up", "s2", _array(4), kind="upload")
     store.release("s1")
@@ -59,20 +62,19 @@ def test_a_session_that_reconnects_starts_its_grace_period_again():
     assert ended.due({"a"}, now_s=70.0) == ["a"]
 
 
-def test_prune_once_releases_then_closes_ended_sessions_and_trims(monkeypatch, trims):
-    store = RecordStore(store_bytes=40 * MB, record_bytes=16 * MB, idle_bytes=0)
+def test_prune_once_releases_then_closes_ended_sessions_and_trims(trims):
+    store = _store(trims)
     store.get("up-a", "a", _array(2), kind="upload")
     store.get("up-b", "b", _array(2), kind="upload")
     closed: list[list[str]] = []
-    monkeypatch.setattr(memory, "session_alive", lambda sid: sid == "b")
-    monkeypatch.setattr(memory, "disconnected_sessions", lambda: {"a"})
-    monkeypatch.setattr(memory, "close_sessions", lambda ids: closed.append(sorted(ids)) or len(ids))
+    hooks = dict(alive=lambda sid: sid == "b", disconnected=lambda: {"a"},
+                 close=lambda ids: closed.append(sorted(ids)) or len(ids))
     ended = EndedSessions(grace_s=30.0)
 
-    assert memory.prune_once(store, ended, now_s=0.0) == (1, 0)
+    assert memory.prune_once(store, ended, now_s=0.0, **hooks) == (1, 0)
     assert store.stats()["sessions"] == 1 and store.stats()["records"] == 1   # a's upload freed, b's kept
     assert trims == [1] and closed == [[]]                      # a: gone, but within its grace period
-    assert memory.prune_once(store, ended, now_s=31.0) == (0, 1)
+    assert memory.prune_once(store, ended, now_s=31.0, **hooks) == (0, 1)
     assert closed == [[], ["a"]] and trims == [1, 1]            # closing is followed by a trim
 
 

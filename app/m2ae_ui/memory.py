@@ -106,7 +106,9 @@ class RecordStore:
     """Decoded records shared by sessions, bounded in bytes (see the module docstring)."""
 
     def __init__(self, store_bytes: int = STORE_MB * MB, record_bytes: int = MAX_RECORD_MB * MB,
-                 derived_bytes: int = DERIVED_MB * MB, idle_bytes: int = IDLE_MB * MB) -> None:
+                 derived_bytes: int = DERIVED_MB * MB, idle_bytes: int = IDLE_MB * MB,
+                 trim: Callable[[], None] = trim_heap) -> None:
+        self.trim = trim                                          # called after a record is dropped
         self.store_bytes, self.record_bytes = store_bytes, record_bytes
         self.derived_limit, self.idle_bytes = derived_bytes, idle_bytes
         self._entries: OrderedDict[str, _Entry] = OrderedDict()   # least recently used first
@@ -170,7 +172,7 @@ class RecordStore:
                         dropped = True
                     dropped = self._trim_idle() or dropped
         if dropped:
-            trim_heap()
+            self.trim()
 
     def prune(self, is_active: Callable[[str], bool]) -> int:
         """Release the records of sessions that ``is_active`` says have ended; returns how many."""
@@ -220,7 +222,7 @@ class RecordStore:
         with self._lock:
             self._entries.clear()
             self._held.clear()
-        trim_heap()
+        self.trim()
 
     def _hold(self, session: str, key: str) -> None:
         if self._held.get(session) != key:
@@ -336,14 +338,20 @@ def close_sessions(ids: list[str], timeout_s: float = 10.0) -> int:
     return len(ids) if done.wait(timeout_s) else 0
 
 
-def prune_once(store: RecordStore, ended: EndedSessions, now_s: float) -> tuple[int, int]:
+def prune_once(store: RecordStore, ended: EndedSessions, now_s: float,
+               alive: Callable[[str], bool] = session_alive,
+               disconnected: Callable[[], set[str]] = disconnected_sessions,
+               close: Callable[[list[str]], int] = close_sessions) -> tuple[int, int]:
     """One pruner tick: release the records of sessions whose browser has gone, then close those gone
-    for ``ended.grace_s``. Returns (sessions released, sessions closed)."""
-    released = store.prune(session_alive)
-    closed = close_sessions(ended.due(disconnected_sessions(), now_s))
+    for ``ended.grace_s``. Returns (sessions released, sessions closed).
+
+    ``alive``, ``disconnected`` and ``close`` are the server's session hooks, given as arguments so a
+    test can fake them without touching the running pruner of another server in the same process."""
+    released = store.prune(alive)
+    closed = close(ended.due(disconnected(), now_s))
     if closed:
         gc.collect()   # a session's objects reference each other: refcounts alone never free them
-        trim_heap()
+        store.trim()
     return released, closed
 
 
