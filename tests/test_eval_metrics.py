@@ -57,6 +57,19 @@ def test_lag_search_recovers_planted_lag(planted):
     assert summary["median_lag_ms"] == pytest.approx(planted * 8.0)
 
 
+def test_all_lags_at_once_equal_pearson_r_of_each_shifted_pair():
+    rng = np.random.default_rng(4)
+    pred, target = rng.normal(size=(3, 300)) + 50.0, np.cumsum(rng.normal(size=(3, 300)), axis=1)
+    pred[1] = 7.0                                              # a constant row: NaN at every lag
+    r = M.lagged_pearson_r(pred, target, max_lag=40)
+    direct = np.array([M.pearson_r(*M.shift_pair(pred, target, lag)) for lag in range(-40, 41)])
+    assert r.shape == (81, 3) and np.isnan(r[:, 1]).all()
+    np.testing.assert_allclose(r, direct, atol=1e-10)
+    # best_lag = the first lag of the highest mean r over the finite rows
+    assert M.best_lag(pred, target, 40) == int(np.nanargmax(np.nanmean(direct, axis=1))) - 40
+    assert M.best_lag(np.ones((2, 300)), target[:2], 40) == 0  # no finite r anywhere
+
+
 def test_lag_is_per_group():
     rng = np.random.default_rng(2)
     base = np.apply_along_axis(lambda r: np.convolve(r, np.ones(7) / 7, "same"), 1, rng.normal(size=(4, T)))

@@ -26,7 +26,7 @@ import numpy as np
 from ..contract import FS_HZ
 from . import metrics as M
 from .datasets import EvalSet
-from .reconstruction import MAX_LAG_S, RECONSTRUCTION_SCORES
+from .reconstruction import CROSS_MODAL_TASKS, MAX_LAG_S, RECONSTRUCTION_SCORES, model_reconstructions
 
 if TYPE_CHECKING:
     from ..model import M2AEModel
@@ -81,21 +81,23 @@ def paired_queries(n_windows: int, n_candidates: int, seed: int) -> np.ndarray:
 
 
 def checkpoint_figures(model: M2AEModel, s: EvalSet, seed: int, n_candidates: int,
-                       fps: dict[str, np.ndarray] | None = None) -> dict[tuple[str, str], np.ndarray]:
+                       fps: dict[str, np.ndarray] | None = None,
+                       recon: dict[str, Any] | None = None) -> dict[tuple[str, str], np.ndarray]:
     """Per-row values [rows] of every ``FIGURES`` entry for ``model`` on ``s`` (the reconstructions are
-    made the way ``cross_modal_section`` / ``masked_section`` make them, so the figures are the same).
-    fps : ``fingerprints_by_mode(model, s.ecg, s.ppg)`` when the caller has them."""
+    ``model_reconstructions``, as ``cross_modal_section`` / ``masked_section`` score them, so the figures
+    are the same). fps / recon : ``fingerprints_by_mode(model, s.ecg, s.ppg)`` and
+    ``model_reconstructions(model, s, seed)`` when the caller has them."""
     from ..model.inference import fingerprints_by_mode
 
     fps = fingerprints_by_mode(model, s.ecg, s.ppg) if fps is None else fps
+    recon = model_reconstructions(model, s, seed) if recon is None else recon
     out: dict[tuple[str, str], np.ndarray] = {}
     max_lag = int(MAX_LAG_S * FS_HZ)
-    for target, source, mode in (("ecg", "ppg", "ecg_from_ppg"), ("ppg", "ecg", "ppg_from_ecg")):
-        pred = model.reconstruct(**{source: getattr(s, source)}, mode=mode, timing_groups=s.group)[target]
-        scores = M.reconstruction_scores(pred["prediction"], getattr(s, target), s.group, max_lag)
+    for target, source, _ in CROSS_MODAL_TASKS:
+        scores = M.reconstruction_scores(recon[f"{source}_to_{target}"], getattr(s, target), s.group, max_lag)
         for metric, key in RECONSTRUCTION_SCORES.items():
             out[(f"{source}_to_{target}", metric)] = scores[key]
-    rec = model.reconstruct(ecg=s.ecg, ppg=s.ppg, mask_ratio=0.5, mode="complementary", seed=seed)
+    rec = recon["masked"]
     for m in ("ecg", "ppg"):
         out[(f"masked_50_complementary_{m}", "median_nmse_hidden")] = M.nmse(rec[m]["prediction"], getattr(s, m),
                                                                               rec[m]["mask"])

@@ -43,7 +43,7 @@ from .baselines import MeanBeatTemplate, PatchRidge, beat_features
 from .checkpoint_baseline import (checkpoint_figures, checkpoint_lines, checkpoint_rows, compare_checkpoints,
                                   default_checkpoints, record_ranks)
 from .datasets import EvalSet
-from .reconstruction import cross_modal_section, masked_section
+from .reconstruction import cross_modal_section, masked_section, model_reconstructions
 from .retrieval_scores import retrieval_section
 
 if TYPE_CHECKING:
@@ -153,16 +153,17 @@ def cinc2015_section(model: M2AEModel, data_dir: str | Path | None = None, base:
     fps = fingerprints_by_mode(model, test.ecg, test.ppg)
     feats = input_features(test)
     out: dict[str, Any] = {"data": test.description, "windows": len(test), "records": int(len(np.unique(test.group)))}
+    recon = model_reconstructions(model, test, seed)   # made once: the sections and the checkpoint rows share them
     with warnings.catch_warnings():  # a flat stretch (ICU monitors have them) has no r: NaN, said quietly
         warnings.simplefilter("ignore", RuntimeWarning)
-        out["cross_modal"] = cross_modal_section(model, test, real, by_record=False, seed=seed)
-    out["masked"] = masked_section(model, test, seed)
+        out["cross_modal"] = cross_modal_section(model, test, real, by_record=False, seed=seed, recon=recon)
+    out["masked"] = masked_section(model, test, seed, recon=recon)
     out["retrieval"] = retrieval_section(test, fps, feats, real.feature_train, n_candidates, seed, model=model,
                                          template=real.template)
     out["patient_matching"] = patient_matching(test, fps, real.feature_train, seed)
     others = default_checkpoints(model) if checkpoints is None else dict(checkpoints)
     if others:
-        mine = checkpoint_figures(model, test, seed, n_candidates, fps=fps)
+        mine = checkpoint_figures(model, test, seed, n_candidates, fps=fps, recon=recon)
         out["checkpoint_baselines"] = {
             name: compare_checkpoints(mine, checkpoint_figures(other, test, seed, n_candidates), test, seed,
                                       n_candidates, other) for name, other in others.items()}

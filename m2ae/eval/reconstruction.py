@@ -23,11 +23,28 @@ MAX_LAG_S = 1.0  # lag search (s) per subject/record for cross-modal scores and 
 RECONSTRUCTION_SCORES = {"median_r_lagged": "r_lag", "median_nmse_lagged": "nmse_lag", "median_r": "r"}
 
 
+CROSS_MODAL_TASKS = (("ecg", "ppg", "ecg_from_ppg"), ("ppg", "ecg", "ppg_from_ecg"))  # target, source, mode
+
+
+def model_reconstructions(model: M2AEModel, s: EvalSet, seed: int) -> dict[str, Any]:
+    """Every reconstruction the sections score, made once: {"ppg_to_ecg", "ecg_to_ppg": prediction
+    [N, T] from the other modality alone, placed at the card's pulse-arrival delay, one move per
+    record/subject (what the app shows); "masked": ``model.reconstruct``'s output for 50 %
+    complementary masking with ``seed``}."""
+    out: dict[str, Any] = {
+        f"{source}_to_{target}": model.reconstruct(**{source: getattr(s, source)}, mode=mode,
+                                                   timing_groups=s.group)[target]["prediction"]
+        for target, source, mode in CROSS_MODAL_TASKS}
+    out["masked"] = model.reconstruct(ecg=s.ecg, ppg=s.ppg, mask_ratio=0.5, mode="complementary", seed=seed)
+    return out
+
+
 def cross_modal_section(model: M2AEModel, s: EvalSet, base: Baselines, by_record: bool = False,
-                        seed: int = 0) -> dict[str, Any]:
+                        seed: int = 0, recon: dict[str, Any] | None = None) -> dict[str, Any]:
     """PPG→ECG and ECG→PPG from one modality alone: model vs ridge vs mean-beat template.
 
     by_record : also report every record's own medians (real data: few records, each its own device).
+    recon : ``model_reconstructions(model, s, seed)`` when the caller has them (else made here).
     Each task also holds ``ci95_model_minus``: {baseline: {metric: [low, high]}}, the 95 % CI of the
     model's median minus the baseline's, resampling subjects/records (``M.difference_ci``).
     """
@@ -35,10 +52,11 @@ def cross_modal_section(model: M2AEModel, s: EvalSet, base: Baselines, by_record
     rp, pp = s.peaks()
     T = s.ecg.shape[1]
     out: dict[str, Any] = {}
-    for target, source, mode in (("ecg", "ppg", "ecg_from_ppg"), ("ppg", "ecg", "ppg_from_ecg")):
+    for target, source, mode in CROSS_MODAL_TASKS:
         truth, src = getattr(s, target), getattr(s, source)
-        # placed at the card's pulse-arrival delay, one move per record/subject (what the app shows)
-        rec = model.reconstruct(**{source: src}, mode=mode, timing_groups=s.group)[target]["prediction"]
+        rec = (recon or {}).get(f"{source}_to_{target}")
+        if rec is None:
+            rec = model.reconstruct(**{source: src}, mode=mode, timing_groups=s.group)[target]["prediction"]
         tpl = base.template.ecg_from_ppg(pp, T) if target == "ecg" else base.template.ppg_from_ecg(rp, T)
         preds = {"model": rec, "ridge": base.ridge[target].predict(src), "mean_beat_template": tpl}
         scores = {k: M.reconstruction_scores(v, truth, s.group, max_lag) for k, v in preds.items()}
@@ -58,9 +76,12 @@ def cross_modal_section(model: M2AEModel, s: EvalSet, base: Baselines, by_record
     return out
 
 
-def masked_section(model: M2AEModel, s: EvalSet, seed: int) -> dict[str, Any]:
-    """50 % complementary masking: NMSE on the hidden patches, model vs linear interpolation."""
-    rec = model.reconstruct(ecg=s.ecg, ppg=s.ppg, mask_ratio=0.5, mode="complementary", seed=seed)
+def masked_section(model: M2AEModel, s: EvalSet, seed: int, recon: dict[str, Any] | None = None) -> dict[str, Any]:
+    """50 % complementary masking: NMSE on the hidden patches, model vs linear interpolation.
+    recon : ``model_reconstructions(model, s, seed)`` when the caller has them."""
+    rec = (recon or {}).get("masked")
+    if rec is None:
+        rec = model.reconstruct(ecg=s.ecg, ppg=s.ppg, mask_ratio=0.5, mode="complementary", seed=seed)
     out: dict[str, Any] = {}
     for m in MODALITIES:
         truth, mask = getattr(s, m), rec[m]["mask"]

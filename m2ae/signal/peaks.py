@@ -1,7 +1,9 @@
 """R-peaks, pulse peaks, per-window heart rate and R → pulse-peak delay.
 
-Peaks come from neurokit2 (``nk.ecg_peaks`` method "neurokit", ``nk.ppg_peaks`` method "elgendi"),
-called once per gap-free segment of the record; per-window numbers are read off those peak lists by
+Peaks come from neurokit2's detectors (``nk.ecg_findpeaks`` method "neurokit", ``nk.ppg_findpeaks``
+method "elgendi": the same peaks ``nk.ecg_peaks`` / ``nk.ppg_peaks`` return without artefact
+correction, minus their per-sample DataFrame, which cost half the detection time), called once per
+gap-free segment of the record; per-window numbers are read off those peak lists by
 slicing, never by re-detecting per window. neurokit2 is imported lazily.
 """
 from __future__ import annotations
@@ -19,7 +21,7 @@ PAIRING_SPREAD_RATIO = 2 / 3  # another beat pairing must vary this much less th
 
 
 def detect_r_peaks(ecg_clean: np.ndarray, fs_hz: float, method: str = "neurokit") -> np.ndarray:
-    """R-peak sample indices (int64, sorted, unique) of a band-passed ECG segment (``nk.ecg_peaks`` with
+    """R-peak sample indices (int64, sorted, unique) of a band-passed ECG segment (``nk.ecg_findpeaks`` with
     ``method``, e.g. "neurokit", "pantompkins1985", "kalidas2017").
 
     Returns an empty array when the detector finds nothing or fails on a pathological segment.
@@ -32,15 +34,15 @@ def detect_r_peaks(ecg_clean: np.ndarray, fs_hz: float, method: str = "neurokit"
     try:
         with warnings.catch_warnings():  # neurokit2 warns on short/odd segments; quality reports those
             warnings.simplefilter("ignore")
-            _, info = nk.ecg_peaks(x, sampling_rate=int(round(fs_hz)), method=method)
-        peaks = np.asarray(info["ECG_R_Peaks"], dtype=np.int64)
+            found = nk.ecg_findpeaks(x, sampling_rate=int(round(fs_hz)), method=method)
+        peaks = np.asarray(found["ECG_R_Peaks"], dtype=np.int64)
     except (ValueError, IndexError, ZeroDivisionError, KeyError, TypeError):
         peaks = np.empty(0, dtype=np.int64)
     return np.unique(peaks[(peaks >= 0) & (peaks < len(x))])
 
 
 def detect_pulse_peaks(ppg_clean: np.ndarray, fs_hz: float) -> np.ndarray:
-    """Systolic peak sample indices (int64) of a band-passed, upright PPG segment (``nk.ppg_peaks``)."""
+    """Systolic peak sample indices (int64) of a band-passed, upright PPG segment (``nk.ppg_findpeaks``)."""
     import neurokit2 as nk
 
     x = np.asarray(ppg_clean, dtype=np.float64)
@@ -49,8 +51,8 @@ def detect_pulse_peaks(ppg_clean: np.ndarray, fs_hz: float) -> np.ndarray:
     try:
         with warnings.catch_warnings():  # neurokit2 warns on short/odd segments; quality reports those
             warnings.simplefilter("ignore")
-            _, info = nk.ppg_peaks(x, sampling_rate=int(round(fs_hz)), method="elgendi")
-        peaks = np.asarray(info["PPG_Peaks"], dtype=np.int64)
+            found = nk.ppg_findpeaks(x, sampling_rate=int(round(fs_hz)), method="elgendi")
+        peaks = np.asarray(found["PPG_Peaks"], dtype=np.int64)
     except (ValueError, IndexError, ZeroDivisionError):
         peaks = np.empty(0, dtype=np.int64)
     return np.unique(peaks[(peaks >= 0) & (peaks < len(x))])
