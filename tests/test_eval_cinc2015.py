@@ -79,7 +79,10 @@ def test_alarm_part_fits_on_train_chooses_on_validation_scores_test(section):
             assert 0 <= m["challenge_score"] <= 100 or not np.isfinite(m["challenge_score"])
         assert "as_written" in e["rule_checker"] and set(e["model_by_input"]) == {"both", "ecg", "ppg"}
         assert set(e["ci95_model_minus"]) == {"classical_logistic", "rule_checker", SIMULATOR_ONLY}
-    assert alarm["all_types"]["model"]["n"] == 6
+        fused = e["head_plus_classical"]   # the head + classical late fusion, judged against classical
+        assert fused["n"] == n and fused["weight_head"] in (0.25, 0.5, 0.75)
+        assert set(fused["ci95_minus"]) == {"classical_logistic", "model"}
+    assert alarm["all_types"]["model"]["n"] == alarm["all_types"]["head_plus_classical"]["n"] == 6
     assert "81.39" in alarm["anchor"]
 
 
@@ -93,6 +96,7 @@ def test_headline_and_table_carry_the_section(section, tiny_model):
             "alarm_all_types"} <= tasks
     assert {r["baseline"] for r in rows if r["task"] == "alarm_VT"} == {"classical_logistic", "rule_checker",
                                                                          SIMULATOR_ONLY}
+    assert {r["baseline"] for r in rows if r["task"] == "alarm_VT_head_plus_classical"} == {"classical_logistic"}
     text = format_table(res)
     assert "== cinc2015" in text and "patient matching" in text and "81.39" in text
 

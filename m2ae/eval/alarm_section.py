@@ -27,6 +27,7 @@ from ..train.alarm_scores import best_threshold, challenge_score, confusion
 from ..train.alarm_data import AlarmRecord, split_counts
 from . import metrics as M
 from .alarm_baselines import fit_classical
+from .alarm_fusion import FUSION_HOW, fuse_scores
 from .alarm_rules import record_rules
 
 if TYPE_CHECKING:
@@ -149,9 +150,11 @@ def alarm_section(model: M2AEModel, records: Sequence[AlarmRecord], seed: int = 
                                          "rule_checker": int((rule_score >= UNSCORED).sum())},
         "checkpoints": {n: {"version": o.version, "path": str(o.path), "head_source": other_source[n]}
                         for n, o in (checkpoints or {}).items()},
+        "head_plus_classical": {"how": FUSION_HOW},
     }
     test = split == "test"
-    called: dict[str, np.ndarray] = {k: np.zeros(len(records), bool) for k in (*scores, "rule_as_written")}
+    called: dict[str, np.ndarray] = {k: np.zeros(len(records), bool)
+                                     for k in (*scores, "rule_as_written", "head_plus_classical")}
     thresholds: dict[str, dict[str, float]] = {k: {} for k in scores}
     for t in ALARM_TYPES:
         if t not in heads:  # a checkpoint whose alarm heads cover the other type only
@@ -177,25 +180,48 @@ def alarm_section(model: M2AEModel, records: Sequence[AlarmRecord], seed: int = 
         entry["ci95_model_minus"] = {
             b: {m: _ci(y[te], model_p[te], thresholds["model"][t], scores[b][te], thresholds[b][t], m, seed)
                 for m in ("auroc", "challenge_score")} for b in baselines}
+        entry["head_plus_classical"] = _fused_entry(model_p, classical, y, types == t, split, thresholds, t,
+                                                    called["head_plus_classical"], seed)
         entry["rule_criteria_met"] = {c: int(sum(1 for o, keep in zip(rules, te) if keep and o["called_true"]
                                                  and o["criterion"] == c))
                                       for c in ("vt", "asystole", "brady", "tachy", "vf", "no usable channel")}
         out[t] = entry
     pooled: dict[str, Any] = {}
-    for k in (*scores, "rule_as_written"):
+    for k in (*scores, "rule_as_written", "head_plus_classical"):
         c = confusion(y[test], called[k][test])
         pos, neg = c["tp"] + c["fn"], c["tn"] + c["fp"]
         pooled[k] = {"challenge_score": challenge_score(**c), "tpr": c["tp"] / pos if pos else float("nan"),
                      "tnr": c["tn"] / neg if neg else float("nan"), **c, "n": int(test.sum())}
 
-    def pooled_ci(b: str) -> list[float]:
-        yt, a, o = y[test], called["model"][test], called[b][test]
-        return M.group_bootstrap_ci(lambda r: challenge_score(**confusion(yt[r], a[r]))
-                                    - challenge_score(**confusion(yt[r], o[r])), np.arange(len(yt)), seed=seed)
+    def pooled_ci(b: str, a: str = "model") -> list[float]:
+        yt, ca, cb = y[test], called[a][test], called[b][test]
+        return M.group_bootstrap_ci(lambda r: challenge_score(**confusion(yt[r], ca[r]))
+                                    - challenge_score(**confusion(yt[r], cb[r])), np.arange(len(yt)), seed=seed)
     pooled["ci95_model_minus"] = {b: {"challenge_score": pooled_ci(b)} for b in baselines}
+    pooled["head_plus_classical"]["ci95_minus_classical_logistic"] = pooled_ci("classical_logistic",
+                                                                               "head_plus_classical")
     out["all_types"] = pooled
     out["thresholds"] = thresholds
     return out
+
+
+def _fused_entry(model_p: np.ndarray, classical: np.ndarray, y: np.ndarray, of_type: np.ndarray,
+                 split: np.ndarray, thresholds: dict[str, dict[str, float]], alarm_type: str,
+                 called: np.ndarray, seed: int) -> dict[str, Any]:
+    """Test metrics of the head + classical late fusion for one alarm type (``alarm_fusion``), with the
+    95 % CIs of fused − classical and fused − head; fills ``called`` on the type's test records."""
+    idx = np.flatnonzero(of_type & np.isin(split, ("validation", "test")))
+    fused, threshold, chosen = fuse_scores(model_p[idx], classical[idx], y[idx], split[idx] == "validation",
+                                           UNSCORED)
+    te = split[idx] == "test"
+    yt, ft = y[idx][te], fused[te]
+    called[idx[te]] = ft >= threshold
+    entry: dict[str, Any] = {**alarm_metrics(yt, ft, threshold), **chosen}
+    entry["ci95_minus"] = {
+        b: {m: _ci(yt, ft, threshold, s[idx][te], thresholds[b][alarm_type], m, seed)
+            for m in ("auroc", "challenge_score")}
+        for b, s in (("classical_logistic", classical), ("model", model_p))}
+    return entry
 
 
 def alarm_rows(sec: dict[str, Any], add: Any) -> None:
@@ -211,10 +237,20 @@ def alarm_rows(sec: dict[str, Any], add: Any) -> None:
             for metric in ("auroc", "challenge_score"):
                 add("cinc2015", f"alarm_{t}", metric, True, e["model"][metric], b, e[b][metric],
                     e["ci95_model_minus"][b][metric])
+        fused = e.get("head_plus_classical")
+        if fused:  # does the fingerprint add to the hand-made features?
+            for metric in ("auroc", "challenge_score"):
+                add("cinc2015", f"alarm_{t}_head_plus_classical", metric, True, fused[metric], "classical_logistic",
+                    e["classical_logistic"][metric], fused["ci95_minus"]["classical_logistic"][metric])
     pooled = sec["all_types"]
     for b in pooled["ci95_model_minus"]:
         add("cinc2015", "alarm_all_types", "challenge_score", True, pooled["model"]["challenge_score"], b,
             pooled[b]["challenge_score"], pooled["ci95_model_minus"][b]["challenge_score"])
+    fused_all = pooled.get("head_plus_classical")
+    if fused_all and "ci95_minus_classical_logistic" in fused_all:
+        add("cinc2015", "alarm_all_types_head_plus_classical", "challenge_score", True, fused_all["challenge_score"],
+            "classical_logistic", pooled["classical_logistic"]["challenge_score"],
+            fused_all["ci95_minus_classical_logistic"])
 
 
 def alarm_lines(sec: dict[str, Any]) -> list[str]:
@@ -232,8 +268,13 @@ def alarm_lines(sec: dict[str, Any]) -> list[str]:
             m = sec[t][who]
             lines.append(f"  {t + ' ' + who:30s} {f(m['auroc']):>6s} {f(m['tpr']):>6s} {f(m['tnr']):>6s} "
                          f"{f(m['challenge_score']):>6s}")
+        m = sec[t].get("head_plus_classical")
+        if m:
+            lines.append(f"  {t + ' head + classical (fused)':30s} {f(m['auroc']):>6s} {f(m['tpr']):>6s} "
+                         f"{f(m['tnr']):>6s} {f(m['challenge_score']):>6s}")
     p = sec["all_types"]
     lines.append("  all types, Challenge score: " + ", ".join(
-        f"{who} {f(p[who]['challenge_score'])}" for who in ("model", *p["ci95_model_minus"], "rule_as_written"))
+        f"{who} {f(p[who]['challenge_score'])}"
+        for who in ("model", *p["ci95_model_minus"], "rule_as_written", "head_plus_classical") if who in p)
         + "  (anchor: 81.39, Challenge 2015 event-1 winner, hidden test set, five types + arterial pressure)")
     return lines

@@ -124,7 +124,10 @@ _TASK_NAMES = {"ppg_to_ecg": "PPG→ECG from PPG alone", "ecg_to_ppg": "ECG→PP
                "ppg_to_ecg_record_top1": "patient matching: PPG-only → ECG-only fingerprint of the same record",
                "ppg_to_ecg_record_top5": "patient matching: PPG-only → ECG-only fingerprint of the same record",
                "alarm_VT": "VT alarm: true vs false", "alarm_other": "other alarms: true vs false",
-               "alarm_all_types": "all alarms: true vs false"}
+               "alarm_all_types": "all alarms: true vs false",
+               "alarm_VT_head_plus_classical": "VT alarm: alarm head + classical features (late fusion)",
+               "alarm_other_head_plus_classical": "other alarms: alarm head + classical features (late fusion)",
+               "alarm_all_types_head_plus_classical": "all alarms: alarm head + classical features (late fusion)"}
 _METRIC_NAMES = {"median_r_lagged": "median r, lagged", "median_nmse_lagged": "median NMSE, lagged",
                  "median_r": "median r, plain (timing from the typical pulse arrival)",
                  "median_nmse_hidden": "NMSE on hidden patches", "top1": "top-1", "top5": "top-5", "auroc": "AUROC",
