@@ -12,7 +12,7 @@ import torch
 from m2ae.eval import format_table, headline, run_eval
 from m2ae.eval.alarm_section import alarm_section
 from m2ae.eval.checkpoint_baseline import (FIGURES, SIMULATOR_ONLY, checkpoint_figures, compare_checkpoints,
-                                           simulator_only_path)
+                                           record_ranks, simulator_only_path)
 from m2ae.eval.cinc2015 import cinc2015_section, cinc2015_set
 from m2ae.io import cinc2015_records
 from m2ae.model import M2AE, M2AEConfig, Head, M2AEModel
@@ -61,6 +61,23 @@ def test_section_parts_on_six_test_records(section):
     pm = sec["patient_matching"]["ppg_to_ecg_record_top1"]
     assert pm["records"] == paired and pm["chance"] == pytest.approx(1 / paired)
     assert 0 <= pm["model"] <= 1 and 0 <= pm["features"] <= 1
+    centred = sec["patient_matching"]["ppg_to_ecg_record_top1_centred"]   # train-split means subtracted
+    assert centred["metric"] == "top1" and centred["features"] == pm["features"] and 0 <= centred["model"] <= 1
+
+
+def test_centring_each_input_removes_a_modality_gap():
+    # each record's ECG-only and PPG-only fingerprints share its own direction, but each input adds a
+    # large offset of its own: raw cosine matching is blind to the records, centred matching is not
+    rng = np.random.default_rng(0)
+    names = np.array([f"r{i:03d}" for i in range(30)])
+    group = np.repeat(names, 3)
+    own = np.repeat(rng.normal(size=(30, 16)), 3, axis=0)
+    gap_e, gap_p = 20 * rng.normal(size=16), 20 * rng.normal(size=16)
+    fps = {"ecg": own + gap_e + 0.1 * rng.normal(size=own.shape),
+           "ppg": own + gap_p + 0.1 * rng.normal(size=own.shape)}
+    centres = {"ecg": gap_e, "ppg": gap_p}           # what a train split of other records would give
+    assert (record_ranks(fps, group, names, centres) == 0).mean() == 1.0
+    assert (record_ranks(fps, group, names) == 0).mean() < 0.5
 
 
 def test_alarm_part_fits_on_train_chooses_on_validation_scores_test(section):

@@ -63,14 +63,21 @@ def default_checkpoints(model: M2AEModel) -> dict[str, M2AEModel]:
     return {} if other.version == model.version else {SIMULATOR_ONLY: other}
 
 
-def record_ranks(fps: dict[str, np.ndarray], group: np.ndarray, names: np.ndarray) -> np.ndarray:
+def record_ranks(fps: dict[str, np.ndarray], group: np.ndarray, names: np.ndarray,
+                 centres: dict[str, np.ndarray] | None = None) -> np.ndarray:
     """Per record in ``names``: how many records' ECG-only fingerprints (mean over windows, L2-normalised)
-    are more cosine-similar to its PPG-only fingerprint than its own (0 = its own is first)."""
-    def mean_rows(x: np.ndarray) -> np.ndarray:
+    are more cosine-similar to its PPG-only fingerprint than its own (0 = its own is first).
+
+    centres : {"ecg", "ppg": mean fingerprint [D]} subtracted from each input's fingerprints first (the
+        train split's means, as the feature baseline is z-scored on it): the two inputs' fingerprints sit
+        in different regions of the sphere, a gap that cosine similarity otherwise reads as dissimilarity."""
+    def mean_rows(x: np.ndarray, centre: np.ndarray | None) -> np.ndarray:
         m = np.stack([x[group == g].mean(axis=0) for g in names])
+        m = m - centre if centre is not None else m
         return m / np.maximum(np.linalg.norm(m, axis=1, keepdims=True), M.EPS)
 
-    score = mean_rows(fps["ppg"]) @ mean_rows(fps["ecg"]).T
+    c = centres or {}
+    score = mean_rows(fps["ppg"], c.get("ppg")) @ mean_rows(fps["ecg"], c.get("ecg")).T
     return (score > np.diag(score)[:, None]).sum(axis=1)
 
 

@@ -93,11 +93,15 @@ def _true_rank(score: np.ndarray) -> np.ndarray:
 
 
 def patient_matching(s: EvalSet, fps: dict[str, np.ndarray], feature_train: dict[str, np.ndarray],
-                     seed: int = 0) -> dict[str, Any]:
-    """Record-level PPG → ECG matching among all the set's records: top-1 and top-5, model vs HRV features."""
+                     seed: int = 0, centres: dict[str, np.ndarray] | None = None) -> dict[str, Any]:
+    """Record-level PPG → ECG matching among all the set's records: top-1 and top-5, model vs HRV features;
+    with ``centres`` (each input's mean fingerprint on the train split) also the model with its
+    fingerprints centred per input (``record_ranks``), under the keys ending in ``_centred``."""
     names = np.unique(s.group)
     n = len(names)
-    rank_model = record_ranks(fps, s.group, names)
+    ranks_model = {"": record_ranks(fps, s.group, names)}
+    if centres:
+        ranks_model["_centred"] = record_ranks(fps, s.group, names, centres)
     rp, pp = s.peaks()
     hrv_e = _per_record_mean(beat_features(rp), s.group, names)
     hrv_p = _per_record_mean(beat_features(pp), s.group, names)
@@ -107,16 +111,24 @@ def patient_matching(s: EvalSet, fps: dict[str, np.ndarray], feature_train: dict
     dist = ((hrv_p[:, None, :] - hrv_e[None, :, :]) ** 2).sum(-1)
     rank_feat = _true_rank(-dist)
     out: dict[str, Any] = {}
-    for top in (1, 5):
-        hm, hf = (rank_model < top).astype(float), (rank_feat < top).astype(float)
-        out[f"ppg_to_ecg_record_top{top}"] = {
-            "model": float(hm.mean()), "features": float(hf.mean()), "chance": min(top, n) / n,
-            "ci95_model_minus_features": M.difference_ci(hm, hf, names, np.mean, seed), "records": n}
+    for suffix, rank_model in ranks_model.items():
+        for top in (1, 5):
+            hm, hf = (rank_model < top).astype(float), (rank_feat < top).astype(float)
+            out[f"ppg_to_ecg_record_top{top}{suffix}"] = {
+                "metric": f"top{top}", "model": float(hm.mean()), "features": float(hf.mean()),
+                "chance": min(top, n) / n, "ci95_model_minus_features": M.difference_ci(hm, hf, names, np.mean, seed),
+                "records": n}
     out["how"] = ("query: a record's PPG-only fingerprint (mean of its windows' fingerprints, L2-normalised); "
                   f"candidates: the ECG-only fingerprints of all {n} test records with ECG+PPG, cosine; baseline: "
                   "HRV features of the pulse peaks vs of the R peaks (mean over the windows), z-scored on the train "
-                  "split, Euclidean")
+                  "split, Euclidean" + ("; _centred: each input's fingerprints minus its mean fingerprint on the "
+                                        "train split's windows, before the record mean" if centres else ""))
     return out
+
+
+def input_centres(model: M2AEModel, s: EvalSet) -> dict[str, np.ndarray]:
+    """{"ecg", "ppg": the mean fingerprint [D] of ``s``'s windows from that input alone}."""
+    return {m: model.fingerprint(**{m: getattr(s, m)}).mean(axis=0) for m in ("ecg", "ppg")}
 
 
 def cinc2015_section(model: M2AEModel, data_dir: str | Path | None = None, base: Baselines | None = None,
@@ -160,7 +172,7 @@ def cinc2015_section(model: M2AEModel, data_dir: str | Path | None = None, base:
     out["masked"] = masked_section(model, test, seed, recon=recon)
     out["retrieval"] = retrieval_section(test, fps, feats, real.feature_train, n_candidates, seed, model=model,
                                          template=real.template)
-    out["patient_matching"] = patient_matching(test, fps, real.feature_train, seed)
+    out["patient_matching"] = patient_matching(test, fps, real.feature_train, seed, centres=input_centres(model, train))
     others = default_checkpoints(model) if checkpoints is None else dict(checkpoints)
     if others:
         mine = checkpoint_figures(model, test, seed, n_candidates, fps=fps, recon=recon)
@@ -177,8 +189,8 @@ def cinc2015_rows(sec: dict[str, Any], add: Any) -> None:
     from ``report.headline``'s shared loop) through its row maker ``add``."""
     for key, e in (sec.get("patient_matching") or {}).items():
         if isinstance(e, dict) and "model" in e:
-            add("cinc2015", key, "top1" if key.endswith("top1") else "top5", True, e["model"], "features",
-                e["features"], e.get("ci95_model_minus_features"))
+            add("cinc2015", key, e.get("metric") or ("top1" if key.endswith("top1") else "top5"), True, e["model"],
+                "features", e["features"], e.get("ci95_model_minus_features"))
     checkpoint_rows(sec.get("checkpoint_baselines") or {}, add)
     alarm_rows(sec.get("alarm") or {}, add)
 

@@ -123,6 +123,8 @@ _TASK_NAMES = {"ppg_to_ecg": "PPG→ECG from PPG alone", "ecg_to_ppg": "ECG→PP
                    "PPG→paired ECG, two-stage (fingerprint shortlist 50 + lagged QRS-band correlation)",
                "ppg_to_ecg_record_top1": "patient matching: PPG-only → ECG-only fingerprint of the same record",
                "ppg_to_ecg_record_top5": "patient matching: PPG-only → ECG-only fingerprint of the same record",
+               "ppg_to_ecg_record_top1_centred": "patient matching, fingerprints centred per input (train-split means)",
+               "ppg_to_ecg_record_top5_centred": "patient matching, fingerprints centred per input (train-split means)",
                "alarm_VT": "VT alarm: true vs false", "alarm_other": "other alarms: true vs false",
                "alarm_all_types": "all alarms: true vs false",
                "alarm_VT_head_plus_classical": "VT alarm: alarm head + classical features (late fusion)",
