@@ -15,7 +15,8 @@ Sections, each from the module that scores it on simulated data too:
   per window (fingerprint and two-stage);
 - ``patient_matching`` (``patient_matching``): each record's PPG-only fingerprint (mean over its
   windows) → the ECG-only fingerprints of all test records: is its own record first (top-1), in the
-  first five (top-5)? Baseline: HRV of the pulse peaks vs HRV of the R peaks, Euclidean;
+  first five (top-5)? Baseline: HRV of the pulse peaks vs HRV of the R peaks, Euclidean. Also with
+  each input's fingerprints centred on its mean over the train split's windows (``_centred``);
 - ``alarm`` (``alarm_section``): true vs false alarm, the head vs the classical and rule baselines;
 - ``checkpoint_baselines`` (``checkpoint_baseline``): the same figures of another checkpoint on the
   same windows, by default the simulator-only checkpoint the shipped model was fine-tuned from (its
