@@ -23,6 +23,7 @@ import numpy as np
 import streamlit as st
 
 import m2ae
+from m2ae.contract import INPUT_MODE_NAMES
 from m2ae.io import uploads
 from m2ae.record import Record, Windows
 
@@ -322,6 +323,13 @@ def index_id(idx) -> str:
 
 
 # --- the record in the index: map position, familiarity, neighbours (m2ae.index.query) ------------
+
+
+def input_choices(rec: Record) -> dict[str, str]:
+    """{label: input mode} of the model inputs ``rec`` offers (ECG + PPG when it has both, each one alone),
+    in the order the pages list them."""
+    return {name: mode for mode, name in INPUT_MODE_NAMES.items()
+            if (mode == "both" and len(rec.modalities) == 2) or mode in rec.modalities}
 
 
 def record_subject(src: CurrentRecord, rec: Record) -> str | None:

@@ -4,7 +4,6 @@ from __future__ import annotations
 import numpy as np
 import streamlit as st
 
-from m2ae.contract import INPUT_MODE_NAMES
 from m2ae.model.card import LABEL_SOURCES, head_labels_source
 from m2ae_ui import figures, review, state
 from m2ae_ui.guard import page_guard
@@ -12,7 +11,6 @@ from m2ae_ui.predictions import beat_intervals, head_summary, headline, rhythm_i
 from m2ae_ui.text import plain_html
 from m2ae_ui.windows import window_view
 
-USE = {name: mode for mode, name in INPUT_MODE_NAMES.items()}  # radio label -> input mode
 METHODS = {"Integrated Gradients": "integrated_gradients", "Occlusion (0.2-s patches)": "occlusion"}
 PREDICTED = "(the predicted class)"
 
@@ -23,12 +21,13 @@ with page_guard("Predictions & explanations"):
     if model is None:
         st.stop()
     version = state.model_version(model)
-    uses = [k for k, v in USE.items() if (v == "both" and len(rec.modalities) == 2) or v in rec.modalities]
+    choices = state.input_choices(rec)   # radio label -> input mode
+    uses = list(choices)
     state.keep(pred_use=uses[0])
     if st.session_state["pred_use"] not in uses:
         st.session_state["pred_use"] = uses[0]
     use_label = st.radio("Model input", uses, key="pred_use", horizontal=True)
-    use = USE[use_label]
+    use = choices[use_label]
     preds = state.predictions(src.key, version, use, model, win)
     review.model_output_warnings(src, rec, win, i, use)
     events = review.events(src, rec)

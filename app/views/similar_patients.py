@@ -4,7 +4,6 @@ from __future__ import annotations
 import pandas as pd
 import streamlit as st
 
-from m2ae.contract import INPUT_MODE_NAMES
 from m2ae.index.neighbours import (cohort_table, index_fingerprints, is_numeric_label, knn_estimate, knn_vote,
                                    label_head_pairs, neighbour_filters, vote_columns)
 from m2ae.index.linkability import SCORE_MEANING, calibration_note, record_linkability, risk_metrics
@@ -14,7 +13,6 @@ from m2ae_ui.predictions import head_summary, headline
 from m2ae_ui.tables import to_csv_bytes
 from m2ae_ui.text import plain
 
-USE = {name: mode for mode, name in INPUT_MODE_NAMES.items()}  # radio label -> input mode
 REQUIRE = {"any": None, "ECG recorded": "ecg", "PPG recorded": "ppg", "both recorded": "both"}
 
 
@@ -57,7 +55,8 @@ with page_guard("Similar patients"):
     if model is None or idx is None:
         st.stop()
     version = state.model_version(model)
-    uses = [k for k, v in USE.items() if v == "both" and len(rec.modalities) == 2 or v in rec.modalities]
+    choices = state.input_choices(rec)   # radio label -> input mode
+    uses = list(choices)
     state.keep(sim_k=10, sim_use=uses[0], sim_exclude=True, sim_quality=0.0, sim_require="any")
     if st.session_state["sim_use"] not in uses:
         st.session_state["sim_use"] = uses[0]
@@ -69,11 +68,11 @@ with page_guard("Similar patients"):
     min_q = c[3].slider("Min. neighbour quality", 0.0, 1.0, step=0.05, key="sim_quality")
     require = c[4].selectbox("Neighbour modalities", list(REQUIRE), key="sim_require")
 
-    review.model_output_warnings(src, rec, win, i, USE[use_label])
+    review.model_output_warnings(src, rec, win, i, choices[use_label])
     events = review.events(src, rec)
     review.event_note(win, events, i)
     filters = neighbour_filters(idx.metadata.columns, min_q, REQUIRE[require])
-    hits = state.neighbours(model, idx, src, rec, win, i, USE[use_label], k=int(k), exclude_own=exclude,
+    hits = state.neighbours(model, idx, src, rec, win, i, choices[use_label], k=int(k), exclude_own=exclude,
                             filters=filters or None)
     if hits.attrs.get("note"):
         st.info(hits.attrs["note"])
@@ -117,7 +116,7 @@ with page_guard("Similar patients"):
                 st.caption(beats.SCALE_NOTE)
     with right:
         st.markdown("**Label make-up of the neighbourhood**")
-        preds = state.predictions(src.key, version, USE[use_label], model, win)
+        preds = state.predictions(src.key, version, choices[use_label], model, win)
         pairs = label_head_pairs(labels, preds)
         cols = vote_columns(labels)
         with_head = [c for c in cols if c in pairs]
@@ -130,7 +129,7 @@ with page_guard("Similar patients"):
                     _label_summary(col, idx, hits, preds, pairs, i)
 
     st.markdown("**Re-identification risk of this record**")
-    fps = state.fingerprints(src.key, version, USE[use_label], model, win)
+    fps = state.fingerprints(src.key, version, choices[use_label], model, win)
     risk = record_linkability(idx, fps, subject_id=state.record_subject(src, rec),
                               record=rec.meta.get("record_id") or None)
     metrics = risk_metrics(risk)

@@ -13,7 +13,7 @@ import warnings
 
 import numpy as np
 
-FS_HZ = 500.0
+from .qrs_bounds import FS_500_HZ as FS_HZ   # the median beat's rate
 T_SIGMA_S = (0.015, 0.15)      # plausible widths (Gaussian sigma) of a T wave ...
 P_SIGMA_S = (0.008, 0.05)      # ... and of a P wave
 T_CENTRE_TOL_S = 0.03          # the fitted T centre stays this close to the T peak found on the beat

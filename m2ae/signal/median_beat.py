@@ -21,10 +21,11 @@ import numpy as np
 
 from .filters import resample_to
 from .fused_waves import bell, fit_t_and_p
+from .qrs_bounds import FS_500_HZ
 from .qrs_bounds import qrs_bounds as _qrs_bounds
 from .qrs_bounds import smooth as _smooth
 
-FS_500_HZ = DELINEATE_FS_HZ = 500.0
+DELINEATE_FS_HZ = FS_500_HZ    # the median beat's rate, also given to NeuroKit2's delineator
 PRE_S, POST_S = 0.40, 0.75     # cut around each R: the P of slow rhythms and the T end of 30-bpm beats
 ALIGN_MAX_S = 0.016            # largest re-alignment of a beat on the median QRS
 MIN_CORRELATION = 0.7          # beats less alike the median beat than this are left out

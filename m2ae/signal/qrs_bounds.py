@@ -9,7 +9,7 @@ from __future__ import annotations
 
 import numpy as np
 
-FS_500_HZ = 500.0
+FS_500_HZ = 500.0   # the median beat's rate (m2ae.signal.median_beat resamples every beat to it)
 QRS_SLOPE_FRACTION = (0.03, 0.06)   # QRS onset, offset: slope below this share of the steepest QRS slope ...
 QRS_HOLD_S = 0.012             # ... for this long (a single zero crossing at a Q or S trough is not an end)
 Q_SLOPE_AT_ONSET = 2.0 * float(np.exp(-1.5))   # slope at a Gaussian's centre - 2 sigma / its steepest
