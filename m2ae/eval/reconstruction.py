@@ -26,16 +26,22 @@ RECONSTRUCTION_SCORES = {"median_r_lagged": "r_lag", "median_nmse_lagged": "nmse
 CROSS_MODAL_TASKS = (("ecg", "ppg", "ecg_from_ppg"), ("ppg", "ecg", "ppg_from_ecg"))  # target, source, mode
 
 
-def model_reconstructions(model: M2AEModel, s: EvalSet, seed: int) -> dict[str, Any]:
-    """Every reconstruction the sections score, made once: {"ppg_to_ecg", "ecg_to_ppg": prediction
+CROSS_MODAL_PARTS = tuple(f"{source}_to_{target}" for target, source, _ in CROSS_MODAL_TASKS)
+RECONSTRUCTION_PARTS = (*CROSS_MODAL_PARTS, "masked")
+
+
+def model_reconstructions(model: M2AEModel, s: EvalSet, seed: int,
+                          parts: tuple[str, ...] = RECONSTRUCTION_PARTS) -> dict[str, Any]:
+    """The reconstructions the sections score, made once: {"ppg_to_ecg", "ecg_to_ppg": prediction
     [N, T] from the other modality alone, placed at the card's pulse-arrival delay, one move per
     record/subject (what the app shows); "masked": ``model.reconstruct``'s output for 50 %
-    complementary masking with ``seed``}."""
+    complementary masking with ``seed``}, for the keys in ``parts``."""
     out: dict[str, Any] = {
         f"{source}_to_{target}": model.reconstruct(**{source: getattr(s, source)}, mode=mode,
                                                    timing_groups=s.group)[target]["prediction"]
-        for target, source, mode in CROSS_MODAL_TASKS}
-    out["masked"] = model.reconstruct(ecg=s.ecg, ppg=s.ppg, mask_ratio=0.5, mode="complementary", seed=seed)
+        for target, source, mode in CROSS_MODAL_TASKS if f"{source}_to_{target}" in parts}
+    if "masked" in parts:
+        out["masked"] = model.reconstruct(ecg=s.ecg, ppg=s.ppg, mask_ratio=0.5, mode="complementary", seed=seed)
     return out
 
 
@@ -52,11 +58,10 @@ def cross_modal_section(model: M2AEModel, s: EvalSet, base: Baselines, by_record
     rp, pp = s.peaks()
     T = s.ecg.shape[1]
     out: dict[str, Any] = {}
-    for target, source, mode in CROSS_MODAL_TASKS:
+    recon = recon if recon is not None else model_reconstructions(model, s, seed, CROSS_MODAL_PARTS)
+    for target, source, _ in CROSS_MODAL_TASKS:
         truth, src = getattr(s, target), getattr(s, source)
-        rec = (recon or {}).get(f"{source}_to_{target}")
-        if rec is None:
-            rec = model.reconstruct(**{source: src}, mode=mode, timing_groups=s.group)[target]["prediction"]
+        rec = recon[f"{source}_to_{target}"]
         tpl = base.template.ecg_from_ppg(pp, T) if target == "ecg" else base.template.ppg_from_ecg(rp, T)
         preds = {"model": rec, "ridge": base.ridge[target].predict(src), "mean_beat_template": tpl}
         scores = {k: M.reconstruction_scores(v, truth, s.group, max_lag) for k, v in preds.items()}
@@ -79,9 +84,7 @@ def cross_modal_section(model: M2AEModel, s: EvalSet, base: Baselines, by_record
 def masked_section(model: M2AEModel, s: EvalSet, seed: int, recon: dict[str, Any] | None = None) -> dict[str, Any]:
     """50 % complementary masking: NMSE on the hidden patches, model vs linear interpolation.
     recon : ``model_reconstructions(model, s, seed)`` when the caller has them."""
-    rec = (recon or {}).get("masked")
-    if rec is None:
-        rec = model.reconstruct(ecg=s.ecg, ppg=s.ppg, mask_ratio=0.5, mode="complementary", seed=seed)
+    rec = (recon if recon is not None else model_reconstructions(model, s, seed, ("masked",)))["masked"]
     out: dict[str, Any] = {}
     for m in MODALITIES:
         truth, mask = getattr(s, m), rec[m]["mask"]
