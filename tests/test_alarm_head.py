@@ -1,5 +1,5 @@
 """Alarm heads on real labels: logistic regression on a planted feature, the linear Head that carries
-it, the validation-split protocol, the checkpoint round trip, and `m2ae heads fit-alarm` end to end on
+it, the cross-validation protocol, the checkpoint round trip, and `m2ae heads fit-alarm` end to end on
 a tiny corpus in the CinC 2015 layout made of simulated records (no shared data needed)."""
 from __future__ import annotations
 
@@ -14,8 +14,8 @@ from m2ae.io import cinc2015_records
 from m2ae.model import M2AE, M2AEConfig, Head, save_checkpoint
 from m2ae.model.card import head_labels_source, read_card
 from m2ae.model.inference import load_model
-from m2ae.train.alarm import (Rows, alarm_heads_of, choose_logistic, fit_alarm_heads, fit_logistic, head_logit,
-                              linear_head)
+from m2ae.train.alarm import (Rows, alarm_heads_of, choose_logistic, fingerprint_rows, fit_alarm_heads, fit_logistic,
+                              head_logit, head_oof_logit, linear_head)
 from m2ae.train.alarm_scores import auroc
 from m2ae.train.alarm_data import AlarmRecord, load_alarm_records
 
@@ -66,17 +66,36 @@ def test_logistic_on_a_planted_feature_and_its_linear_head():
     np.testing.assert_allclose(p, 1 / (1 + np.exp(-lin.logit(X[300:]))), atol=1e-5)
 
 
-def test_validation_chooses_one_model_per_type_when_the_types_disagree():
+def test_cross_validation_chooses_one_model_per_type_when_the_types_disagree():
     rng = np.random.default_rng(1)
     n = 400
     X = rng.standard_normal((n, 4))
     types = np.where(np.arange(n) % 2, "VT", "other")
     y = np.where(types == "VT", X[:, 0] > 0, X[:, 0] < 0)  # the same feature, opposite meaning
-    tr, va = np.arange(n) < 300, np.arange(n) >= 300
-    rows = Rows(X[tr], np.flatnonzero(tr), np.zeros(tr.sum(), int), np.full(tr.sum(), "f"))
-    ch = choose_logistic(rows, y[tr], types[tr], lambda m: m.logit(X[va]), y[va], types[va])
-    assert ch.scheme == "separate" and min(ch.val_auroc.values()) > 0.9
+    folds = np.where(np.arange(n) < 300, np.arange(n) % 5, -1)  # the last 100 records are never used
+    dev = np.flatnonzero(folds >= 0)
+    rows = Rows(X[dev], dev, np.zeros(len(dev), int), np.full(len(dev), "f"))
+    ch = choose_logistic(rows, rows, y, types, folds)
+    assert ch.scheme == "separate" and min(ch.cv_auroc.values()) > 0.9
     assert any(t["scheme"] == "joint" for t in ch.tried)  # the joint model was tried and lost
+    assert np.isfinite(ch.oof[:300]).all() and np.isnan(ch.oof[300:]).all()  # out-of-fold: dev records only
+    for t in ("VT", "other"):  # the refitted models carry over to the records no fold held
+        held = (folds < 0) & (types == t)
+        assert auroc(y[held], ch.models[t].logit(X[held])) > 0.9
+
+
+def test_out_of_fold_scores_come_from_models_that_never_saw_the_record():
+    rng = np.random.default_rng(2)
+    n = 200
+    X = rng.standard_normal((n, 60))  # pure noise: a model scoring its own training records looks good
+    y = rng.random(n) < 0.5
+    types = np.where(np.arange(n) % 2, "VT", "other")
+    folds = np.arange(n) % 5
+    rows = Rows(X, np.arange(n), np.zeros(n, int), np.full(n, "f"))
+    ch = choose_logistic(rows, rows, y, types, folds, c_grid=(10.0,))
+    in_sample = {t: auroc(y[types == t], ch.models[t].logit(X[types == t])) for t in ("VT", "other")}
+    assert min(in_sample.values()) > 0.85
+    assert max(abs(v - 0.5) for v in ch.cv_auroc.values()) < 0.2
 
 
 def test_fit_alarm_heads_protocol_and_card():
@@ -86,7 +105,7 @@ def test_fit_alarm_heads_protocol_and_card():
     assert set(by_type) == {"VT", "other"}
     for entry in card.values():
         assert entry["labels_source"] == "real" and head_labels_source(entry) == "real"
-        assert entry["training_data"] == "real labels: cinc2015 train split (80 records)"
+        assert entry["training_data"] == "real labels: cinc2015 train and validation splits (120 records)"
         assert set(entry["records"]) == {"train", "validation"}  # test records are never read
         assert all(0.0 <= v <= 1.0 for v in entry["threshold"].values() if v is not None)
         assert entry["selection"]["chosen"]["C"] > 0
@@ -153,7 +172,7 @@ def test_cli_fit_alarm_writes_heads_beside_the_old_ones(tmp_path, capsys):
     assert head_labels_source(card["heads"]["sex"]) == "simulated"
     for name in res["heads"]:
         assert card["heads"][name]["labels_source"] == "real"
-        assert card["heads"][name]["training_data"] == "real labels: cinc2015 train split (8 records)"
+        assert card["heads"][name]["training_data"] == "real labels: cinc2015 train and validation splits (12 records)"
     assert "real" in (out.with_suffix(".card.md")).read_text()
     # only train and validation records were preprocessed and cached; the test ones never opened
     cached = {p.stem for p in cache.rglob("*.npz")}
@@ -164,5 +183,23 @@ def test_cli_fit_alarm_writes_heads_beside_the_old_ones(tmp_path, capsys):
 
 
 def test_no_training_records_is_an_error():
-    with pytest.raises(ValueError, match="no split holds both"):
-        fit_alarm_heads(PlantedFingerprints(), planted_records({"validation": 10}))  # type: ignore[arg-type]
+    with pytest.raises(ValueError, match="hold no alarm type with both"):
+        fit_alarm_heads(PlantedFingerprints(), planted_records({"test": 10}))  # type: ignore[arg-type]
+
+
+def test_head_out_of_fold_scores_cover_train_and_validation_only():
+    recs = planted_records({"train": 80, "validation": 40, "test": 40})
+    fp = PlantedFingerprints()
+    rows = fingerprint_rows(fp, recs)  # type: ignore[arg-type]
+    heads, _ = fit_alarm_heads(fp, recs, rows)  # type: ignore[arg-type]
+    split = np.array([r.split for r in recs])
+    y = np.array([r.true_alarm for r in recs])
+    types = np.array([r.alarm_type for r in recs])
+    for head in heads.values():
+        oof = head_oof_logit(head, recs, rows)
+        assert oof is not None
+        mine = np.isin(types, head.spec["alarm_types"])
+        assert np.isfinite(oof[mine & (split != "test")]).all() and np.isnan(oof[split == "test"]).all()
+        assert auroc(y[mine & (split != "test")], oof[mine & (split != "test")]) > 0.8  # the planted signal, held out
+        old = Head({k: v for k, v in head.spec.items() if k != "cv"})
+        assert head_oof_logit(old, recs, rows) is None  # fitted before cross-validation: no settings to refit

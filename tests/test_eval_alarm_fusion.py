@@ -35,7 +35,7 @@ def test_the_weight_follows_the_better_view_on_validation():
     y, head_p, classical = _views(4000, 1, head_noise=0.5, classical_noise=2.0)
     _, _, chosen = fuse_scores(head_p, classical, y, np.arange(len(y)) < 2000, UNSCORED)
     assert chosen["weight_head"] == max(WEIGHTS)
-    assert set(chosen["val_auroc_by_weight"]) == {str(w) for w in WEIGHTS}
+    assert set(chosen["oof_auroc_by_weight"]) == {str(w) for w in WEIGHTS}
 
 
 def test_the_test_records_do_not_move_the_choice():

@@ -332,3 +332,20 @@ def test_fast_fingerprint_matches_reference_computation():
             assert np.abs(m.net.embed_reference(re, rp).numpy() - ref).max() <= 1e-4
         grad_path = m.net.embed(re[:4] if re is not None else None, rp[:4] if rp is not None else None)
         assert grad_path.requires_grad and np.abs(grad_path.detach().numpy() - ref[:4]).max() <= 1e-4
+
+
+def test_update_card_keeps_no_machine_folder(tiny_ckpt, monkeypatch):
+    from m2ae.model.card import portable_paths, read_card, update_card
+
+    work = tiny_ckpt.parent / "checkout"
+    work.mkdir()
+    monkeypatch.chdir(work)
+    monkeypatch.setenv("HOME", str(tiny_ckpt.parent / "home"))
+    update_card(tiny_ckpt, {"cinc2015": {"path": f"{work.parent}/shared/data/cinc2015", "model": f"{work}/m2ae/x.pt",
+                                         "how": f"windows of {work}/m2ae/index/default", "cache":
+                                         f"{tiny_ckpt.parent}/home/.cache/m2ae"}})
+    got = read_card(tiny_ckpt)["eval"]["cinc2015"]
+    assert got == {"path": "../shared/data/cinc2015", "model": "m2ae/x.pt", "how": "windows of m2ae/index/default",
+                   "cache": "~/.cache/m2ae"}
+    assert str(tiny_ckpt.parent) not in tiny_ckpt.with_suffix(".card.md").read_text()
+    assert portable_paths({"a": ["/"]}, "/", "/") == {"a": ["/"]}  # the root alone is never rewritten

@@ -76,7 +76,7 @@ def cmd_heads_fit_alarm(args: argparse.Namespace) -> int:
     result = fit_alarm_checkpoint(data, args.model, args.out, cache_dir=args.cache, quiet=args.json,
                                   rhythm=not args.no_rhythm)
     emit(result, args.json, lambda r: "\n".join(
-        [f"wrote {args.out}"] + [f"  {k}: {v['shape']}; validation {v['metrics']}; threshold {v.get('threshold')}"
+        [f"wrote {args.out}"] + [f"  {k}: {v['shape']}; held-out {v['metrics']}; threshold {v.get('threshold')}"
                                  for k, v in r["heads"].items()]))
     return 0
 
@@ -115,7 +115,8 @@ def add_commands(sub: argparse._SubParsersAction) -> None:
     f.add_argument("--subjects", type=int, default=1500, help="simulated subjects in the heads' training split")
     f.set_defaults(func=cmd_heads_refit_demo)
     f = hs.add_parser("fit-alarm", help="fit the true/false ICU alarm head(s) on CinC 2015 real labels "
-                                        "(train split; chosen and thresholded on validation)")
+                                        "(train + validation splits; chosen by cross-validation, "
+                                        "thresholded on out-of-fold scores)")
     f.add_argument("--data", default=None, help="CinC 2015 corpus (default: $M2AE_CINC2015_DATA, else "
                                                 "../shared/data/cinc2015 relative to the current directory)")
     f.add_argument("--model", default=None, help="checkpoint (default: shipped)")

@@ -1,7 +1,8 @@
 """The classical baseline of the alarm evaluation: hand-made beat features of the last 20 s before the
 alarm + logistic regression, fitted, chosen and thresholded exactly as the alarm heads are
-(``m2ae.train.alarm``: train split to fit, validation split to choose C, joint vs per-type, and the
-threshold; test split only scored).
+(``m2ae.train.alarm``: C and joint vs per-type chosen by cross-validation over the train and validation
+records, the chosen model refitted on all of them, the threshold set on the out-of-fold scores; test
+split only scored).
 
 Features per record (``alarm_features``; NaN where a channel is absent, imputed with the training
 mean after z-scoring):
@@ -26,7 +27,7 @@ import numpy as np
 
 from ..contract import FS_HZ, WINDOW_S
 from ..signal.quality import beat_template_correlation
-from ..train.alarm import Choice, Rows, choose_logistic
+from ..train.alarm import CV_WORDS, DEV_SPLITS, Choice, Rows, choose_logistic, dev_folds
 from ..train.alarm_data import AlarmRecord
 from .alarm_rules import WIDE_QRS_S, longest_pause_s, qrs_widths_s, vf_band_share
 from .baselines import HRV_NAMES, SPECTRAL_BANDS_HZ, beat_features, spectral_features
@@ -89,28 +90,28 @@ def alarm_features(records: Sequence[AlarmRecord]) -> np.ndarray:
 
 def fit_classical(records: Sequence[AlarmRecord], features: np.ndarray | None = None
                   ) -> tuple[Choice, np.ndarray, dict[str, Any]]:
-    """Logistic regression on ``alarm_features``: fit on the train records, choose on the validation
-    records (``m2ae.train.alarm.choose_logistic``). Returns (choice, per-record logit [n_records]
-    for every record given, a description)."""
+    """Logistic regression on ``alarm_features``, chosen by cross-validation over the train and validation
+    records and refitted on all of them (``m2ae.train.alarm.choose_logistic``). Returns (choice — its
+    ``oof`` holds the out-of-fold logit of every train and validation record —, per-record logit
+    [n_records] of the refitted model for every record given, a description)."""
     X = alarm_features(records) if features is None else features
-    # z-score with the training records, impute the rest with the training mean (0 after scaling)
+    # impute a missing channel with the mean of the records it learns from (0 after fit_logistic's z-score)
     split = np.array([r.split for r in records])
     y = np.array([r.true_alarm for r in records], bool)
     types = np.array([r.alarm_type for r in records])
-    tr, va = np.flatnonzero(split == "train"), np.flatnonzero(split == "validation")
-    mu = np.nanmean(X[tr], axis=0)
+    dev = np.flatnonzero(np.isin(split, DEV_SPLITS))
+    mu = np.nanmean(X[dev], axis=0)
     mu = np.where(np.isfinite(mu), mu, 0.0)
     Xi = np.where(np.isfinite(X), X, mu)
-    rows = Rows(Xi[tr], tr, np.zeros(len(tr), np.int64), np.full(len(tr), "features"))
-    choice = choose_logistic(rows, y[tr], types[tr], lambda m: m.logit(Xi[va]), y[va], types[va])
+    rows = Rows(Xi[dev], dev, np.zeros(len(dev), np.int64), np.full(len(dev), "features"))
+    choice = choose_logistic(rows, rows, y, types, dev_folds(records))
     logit = np.full(len(records), np.nan)
     for t, m in choice.models.items():
         keep = types == t
         logit[keep] = m.logit(Xi[keep])
     desc = {"features": feature_names(), "scheme": choice.scheme,
-            "C": {t: m.C for t, m in choice.models.items()}, "val_auroc": choice.val_auroc,
+            "C": {t: m.C for t, m in choice.models.items()}, "cv_auroc": choice.cv_auroc,
             "how": "sklearn LogisticRegression (class-balanced) on z-scored features, missing channels imputed "
-                   "with the training mean; fitted on the train split, C and joint-vs-per-type chosen on the "
-                   "validation split by mean per-type AUROC"}
+                   "with the mean of the train and validation records; C and joint-vs-per-type chosen by "
+                   + CV_WORDS}
     return choice, logit, desc
-

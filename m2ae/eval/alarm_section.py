@@ -2,9 +2,11 @@
 split, the alarm head(s) against the classical baseline (``alarm_baselines``) and the rule checker
 (``alarm_rules``).
 
-Every method gives one score per record and decides with a threshold set on the validation split
-(the head's own, stored in its spec; for the baselines ``m2ae.train.alarm.best_threshold`` on
-validation); the rule checker is also reported as written (criterion met = score ≥ 1). Reported per
+Every method gives one score per record and decides with a threshold set on the train and validation
+records (the head's own, stored in its spec and set on its out-of-fold scores; for the classical
+baseline ``m2ae.train.alarm_scores.best_threshold`` on its out-of-fold scores, for the rule checker,
+which learns nothing, on its scores); the rule checker is also reported as written (criterion met =
+score ≥ 1). Reported per
 alarm type (VT, other) on the test split: AUROC, TPR, TNR and the Challenge score
 100 (TP+TN)/(TP+TN+FP+5 FN), and over both types pooled: the Challenge score. Each comparison carries
 the 95 % CI of model − baseline from resampling test records (``metrics.group_bootstrap_ci``). A late
@@ -12,9 +14,10 @@ fusion of the head with the classical baseline (``alarm_fusion``) is judged agai
 baseline alone: does the fingerprint add to the hand-made features?
 
 When the checkpoint carries no alarm head, one is fitted in the run with ``m2ae.train.alarm``'s
-protocol (train split, chosen on validation) and the section says so. Other checkpoints (``checkpoints``:
-the simulator-only one in ``m2ae eval``) are scored as further baselines the same way: their own alarm
-heads, or heads fitted in the run with that protocol, thresholds from validation.
+protocol (chosen by cross-validation over the train and validation records, refitted on all of them)
+and the section says so. Other checkpoints (``checkpoints``: the simulator-only one in ``m2ae eval``) are
+scored as further baselines the same way: their own alarm heads, or heads fitted in the run with that
+protocol.
 """
 from __future__ import annotations
 
@@ -23,8 +26,8 @@ from typing import TYPE_CHECKING, Any
 
 import numpy as np
 
-from ..train.alarm import (ALARM_TYPES, MODES, RECORD_SCORES, alarm_heads_of, fingerprint_rows, fit_alarm_heads,
-                           head_logit, in_mode, per_record)
+from ..train.alarm import (ALARM_TYPES, DEV_SPLITS, MODES, RECORD_SCORES, alarm_heads_of, fingerprint_rows,
+                           fit_alarm_heads, head_logit, head_oof_logit, in_mode, per_record)
 from ..train.alarm_scores import best_threshold, challenge_score, confusion
 from ..train.alarm_data import AlarmRecord, split_counts
 from . import metrics as M
@@ -68,7 +71,7 @@ def _head_scores(model: M2AEModel, heads: dict[str, Head], records: Sequence[Ala
 
 
 def _head_threshold(head: Head, alarm_type: str, y: np.ndarray, p: np.ndarray) -> float:
-    """The head's stored validation threshold on P(true) for ``alarm_type``, or one set on ``p`` (validation)."""
+    """The head's stored threshold on P(true) for ``alarm_type``, or one set on ``p`` (scores of held-out records)."""
     stored = (head.spec.get("threshold") or {}).get(alarm_type)
     return float(stored) if stored is not None else best_threshold(y, p)
 
@@ -96,8 +99,8 @@ def _alarm_heads(model: M2AEModel, records: Sequence[AlarmRecord],
         source = "the checkpoint's alarm head(s): " + ", ".join(sorted({h.name for h in heads.values()}))
         return heads, source, {h.name: (model.card.get("heads") or {}).get(h.name, {}) for h in heads.values()}
     fitted, head_cards = fit_alarm_heads(model, records, rows)
-    source = ("fitted in this run (the checkpoint has no alarm head) on the train split, chosen on validation, "
-              "as `m2ae heads fit-alarm` does; not stored in the checkpoint")
+    source = ("fitted in this run (the checkpoint has no alarm head) on the train and validation splits, chosen by "
+              "cross-validation, as `m2ae heads fit-alarm` does; not stored in the checkpoint")
     return {t: h for h in fitted.values() for t in h.spec["alarm_types"]}, source, head_cards
 
 
@@ -107,6 +110,21 @@ def _p_true(model: M2AEModel, heads: dict[str, Head], records: Sequence[AlarmRec
     called true, an alarm is never silenced unseen."""
     logit = np.nan_to_num(_head_scores(model, heads, records, rows), nan=UNSCORED)
     return 1.0 / (1.0 + np.exp(-np.clip(logit, -50, 50))), int((logit >= UNSCORED).sum())
+
+
+def _oof_p_true(model: M2AEModel, heads: dict[str, Head], records: Sequence[AlarmRecord], rows: Any) -> np.ndarray:
+    """P(true alarm) per train and validation record from a model that never saw it (NaN elsewhere):
+    each type's head refitted fold by fold with its own settings (``head_oof_logit``). A head fitted
+    before cross-validation learnt from the train split only: its own scores of the validation records."""
+    out = np.full(len(records), np.nan)
+    types = np.array([r.alarm_type for r in records])
+    split = np.array([r.split for r in records])
+    for t, head in heads.items():
+        oof = head_oof_logit(head, records, rows)
+        if oof is None:
+            oof = np.where(split == "validation", _head_scores(model, {t: head}, records, rows), np.nan)
+        out[types == t] = 1.0 / (1.0 + np.exp(-np.clip(oof[types == t], -50, 50)))
+    return out
 
 
 def alarm_section(model: M2AEModel, records: Sequence[AlarmRecord], seed: int = 0,
@@ -123,8 +141,13 @@ def alarm_section(model: M2AEModel, records: Sequence[AlarmRecord], seed: int = 
     rows = fingerprint_rows(model, records)
     heads, source, head_cards = _alarm_heads(model, records, rows)
     model_p, unscored = _p_true(model, heads, records, rows)
-    _, classical, classical_desc = fit_classical(records)
+    classical_fit, classical, classical_desc = fit_classical(records)
     classical = np.nan_to_num(classical, nan=UNSCORED)
+    dev = np.isin(split, DEV_SPLITS)
+    # the scores thresholds and the fusion are set on: out-of-fold on train + validation (an unreadable
+    # record: P = 1 / UNSCORED, called true), the refitted models' on test
+    model_set = np.where(dev, np.nan_to_num(_oof_p_true(model, heads, records, rows), nan=1.0), model_p)
+    classical_set = np.where(dev, np.nan_to_num(classical_fit.oof, nan=UNSCORED), classical)
     rules = [record_rules(r) for r in records]
     rule_score = np.array([min(o["score"], UNSCORED) for o in rules])
     scores = {"model": model_p, "classical_logistic": classical, "rule_checker": rule_score}
@@ -137,7 +160,8 @@ def alarm_section(model: M2AEModel, records: Sequence[AlarmRecord], seed: int = 
     baselines = (*BASELINES, *other_heads)
 
     out: dict[str, Any] = {
-        "data": "CinC 2015 test split (real ICU alarms); fitted on train, chosen and thresholded on validation",
+        "data": "CinC 2015 test split (real ICU alarms); fitted, chosen (cross-validation) and thresholded on the "
+                "train and validation splits",
         "records": split_counts(records), "head_source": source, "anchor": ANCHOR,
         "heads": {n: {k: c.get(k) for k in ("shape", "inputs", "calibration", "threshold", "selection")}
                   for n, c in head_cards.items()},
@@ -146,7 +170,8 @@ def alarm_section(model: M2AEModel, records: Sequence[AlarmRecord], seed: int = 
                                 "the last 20 s (VT: >= 5 consecutive beats >= 120 ms wide above 100 bpm; asystole "
                                 "> 4 s without a beat on ECG and PPG; brady < 40 bpm for 5 beats; tachy > 140 bpm "
                                 "for 17 beats; VF: 3-8 Hz power without organised beats); graded score = progress "
-                                "towards the criterion, threshold set on validation ('as_written': score >= 1)"},
+                                "towards the criterion, threshold set on the train and validation records "
+                                "('as_written': score >= 1)"},
         "unscored_records_called_true": {"model": unscored,
                                          "classical_logistic": int((classical >= UNSCORED).sum()),
                                          "rule_checker": int((rule_score >= UNSCORED).sum())},
@@ -162,12 +187,12 @@ def alarm_section(model: M2AEModel, records: Sequence[AlarmRecord], seed: int = 
         if t not in heads:  # a checkpoint whose alarm heads cover the other type only
             out[t] = {"status": f"no alarm head for {t} alarms in this checkpoint"}
             continue
-        val, te = (split == "validation") & (types == t), test & (types == t)
-        thresholds["model"][t] = _head_threshold(heads[t], t, y[val], model_p[val])
+        val, te = dev & (types == t), test & (types == t)
+        thresholds["model"][t] = _head_threshold(heads[t], t, y[val], model_set[val])
         for name, h in other_heads.items():
             thresholds[name][t] = (_head_threshold(h[t], t, y[val], scores[name][val]) if t in h
                                    else best_threshold(y[val], scores[name][val]))
-        thresholds["classical_logistic"][t] = best_threshold(y[val], classical[val])
+        thresholds["classical_logistic"][t] = best_threshold(y[val], classical_set[val])
         thresholds["rule_checker"][t] = best_threshold(y[val], rule_score[val])
         entry: dict[str, Any] = {k: alarm_metrics(y[te], s[te], thresholds[k][t]) for k, s in scores.items()}
         entry["rule_checker"]["as_written"] = alarm_metrics(y[te], rule_score[te], 1.0)
@@ -182,7 +207,7 @@ def alarm_section(model: M2AEModel, records: Sequence[AlarmRecord], seed: int = 
         entry["ci95_model_minus"] = {
             b: {m: _ci(y[te], model_p[te], thresholds["model"][t], scores[b][te], thresholds[b][t], m, seed)
                 for m in ("auroc", "challenge_score")} for b in baselines}
-        entry["head_plus_classical"] = _fused_entry(model_p, classical, y, types == t, split, thresholds, t,
+        entry["head_plus_classical"] = _fused_entry(model_set, classical_set, y, types == t, split, thresholds, t,
                                                     called["head_plus_classical"], seed)
         entry["rule_criteria_met"] = {c: int(sum(1 for o, keep in zip(rules, te) if keep and o["called_true"]
                                                  and o["criterion"] == c))
@@ -211,9 +236,11 @@ def _fused_entry(model_p: np.ndarray, classical: np.ndarray, y: np.ndarray, of_t
                  split: np.ndarray, thresholds: dict[str, dict[str, float]], alarm_type: str,
                  called: np.ndarray, seed: int) -> dict[str, Any]:
     """Test metrics of the head + classical late fusion for one alarm type (``alarm_fusion``), with the
-    95 % CIs of fused − classical and fused − head; fills ``called`` on the type's test records."""
-    idx = np.flatnonzero(of_type & np.isin(split, ("validation", "test")))
-    fused, threshold, chosen = fuse_scores(model_p[idx], classical[idx], y[idx], split[idx] == "validation",
+    95 % CIs of fused − classical and fused − head; fills ``called`` on the type's test records.
+    ``model_p`` and ``classical`` hold out-of-fold scores on the train and validation records, which
+    choose the fusion, and the refitted models' scores on the test records."""
+    idx = np.flatnonzero(of_type & np.isin(split, (*DEV_SPLITS, "test")))
+    fused, threshold, chosen = fuse_scores(model_p[idx], classical[idx], y[idx], np.isin(split[idx], DEV_SPLITS),
                                            UNSCORED)
     te = split[idx] == "test"
     yt, ft = y[idx][te], fused[te]

@@ -53,6 +53,30 @@ def write_card(checkpoint_path: str | Path | None, card: dict[str, Any]) -> tupl
     return json_path, md_path
 
 
+def portable_paths(obj: Any, cwd: str | Path | None = None, home: str | Path | None = None) -> Any:
+    """``obj`` (JSON-like) with the absolute paths in its strings made portable before a card is shared:
+    under the working folder → relative to it, under its parent → ``../…``, under the home folder → ``~/…``.
+
+    >>> portable_paths({"p": "/w/repo/m2ae/x.pt", "how": "of /w/shared/data", "c": "/h/u/.cache"}, "/w/repo", "/h/u")
+    {'p': 'm2ae/x.pt', 'how': 'of ../shared/data', 'c': '~/.cache'}
+    """
+    base = Path(cwd) if cwd is not None else Path.cwd()
+    prefixes = [(f"{base}/", ""), (f"{base.parent}/", "../"), (f"{Path(home) if home else Path.home()}/", "~/")]
+    prefixes = sorted(((p, r) for p, r in prefixes if p != "/"), key=lambda pr: -len(pr[0]))
+
+    def fix(v: Any) -> Any:
+        if isinstance(v, str):
+            for p, r in prefixes:
+                v = v.replace(p, r)
+            return v
+        if isinstance(v, dict):
+            return {k: fix(x) for k, x in v.items()}
+        if isinstance(v, list):
+            return [fix(x) for x in v]
+        return v
+    return fix(obj)
+
+
 def update_card(path: str | Path, eval_results: dict[str, Any]) -> dict[str, Any]:
     """Store ``m2ae eval`` results in the card beside checkpoint ``path`` (or at card JSON ``path``).
 
@@ -65,7 +89,7 @@ def update_card(path: str | Path, eval_results: dict[str, Any]) -> dict[str, Any
         from .checkpoint import load_checkpoint
 
         card = dict(load_checkpoint(path).get("card", {}))
-    card["eval"] = to_jsonable(eval_results)
+    card["eval"] = portable_paths(to_jsonable(eval_results))  # no machine's folders in a shared card
     card["eval_date"] = _dt.datetime.now(_dt.timezone.utc).strftime("%Y-%m-%dT%H:%M:%SZ")
     write_card(path, card)
     return card
@@ -206,8 +230,9 @@ def render_headline_table(card: dict[str, Any]) -> str:
     alarm = (ev.get("cinc2015") or {}).get("alarm") or {}
     if "all_types" in alarm:
         sentence += (f" Alarm rows (real ICU, CinC 2015 test split, {alarm['records']['test']['records']} records): "
-                     f"head from {alarm['head_source'].split(':')[0].split(' (')[0]}; thresholds set on the "
-                     f"validation split. Anchor: {alarm['anchor']}.")
+                     f"head from {alarm['head_source'].split(':')[0].split(' (')[0]}; fitted, chosen "
+                     f"(cross-validation) and thresholded on the train and validation splits. Anchor: "
+                     f"{alarm['anchor']}.")
     stress = (ev.get("simulated_heldout") or {}).get("rhythm_without_p_waves") or {}
     if "without_p_waves" in stress:
         w, wo = stress["with_p_waves"], stress["without_p_waves"]

@@ -4,12 +4,15 @@ window(s) that end at the alarm.
 One protocol for every alarm model here and in ``m2ae eval`` (the heads, and the classical baseline
 that ``m2ae.eval.alarm_baselines`` fits the same way):
 
-- fit on the **train** split of the fixed record split (``m2ae.io.cinc2015_split``);
-- choose on the **validation** split: the regularisation C, one model for both alarm types or one per
-  type, and (heads) whether the 280–290 s window is used beside 290–300 s and how a record's score is
-  read (``RECORD_SCORES``); the choice maximises the mean over the two alarm types (VT, other) of the
-  validation AUROC, one score per record;
-- calibrate (temperature) and set each type's decision threshold on the validation split: the
+- learn from the **train and validation** splits of the fixed record split (``m2ae.io.cinc2015_split``):
+  the validation split alone (111 records, 13 of them true VT alarms) is too small to choose on: it once
+  rated a head's VT AUROC 0.94 that scored 0.68 on test, so choices are made by cross-validation;
+- choose by ``CV_FOLDS``-fold cross-validation over those records (``dev_folds``: stratified by alarm type
+  × label, seeded): the regularisation C, one model for both alarm types or one per type, and (heads)
+  whether the 280–290 s window is used beside 290–300 s and how a record's score is read
+  (``RECORD_SCORES``); the choice maximises the mean over the two alarm types (VT, other) of the
+  out-of-fold AUROC, one score per record; the chosen model is then refitted on all of them;
+- calibrate (temperature) and set each type's decision threshold on the out-of-fold scores: the
   threshold maximises the Challenge score (TP+TN)/(TP+TN+FP+5·FN) (``m2ae.train.alarm_scores``);
 - the **test** split is only ever scored, never used to choose anything.
 
@@ -17,16 +20,17 @@ A head is logistic regression (class-balanced, sklearn) on the fingerprint, stor
 linear ``Head`` (hidden 0, classes false/true), so the checkpoint carries it like every other head and
 ``M2AEModel.predict`` serves it. It is trained on the fingerprints of every input mode (ECG+PPG, ECG
 only, PPG only) of the chosen windows; a record's score is the mean logit over its windows, in the
-best mode it has (ECG+PPG, else ECG only, else PPG only) or over every mode it has, as validation
-chose. A record without any usable window cannot be scored and is called a true alarm (an alarm is
-never silenced unseen).
+best mode it has (ECG+PPG, else ECG only, else PPG only) or over every mode it has, as
+cross-validation chose. A record without any usable window cannot be scored and is called a true
+alarm (an alarm is never silenced unseen).
 
     m2ae heads fit-alarm --data ../shared/data/cinc2015 --model CKPT --out CKPT
 """
 from __future__ import annotations
 
 import datetime as _dt
-from collections.abc import Callable, Sequence
+import warnings
+from collections.abc import Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
@@ -44,6 +48,9 @@ if TYPE_CHECKING:
 ALARM_TYPES = ("VT", "other")
 MODES = ("both", "ecg", "ppg")
 C_GRID = (0.001, 0.01, 0.1, 1.0, 10.0)
+DEV_SPLITS = ("train", "validation")   # the records heads learn and are chosen on; test is only scored
+CV_FOLDS = 5
+CV_SEED = 0
 # windows back from the alarm: 0 = the last one (290-300 s), 1 = the one before it (280-290 s)
 WINDOW_OPTIONS: tuple[tuple[int, ...], ...] = ((0,), (0, 1))
 # how a record's score is read off its rows (in_mode): its best input mode, or every mode it has
@@ -51,6 +58,10 @@ RECORD_SCORES = {"best_mode": "available", "all_modes": "all"}
 RECORD_SCORE_WORDS = {"best_mode": "in the record's best input (ECG+PPG, else ECG only, else PPG only)",
                       "all_modes": "over every input the record allows (ECG+PPG, ECG only, PPG only)"}
 HEAD_TASK = "cinc2015_alarm"
+CV_WORDS = (f"{CV_FOLDS}-fold cross-validation over the train and validation records (stratified by alarm type x "
+            f"label, seed {CV_SEED}): mean over alarm types of the out-of-fold per-record AUROC; the chosen model "
+            "refitted on all of them; temperature and the threshold (maximising the Challenge score) set on the "
+            "out-of-fold scores")
 ALARM_DEFINITION = ("P(true alarm): the probability that a CinC 2015 ICU arrhythmia alarm sounding at the end of "
                     "this window is real (the arrhythmia happened) rather than false, as the Challenge's expert "
                     "annotators judged; meaningful only on the 10 s before such an alarm")
@@ -133,7 +144,7 @@ def per_record(values: np.ndarray, rows: Rows, n_records: int) -> np.ndarray:
         return np.where(count > 0, total / np.maximum(count, 1), np.nan)
 
 
-# --- logistic regression, chosen on validation --------------------------------------------------
+# --- logistic regression, chosen by cross-validation --------------------------------------------------
 
 @dataclass
 class Linear:
@@ -160,57 +171,118 @@ def fit_logistic(X: np.ndarray, y: np.ndarray, C: float) -> Linear:
     return Linear(w=w, b=float(lr.intercept_[0] - (mu * w).sum()), C=float(C))
 
 
+def dev_folds(records: Sequence[AlarmRecord], n_folds: int = CV_FOLDS, seed: int = CV_SEED) -> np.ndarray:
+    """Fold number (0 … n_folds − 1) of every train or validation record, −1 for every other record.
+
+    Folds are stratified by alarm type × label and seeded, so every fold holds true and false alarms of
+    both types in the corpus's proportions; the test split is never in a fold.
+
+    >>> recs = [AlarmRecord(f"r{i}", ("train", "test")[i % 2], "VT", bool(i % 4 < 2)) for i in range(40)]
+    >>> f = dev_folds(recs)
+    >>> sorted(set(f[::2])), sorted(set(f[1::2]))
+    ([0, 1, 2, 3, 4], [-1])
+    """
+    from sklearn.model_selection import StratifiedKFold
+
+    split = np.array([r.split for r in records])
+    dev = np.flatnonzero(np.isin(split, DEV_SPLITS))
+    folds = np.full(len(records), -1, np.int64)
+    strata = np.array([f"{r.alarm_type}:{r.true_alarm}" for r in records])[dev]
+    # fewer folds when even the largest stratum is smaller (tiny corpora); none below two
+    k = min(int(n_folds), max(np.unique(strata, return_counts=True)[1], default=0))
+    if k < 2:
+        return folds
+    with warnings.catch_warnings():  # a stratum smaller than k (tiny corpora) is spread as far as it goes
+        warnings.simplefilter("ignore", UserWarning)
+        for f, (_, held) in enumerate(StratifiedKFold(k, shuffle=True, random_state=seed).split(dev, strata)):
+            folds[dev[held]] = f
+    return folds
+
+
 @dataclass
 class Choice:
-    """What validation chose: one ``Linear`` per alarm type (the same object when joint)."""
+    """What cross-validation chose: one ``Linear`` per alarm type (the same object when joint), fitted on
+    every train and validation record; ``oof`` the per-record out-of-fold logit of those settings
+    ([n_records]; NaN outside the folds or without rows), ``cv_auroc`` its AUROC per type."""
 
     scheme: str
     models: dict[str, Linear]
-    val_auroc: dict[str, float]
+    cv_auroc: dict[str, float]
+    oof: np.ndarray
     tried: list[dict[str, Any]] = field(default_factory=list)
 
 
-def choose_logistic(train: Rows, y_train: np.ndarray, type_train: np.ndarray,
-                    val_scores: Callable[[Linear], np.ndarray], y_val: np.ndarray, type_val: np.ndarray,
-                    c_grid: Sequence[float] = C_GRID, types: Sequence[str] = ALARM_TYPES,
-                    fits: dict[tuple[str, float], Linear] | None = None) -> Choice:
-    """Fit on the train rows (labels ``y_train``/types ``type_train`` per row) with every C, jointly
-    and per type; keep the scheme whose mean over ``types`` of the validation AUROC is highest (ties:
-    joint, the simpler). ``val_scores(model)`` gives one score per validation record (``y_val``,
-    ``type_val``). Returns the ``Choice`` with every candidate's validation AUROC in ``tried``.
-    ``fits``: models already fitted on these same train rows, {(type or "all", C): model}, reused and filled."""
-    tried: list[dict[str, Any]] = []
+def choose_logistic(fit_rows: Rows, score_rows: Rows, y: np.ndarray, types: np.ndarray, folds: np.ndarray,
+                    c_grid: Sequence[float] = C_GRID, alarm_types: Sequence[str] = ALARM_TYPES,
+                    fits: dict[tuple[int, str, float], Linear | None] | None = None) -> Choice:
+    """Logistic regression chosen by cross-validation over the records of ``folds`` (``dev_folds``).
+
+    fit_rows : the rows models learn from; score_rows : the rows a record's score is the mean logit of.
+    y, types : per record (bool label, alarm type); folds : per record, −1 = never used.
+    For every C and every scheme (one model for both types, or one per type), fold f's records are scored
+    by a model fitted on the other folds' rows; the scheme (and C per model) with the highest mean over
+    ``alarm_types`` of the out-of-fold per-record AUROC wins (ties: joint, the simpler). The winners are
+    then refitted on every fold's rows. ``fits``: models already fitted on these same ``fit_rows``,
+    {(fold or −1 for all folds, type or "all", C): model}, reused and filled (several ``score_rows``)."""
     fits = {} if fits is None else fits
+    n = len(y)
+    fold_ids = sorted(set(folds[folds >= 0].tolist()))
+    row_fold, score_fold = folds[fit_rows.record], folds[score_rows.record]
+    row_type = types[fit_rows.record]
 
-    def val_auc(m: Linear, t: str) -> float:
-        s, keep = val_scores(m), type_val == t
-        return auroc(y_val[keep], s[keep])
+    def fitted(f: int, t: str, C: float) -> Linear | None:
+        if (f, t, C) not in fits:
+            keep = (row_fold >= 0) & (row_fold != f) & ((row_type == t) if t != "all" else True)
+            yy = y[fit_rows.record[keep]]
+            fits[(f, t, C)] = fit_logistic(fit_rows.X[keep], yy, C) if len(np.unique(yy)) == 2 else None
+        return fits[(f, t, C)]
 
-    best: dict[str, tuple[float, Linear]] = {}
-    for scheme in ("joint", "separate"):
-        for t in types if scheme == "separate" else ("all",):
-            rows = np.ones(len(y_train), bool) if t == "all" else type_train == t
-            if len(np.unique(y_train[rows])) < 2:
-                continue
-            for C in c_grid:
-                if (t, C) not in fits:
-                    fits[(t, C)] = fit_logistic(train.X[rows], y_train[rows], C)
-                m = fits[(t, C)]
-                aucs = {tt: val_auc(m, tt) for tt in (types if t == "all" else (t,))}
-                score = float(np.nanmean(list(aucs.values()))) if np.isfinite(list(aucs.values())).any() else -1.0
-                tried.append({"scheme": scheme, "fitted_on": t, "C": C, "val_auroc": aucs})
-                if score > best.get(f"{scheme}:{t}", (-np.inf, m))[0]:
-                    best[f"{scheme}:{t}"] = (score, m)
+    def out_of_fold(t: str, C: float) -> np.ndarray:
+        oof = np.full(n, np.nan)
+        for f in fold_ids:
+            m = fitted(f, t, C)
+            held = score_rows.take(score_fold == f)
+            if m is not None and len(held.X):
+                val = per_record(m.logit(held.X), held, n)
+                oof[folds == f] = val[folds == f]
+        return oof
+
+    def auc(oof: np.ndarray, t: str) -> float:
+        keep = (folds >= 0) & (types == t) & np.isfinite(oof)
+        return auroc(y[keep], oof[keep])
+
+    tried: list[dict[str, Any]] = []
+    best: dict[str, tuple[float, float, np.ndarray]] = {}   # "joint" / type -> (score, C, oof)
+    for t in ("all", *alarm_types):
+        of_t = (folds >= 0) & ((types == t) if t != "all" else True)
+        if len(np.unique(y[of_t])) < 2:
+            continue
+        for C in c_grid:
+            oof = out_of_fold(t, C)
+            aucs = {tt: auc(oof, tt) for tt in (alarm_types if t == "all" else (t,))}
+            finite = [v for v in aucs.values() if np.isfinite(v)]
+            score = float(np.mean(finite)) if finite else -1.0
+            tried.append({"scheme": "joint" if t == "all" else "separate", "fitted_on": t, "C": C, "cv_auroc": aucs})
+            key = "joint" if t == "all" else t
+            if score > best.get(key, (-np.inf,))[0]:
+                best[key] = (score, C, oof)
     if not best:
-        raise ValueError("alarm: no split holds both true and false alarms to fit on")
-    joint = best.get("joint:all")
-    sep = {t: best[f"separate:{t}"] for t in types if f"separate:{t}" in best}
-    sep_score = float(np.mean([v[0] for v in sep.values()])) if len(sep) == len(types) else -np.inf
-    if joint is not None and joint[0] >= sep_score:
-        models = {t: joint[1] for t in types}
-        return Choice("joint", models, {t: val_auc(joint[1], t) for t in types}, tried)
-    models = {t: sep[t][1] for t in types}
-    return Choice("separate", models, {t: val_auc(models[t], t) for t in types}, tried)
+        raise ValueError("alarm: the train and validation splits hold no alarm type with both true and false "
+                         "alarms to fit on")
+    sep_score = float(np.mean([best[t][0] for t in alarm_types])) if all(t in best for t in alarm_types) else -np.inf
+    if "joint" in best and best["joint"][0] >= sep_score:
+        _, C, oof = best["joint"]
+        final = fitted(-1, "all", C)
+        assert final is not None
+        return Choice("joint", {t: final for t in alarm_types}, {t: auc(oof, t) for t in alarm_types}, oof, tried)
+    models, oof = {}, np.full(n, np.nan)
+    for t in alarm_types:
+        _, C, oof_t = best[t]
+        final = fitted(-1, t, C)
+        assert final is not None
+        models[t] = final
+        oof[types == t] = oof_t[types == t]
+    return Choice("separate", models, {t: auc(oof, t) for t in alarm_types}, oof, tried)
 
 
 # --- heads --------------------------------------------------------------------------------------
@@ -273,8 +345,9 @@ def _labels(records: Sequence[AlarmRecord]) -> tuple[np.ndarray, np.ndarray]:
 
 def fit_alarm_heads(model: M2AEModel, records: Sequence[AlarmRecord], rows: Rows | None = None
                     ) -> tuple[dict[str, Head], dict[str, dict[str, Any]]]:
-    """Alarm heads on ``model``'s frozen fingerprints: fitted on the train records, chosen, calibrated
-    and thresholded on the validation records (the test records, if given, are not looked at).
+    """Alarm heads on ``model``'s frozen fingerprints, chosen by cross-validation over the train and
+    validation records (``dev_folds``), fitted on all of them, calibrated and thresholded on their
+    out-of-fold scores (the test records, if given, are not looked at).
 
     rows : ``fingerprint_rows(model, records)`` when already computed.
     Returns (heads, card entries): one head "alarm" (joint) or "alarm_vt" and "alarm_other" (separate).
@@ -282,73 +355,88 @@ def fit_alarm_heads(model: M2AEModel, records: Sequence[AlarmRecord], rows: Rows
     records = list(records)
     rows = fingerprint_rows(model, records) if rows is None else rows
     y, types = _labels(records)
-    split = np.array([r.split for r in records])
-    on = {s: np.isin(rows.record, np.flatnonzero(split == s)) for s in ("train", "validation")}
-    val_idx = np.flatnonzero(split == "validation")
+    folds = dev_folds(records)
+    on_dev = folds[rows.record] >= 0 if len(rows.record) else np.zeros(0, bool)
     best: tuple[float, tuple[int, ...], str, Choice] | None = None
     tried = []
     for backs in WINDOW_OPTIONS:
-        use = np.isin(rows.back, backs)
-        tr = rows.take(on["train"] & use)
-        fits: dict[tuple[str, float], Linear] = {}  # the same train rows for both record scores
+        use = np.isin(rows.back, backs) & on_dev
+        fits: dict[tuple[int, str, float], Linear | None] = {}  # the same fit rows for both record scores
         for record_score, mode in RECORD_SCORES.items():
-            va = rows.take(in_mode(rows, records, mode) & on["validation"] & use)
-
-            def val_scores(m: Linear, va: Rows = va) -> np.ndarray:
-                return per_record(m.logit(va.X), va, len(records))[val_idx]
-
-            ch = choose_logistic(tr, y[tr.record], types[tr.record], val_scores, y[val_idx], types[val_idx],
+            ch = choose_logistic(rows.take(use), rows.take(use & in_mode(rows, records, mode)), y, types, folds,
                                  fits=fits)
-            score = float(np.nanmean(list(ch.val_auroc.values())))
+            score = float(np.nanmean(list(ch.cv_auroc.values())))
             tried.append({"windows": window_words(backs), "record_score": record_score, "scheme": ch.scheme,
-                          "val_auroc": ch.val_auroc, "candidates": ch.tried})
+                          "cv_auroc": ch.cv_auroc, "candidates": ch.tried})
             if best is None or score > best[0] + 1e-9:
                 best = (score, backs, record_score, ch)
     assert best is not None
     _, backs, record_score, choice = best
-    val_rows = in_mode(rows, records, RECORD_SCORES[record_score]) & on["validation"]
     counts = split_counts(records)
-    n_train = counts.get("train", {}).get("records", 0)
+    n_dev = sum(counts.get(s, {}).get("records", 0) for s in DEV_SPLITS)
     groups = {"alarm": list(ALARM_TYPES)} if choice.scheme == "joint" else {
         f"alarm_{t.lower()}": [t] for t in ALARM_TYPES}
     date = _dt.datetime.now(_dt.timezone.utc).strftime("%Y-%m-%d")
     heads, card = {}, {}
-    use = np.isin(rows.back, backs)
     for name, its_types in groups.items():
         lin = choice.models[its_types[0]]
         head = linear_head(name, lin, rows.X.shape[1], {"alarm_types": its_types, "windows_back": list(backs),
-                                                         "record_score": record_score})
-        cal = rows.take(val_rows & use & np.isin(types[rows.record], its_types))
-        # temperature on the records' scores as they are used (mean logit over the windows)
-        val_logit = per_record(head_logit(head, cal.X), cal, len(records))
-        keep = np.flatnonzero(np.isfinite(val_logit))
-        head.spec["temperature"] = fit_temperature(val_logit[keep], y[keep])
-        val_p = 1 / (1 + np.exp(-val_logit / head.spec["temperature"]))
+                                                         "record_score": record_score, "C": lin.C,
+                                                         "cv": {"folds": CV_FOLDS, "seed": CV_SEED}})
+        # temperature and thresholds on the out-of-fold record scores (mean logit over the windows)
+        mine = (folds >= 0) & np.isin(types, its_types) & np.isfinite(choice.oof)
+        head.spec["temperature"] = fit_temperature(choice.oof[mine], y[mine])
+        oof_p = 1 / (1 + np.exp(-choice.oof / head.spec["temperature"]))
         thresholds = {}
         for t in its_types:
-            keep = np.flatnonzero((split == "validation") & (types == t))
-            thresholds[t] = best_threshold(y[keep], np.nan_to_num(val_p[keep], nan=1.0))
+            keep = np.flatnonzero((folds >= 0) & (types == t))
+            thresholds[t] = best_threshold(y[keep], np.nan_to_num(oof_p[keep], nan=1.0))
         head.spec["threshold"] = thresholds
         heads[name] = head
         card[name] = {
             "kind": "classification", "classes": ["false", "true"], "labels_source": "real",
-            "training_data": f"real labels: cinc2015 train split ({n_train} records)",
+            "training_data": f"real labels: cinc2015 train and validation splits ({n_dev} records)",
             "date": date, "alarm_types": its_types, "definition": ALARM_DEFINITION,
             "inputs": (f"fingerprints of ECG+PPG, ECG only and PPG only of {window_words(backs)}; the alarm "
                        "sounds at 300 s. A record's score: the mean logit over those windows, "
                        + RECORD_SCORE_WORDS[record_score]),
             "shape": f"logistic regression (class-balanced, C {lin.C:g}) as a linear head",
-            "calibration": f"temperature scaling on the validation split (T = {head.spec['temperature']:.3f})",
+            "calibration": f"temperature scaling on the out-of-fold scores (T = {head.spec['temperature']:.3f})",
             "threshold": {t: (None if not np.isfinite(v) else round(v, 4)) for t, v in thresholds.items()},
-            "selection": {"by": "validation split: mean over alarm types of the per-record AUROC; threshold "
-                                "maximises the Challenge score on validation", "chosen": {
-                                    "scheme": choice.scheme, "windows": window_words(backs),
-                                    "record_score": record_score, "C": lin.C},
+            "selection": {"by": CV_WORDS, "chosen": {"scheme": choice.scheme, "windows": window_words(backs),
+                                                     "record_score": record_score, "C": lin.C},
                           "candidates": [{k: v for k, v in t.items() if k != "candidates"} for t in tried]},
-            "metrics": {f"val_auroc_{t}": choice.val_auroc[t] for t in its_types},
-            "records": {s: c for s, c in counts.items() if s in ("train", "validation")},
+            "metrics": {f"cv_auroc_{t}": choice.cv_auroc[t] for t in its_types},
+            "records": {s: c for s, c in counts.items() if s in DEV_SPLITS},
         }
     return heads, card
+
+
+def head_oof_logit(head: Head, records: Sequence[AlarmRecord], rows: Rows) -> np.ndarray | None:
+    """Per-record out-of-fold logit of P(true alarm) (temperature applied) of a head that ``fit_alarm_heads``
+    made: its settings (windows, record score, types, C) refitted fold by fold, so every train and
+    validation record is scored by a model that never saw it (NaN elsewhere). None for a head fitted
+    before cross-validation (its spec has no ``cv``)."""
+    spec = head.spec
+    if "cv" not in spec or "C" not in spec:
+        return None
+    records = list(records)
+    y, types = _labels(records)
+    folds = dev_folds(records, spec["cv"]["folds"], spec["cv"]["seed"])
+    its_types = list(spec.get("alarm_types", ALARM_TYPES))
+    use = np.isin(rows.back, spec.get("windows_back", [0])) & (folds[rows.record] >= 0)
+    use &= np.isin(types[rows.record], its_types)
+    score = use & in_mode(rows, records, RECORD_SCORES.get(spec.get("record_score", "best_mode"), "available"))
+    oof = np.full(len(records), np.nan)
+    fit_rows, score_rows = rows.take(use), rows.take(score)
+    for f in sorted(set(folds[folds >= 0].tolist())):
+        train = folds[fit_rows.record] != f
+        yy = y[fit_rows.record[train]]
+        held = score_rows.take(folds[score_rows.record] == f)
+        if len(np.unique(yy)) == 2 and len(held.X):
+            val = per_record(fit_logistic(fit_rows.X[train], yy, spec["C"]).logit(held.X), held, len(records))
+            oof[folds == f] = val[folds == f]
+    return oof / float(spec.get("temperature", 1.0))
 
 
 def fit_alarm_checkpoint(data_dir: str | Path, model_path: str | Path | None, out: str | Path,
