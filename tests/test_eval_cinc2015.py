@@ -140,6 +140,21 @@ def test_alarm_heads_from_the_checkpoint_are_used_as_they_are(section, cinc_dir,
         assert sec["thresholds"]["model"][t] == pytest.approx(fitted_in_run["thresholds"]["model"][t])
 
 
+def test_alarm_heads_fitted_before_cross_validation_are_still_scored(section, cinc_dir, cache, tiny_model):
+    records = load_alarm_records(cinc_dir, cache_dir=cache, records=NAMES)
+    heads, card = fit_alarm_heads(tiny_model, records)
+    for h in heads.values():  # as a checkpoint from before cross-validation carries them: no settings to refit
+        h.spec.pop("cv")
+    older = M2AEModel(tiny_model.net, {**tiny_model.heads, **heads}, card={"name": "tiny", "heads": card},
+                      device="cpu")
+    sec = alarm_section(older, records)
+    fitted_in_run = section[0]["alarm"]
+    for t in ("VT", "other"):  # the same heads and stored thresholds: the same test figures
+        assert sec[t]["model"]["auroc"] == pytest.approx(fitted_in_run[t]["model"]["auroc"], nan_ok=True)
+        assert sec["thresholds"]["model"][t] == pytest.approx(fitted_in_run["thresholds"]["model"][t])
+        assert sec[t]["head_plus_classical"]["n"] == fitted_in_run[t]["head_plus_classical"]["n"]
+
+
 def test_simulator_only_checkpoint_is_a_baseline_of_every_figure(section):
     sec, _, _ = section
     entry = sec["checkpoint_baselines"][SIMULATOR_ONLY]
