@@ -14,8 +14,8 @@ from m2ae.io import cinc2015_records
 from m2ae.model import M2AE, M2AEConfig, Head, save_checkpoint
 from m2ae.model.card import head_labels_source, read_card
 from m2ae.model.inference import load_model
-from m2ae.train.alarm import (Rows, alarm_heads_of, choose_logistic, fingerprint_rows, fit_alarm_heads, fit_logistic,
-                              head_logit, head_oof_logit, linear_head)
+from m2ae.train.alarm import alarm_heads_of, fingerprint_rows, fit_alarm_heads, head_logit, head_oof_logit, linear_head
+from m2ae.train.alarm_selection import Rows, choose_logistic, fit_logistic
 from m2ae.train.alarm_scores import auroc
 from m2ae.train.alarm_data import AlarmRecord, load_alarm_records
 

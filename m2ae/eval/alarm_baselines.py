@@ -27,7 +27,7 @@ import numpy as np
 
 from ..contract import FS_HZ, WINDOW_S
 from ..signal.quality import beat_template_correlation
-from ..train.alarm import CV_WORDS, DEV_SPLITS, Choice, Rows, choose_logistic, dev_folds
+from ..train.alarm_selection import CV_WORDS, DEV_SPLITS, Choice, Rows, choose_logistic, dev_folds
 from ..train.alarm_data import AlarmRecord
 from .alarm_rules import WIDE_QRS_S, longest_pause_s, qrs_widths_s, vf_band_share
 from .baselines import HRV_NAMES, SPECTRAL_BANDS_HZ, beat_features, spectral_features

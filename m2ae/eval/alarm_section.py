@@ -26,8 +26,9 @@ from typing import TYPE_CHECKING, Any
 
 import numpy as np
 
-from ..train.alarm import (ALARM_TYPES, DEV_SPLITS, MODES, RECORD_SCORES, alarm_heads_of, fingerprint_rows,
-                           fit_alarm_heads, head_logit, head_oof_logit, in_mode, per_record)
+from ..train.alarm import (MODES, RECORD_SCORES, alarm_heads_of, fingerprint_rows, fit_alarm_heads, head_logit,
+                           head_oof_logit, in_mode)
+from ..train.alarm_selection import ALARM_TYPES, DEV_SPLITS, per_record
 from ..train.alarm_scores import best_threshold, challenge_score, confusion
 from ..train.alarm_data import AlarmRecord, split_counts
 from . import metrics as M

@@ -7,11 +7,12 @@ that ``m2ae.eval.alarm_baselines`` fits the same way):
 - learn from the **train and validation** splits of the fixed record split (``m2ae.io.cinc2015_split``):
   the validation split alone (111 records, 13 of them true VT alarms) is too small to choose on: it once
   rated a head's VT AUROC 0.94 that scored 0.68 on test, so choices are made by cross-validation;
-- choose by ``CV_FOLDS``-fold cross-validation over those records (``dev_folds``: stratified by alarm type
-  × label, seeded): the regularisation C, one model for both alarm types or one per type, and (heads)
-  whether the 280–290 s window is used beside 290–300 s and how a record's score is read
-  (``RECORD_SCORES``); the choice maximises the mean over the two alarm types (VT, other) of the
-  out-of-fold AUROC, one score per record; the chosen model is then refitted on all of them;
+- choose by ``CV_FOLDS``-fold cross-validation over those records (``m2ae.train.alarm_selection``:
+  ``dev_folds``, stratified by alarm type × label, seeded): the regularisation C, one model for both
+  alarm types or one per type, and (heads) whether the 280–290 s window is used beside 290–300 s and how
+  a record's score is read (``RECORD_SCORES``); the choice maximises the mean over the two alarm types
+  (VT, other) of the out-of-fold AUROC, one score per record; the chosen model is then refitted on all
+  of them;
 - calibrate (temperature) and set each type's decision threshold on the out-of-fold scores: the
   threshold maximises the Challenge score (TP+TN)/(TP+TN+FP+5·FN) (``m2ae.train.alarm_scores``);
 - the **test** split is only ever scored, never used to choose anything.
@@ -29,9 +30,7 @@ alarm (an alarm is never silenced unseen).
 from __future__ import annotations
 
 import datetime as _dt
-import warnings
 from collections.abc import Sequence
-from dataclasses import dataclass, field
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
@@ -40,17 +39,14 @@ import torch
 
 from ..model.heads import Head
 from .alarm_data import AlarmRecord, load_alarm_records, split_counts
-from .alarm_scores import auroc, best_threshold
+from .alarm_scores import best_threshold
+from .alarm_selection import (ALARM_TYPES, CV_FOLDS, CV_SEED, CV_WORDS, DEV_SPLITS, Choice, Linear, Rows,
+                              choose_logistic, dev_folds, fit_without_fold, out_of_fold_logit)
 
 if TYPE_CHECKING:
     from ..model.inference import M2AEModel
 
-ALARM_TYPES = ("VT", "other")
 MODES = ("both", "ecg", "ppg")
-C_GRID = (0.001, 0.01, 0.1, 1.0, 10.0)
-DEV_SPLITS = ("train", "validation")   # the records heads learn and are chosen on; test is only scored
-CV_FOLDS = 5
-CV_SEED = 0
 # windows back from the alarm: 0 = the last one (290-300 s), 1 = the one before it (280-290 s)
 WINDOW_OPTIONS: tuple[tuple[int, ...], ...] = ((0,), (0, 1))
 # how a record's score is read off its rows (in_mode): its best input mode, or every mode it has
@@ -58,31 +54,12 @@ RECORD_SCORES = {"best_mode": "available", "all_modes": "all"}
 RECORD_SCORE_WORDS = {"best_mode": "in the record's best input (ECG+PPG, else ECG only, else PPG only)",
                       "all_modes": "over every input the record allows (ECG+PPG, ECG only, PPG only)"}
 HEAD_TASK = "cinc2015_alarm"
-CV_WORDS = (f"{CV_FOLDS}-fold cross-validation over the train and validation records (stratified by alarm type x "
-            f"label, seed {CV_SEED}): mean over alarm types of the out-of-fold per-record AUROC; the chosen model "
-            "refitted on all of them; temperature and the threshold (maximising the Challenge score) set on the "
-            "out-of-fold scores")
 ALARM_DEFINITION = ("P(true alarm): the probability that a CinC 2015 ICU arrhythmia alarm sounding at the end of "
                     "this window is real (the arrhythmia happened) rather than false, as the Challenge's expert "
                     "annotators judged; meaningful only on the 10 s before such an alarm")
 
 
 # --- rows: fingerprints of the alarm windows ----------------------------------------------------
-
-@dataclass
-class Rows:
-    """Feature rows of records: X [R, D], with the record index, window (``back``: 0 = the last window
-    before the alarm, 1 = the one before) and input mode of each row."""
-
-    X: np.ndarray
-    record: np.ndarray
-    back: np.ndarray
-    mode: np.ndarray
-
-    def take(self, keep: np.ndarray) -> Rows:
-        """The rows where ``keep`` (bool [R]) is True."""
-        return Rows(self.X[keep], self.record[keep], self.back[keep], self.mode[keep])
-
 
 def window_words(backs: Sequence[int]) -> str:
     """Plain words for windows counted back from the alarm: (0,) → "the last 10-s window before the alarm"."""
@@ -133,156 +110,6 @@ def in_mode(rows: Rows, records: Sequence[AlarmRecord], mode: str) -> np.ndarray
         return rows.mode == mode
     best = np.array([available_mode(r) or "" for r in records], dtype=object)
     return rows.mode == best[rows.record].astype(str) if len(rows.record) else np.zeros(0, bool)
-
-
-def per_record(values: np.ndarray, rows: Rows, n_records: int) -> np.ndarray:
-    """Mean of a per-row value over each record's rows → [n_records] (NaN for a record without rows)."""
-    total, count = np.zeros(n_records), np.zeros(n_records)
-    np.add.at(total, rows.record, values)
-    np.add.at(count, rows.record, 1.0)
-    with np.errstate(invalid="ignore", divide="ignore"):
-        return np.where(count > 0, total / np.maximum(count, 1), np.nan)
-
-
-# --- logistic regression, chosen by cross-validation --------------------------------------------------
-
-@dataclass
-class Linear:
-    """logit = X @ w + b (raw feature space; the training standardisation is folded in)."""
-
-    w: np.ndarray
-    b: float
-    C: float
-
-    def logit(self, X: np.ndarray) -> np.ndarray:
-        """Logit of P(true alarm) per row of X [R, D]."""
-        return np.nan_to_num(np.asarray(X, np.float64)) @ self.w + self.b
-
-
-def fit_logistic(X: np.ndarray, y: np.ndarray, C: float) -> Linear:
-    """Class-balanced L2 logistic regression on z-scored columns, folded back to raw columns."""
-    from sklearn.linear_model import LogisticRegression
-
-    X = np.nan_to_num(np.asarray(X, np.float64))
-    mu, sd = X.mean(0), X.std(0)
-    sd = np.where(sd > 1e-12, sd, 1.0)
-    lr = LogisticRegression(C=C, class_weight="balanced", max_iter=5000).fit((X - mu) / sd, np.asarray(y, bool))
-    w = lr.coef_[0] / sd
-    return Linear(w=w, b=float(lr.intercept_[0] - (mu * w).sum()), C=float(C))
-
-
-def dev_folds(records: Sequence[AlarmRecord], n_folds: int = CV_FOLDS, seed: int = CV_SEED) -> np.ndarray:
-    """Fold number (0 … n_folds − 1) of every train or validation record, −1 for every other record.
-
-    Folds are stratified by alarm type × label and seeded, so every fold holds true and false alarms of
-    both types in the corpus's proportions; the test split is never in a fold.
-
-    >>> recs = [AlarmRecord(f"r{i}", ("train", "test")[i % 2], "VT", bool(i % 4 < 2)) for i in range(40)]
-    >>> f = dev_folds(recs)
-    >>> sorted(set(f[::2])), sorted(set(f[1::2]))
-    ([0, 1, 2, 3, 4], [-1])
-    """
-    from sklearn.model_selection import StratifiedKFold
-
-    split = np.array([r.split for r in records])
-    dev = np.flatnonzero(np.isin(split, DEV_SPLITS))
-    folds = np.full(len(records), -1, np.int64)
-    strata = np.array([f"{r.alarm_type}:{r.true_alarm}" for r in records])[dev]
-    # fewer folds when even the largest stratum is smaller (tiny corpora); none below two
-    k = min(int(n_folds), max(np.unique(strata, return_counts=True)[1], default=0))
-    if k < 2:
-        return folds
-    with warnings.catch_warnings():  # a stratum smaller than k (tiny corpora) is spread as far as it goes
-        warnings.simplefilter("ignore", UserWarning)
-        for f, (_, held) in enumerate(StratifiedKFold(k, shuffle=True, random_state=seed).split(dev, strata)):
-            folds[dev[held]] = f
-    return folds
-
-
-@dataclass
-class Choice:
-    """What cross-validation chose: one ``Linear`` per alarm type (the same object when joint), fitted on
-    every train and validation record; ``oof`` the per-record out-of-fold logit of those settings
-    ([n_records]; NaN outside the folds or without rows), ``cv_auroc`` its AUROC per type."""
-
-    scheme: str
-    models: dict[str, Linear]
-    cv_auroc: dict[str, float]
-    oof: np.ndarray
-    tried: list[dict[str, Any]] = field(default_factory=list)
-
-
-def choose_logistic(fit_rows: Rows, score_rows: Rows, y: np.ndarray, types: np.ndarray, folds: np.ndarray,
-                    c_grid: Sequence[float] = C_GRID, alarm_types: Sequence[str] = ALARM_TYPES,
-                    fits: dict[tuple[int, str, float], Linear | None] | None = None) -> Choice:
-    """Logistic regression chosen by cross-validation over the records of ``folds`` (``dev_folds``).
-
-    fit_rows : the rows models learn from; score_rows : the rows a record's score is the mean logit of.
-    y, types : per record (bool label, alarm type); folds : per record, −1 = never used.
-    For every C and every scheme (one model for both types, or one per type), fold f's records are scored
-    by a model fitted on the other folds' rows; the scheme (and C per model) with the highest mean over
-    ``alarm_types`` of the out-of-fold per-record AUROC wins (ties: joint, the simpler). The winners are
-    then refitted on every fold's rows. ``fits``: models already fitted on these same ``fit_rows``,
-    {(fold or −1 for all folds, type or "all", C): model}, reused and filled (several ``score_rows``)."""
-    fits = {} if fits is None else fits
-    n = len(y)
-    fold_ids = sorted(set(folds[folds >= 0].tolist()))
-    row_fold, score_fold = folds[fit_rows.record], folds[score_rows.record]
-    row_type = types[fit_rows.record]
-
-    def fitted(f: int, t: str, C: float) -> Linear | None:
-        if (f, t, C) not in fits:
-            keep = (row_fold >= 0) & (row_fold != f) & ((row_type == t) if t != "all" else True)
-            yy = y[fit_rows.record[keep]]
-            fits[(f, t, C)] = fit_logistic(fit_rows.X[keep], yy, C) if len(np.unique(yy)) == 2 else None
-        return fits[(f, t, C)]
-
-    def out_of_fold(t: str, C: float) -> np.ndarray:
-        oof = np.full(n, np.nan)
-        for f in fold_ids:
-            m = fitted(f, t, C)
-            held = score_rows.take(score_fold == f)
-            if m is not None and len(held.X):
-                val = per_record(m.logit(held.X), held, n)
-                oof[folds == f] = val[folds == f]
-        return oof
-
-    def auc(oof: np.ndarray, t: str) -> float:
-        keep = (folds >= 0) & (types == t) & np.isfinite(oof)
-        return auroc(y[keep], oof[keep])
-
-    tried: list[dict[str, Any]] = []
-    best: dict[str, tuple[float, float, np.ndarray]] = {}   # "joint" / type -> (score, C, oof)
-    for t in ("all", *alarm_types):
-        of_t = (folds >= 0) & ((types == t) if t != "all" else True)
-        if len(np.unique(y[of_t])) < 2:
-            continue
-        for C in c_grid:
-            oof = out_of_fold(t, C)
-            aucs = {tt: auc(oof, tt) for tt in (alarm_types if t == "all" else (t,))}
-            finite = [v for v in aucs.values() if np.isfinite(v)]
-            score = float(np.mean(finite)) if finite else -1.0
-            tried.append({"scheme": "joint" if t == "all" else "separate", "fitted_on": t, "C": C, "cv_auroc": aucs})
-            key = "joint" if t == "all" else t
-            if score > best.get(key, (-np.inf,))[0]:
-                best[key] = (score, C, oof)
-    if not best:
-        raise ValueError("alarm: the train and validation splits hold no alarm type with both true and false "
-                         "alarms to fit on")
-    sep_score = float(np.mean([best[t][0] for t in alarm_types])) if all(t in best for t in alarm_types) else -np.inf
-    if "joint" in best and best["joint"][0] >= sep_score:
-        _, C, oof = best["joint"]
-        final = fitted(-1, "all", C)
-        assert final is not None
-        return Choice("joint", {t: final for t in alarm_types}, {t: auc(oof, t) for t in alarm_types}, oof, tried)
-    models, oof = {}, np.full(n, np.nan)
-    for t in alarm_types:
-        _, C, oof_t = best[t]
-        final = fitted(-1, t, C)
-        assert final is not None
-        models[t] = final
-        oof[types == t] = oof_t[types == t]
-    return Choice("separate", models, {t: auc(oof, t) for t in alarm_types}, oof, tried)
 
 
 # --- heads --------------------------------------------------------------------------------------
@@ -427,15 +254,9 @@ def head_oof_logit(head: Head, records: Sequence[AlarmRecord], rows: Rows) -> np
     use = np.isin(rows.back, spec.get("windows_back", [0])) & (folds[rows.record] >= 0)
     use &= np.isin(types[rows.record], its_types)
     score = use & in_mode(rows, records, RECORD_SCORES.get(spec.get("record_score", "best_mode"), "available"))
-    oof = np.full(len(records), np.nan)
-    fit_rows, score_rows = rows.take(use), rows.take(score)
-    for f in sorted(set(folds[folds >= 0].tolist())):
-        train = folds[fit_rows.record] != f
-        yy = y[fit_rows.record[train]]
-        held = score_rows.take(folds[score_rows.record] == f)
-        if len(np.unique(yy)) == 2 and len(held.X):
-            val = per_record(fit_logistic(fit_rows.X[train], yy, spec["C"]).logit(held.X), held, len(records))
-            oof[folds == f] = val[folds == f]
+    fit_rows = rows.take(use)
+    oof = out_of_fold_logit(rows.take(score), folds, len(records),
+                            lambda f: fit_without_fold(fit_rows, y, folds, f, spec["C"]))
     return oof / float(spec.get("temperature", 1.0))
 
 

@@ -43,7 +43,7 @@ if TYPE_CHECKING:
     from ..model.inference import M2AEModel
     from .alarm_data import AlarmRecord
 
-# ``rows`` below are ``m2ae.train.alarm.Rows`` (X, record, back, mode, take); typed loosely because
+# ``rows`` below are ``m2ae.train.alarm_selection.Rows`` (X, record, back, mode, take); typed loosely because
 # m2ae.train.alarm calls into this module (no import cycle)
 Rows = Any
 
