@@ -169,6 +169,7 @@ def test_cli_fit_alarm_writes_heads_beside_the_old_ones(tmp_path, capsys):
     m = load_model(out, device="cpu")
     assert "sex" in m.heads and set(alarm_heads_of(m)) == {"VT", "other"}
     card = read_card(out)
+    assert card["version"] == m.version  # the key indexes and the app check the weights by
     assert head_labels_source(card["heads"]["sex"]) == "simulated"
     for name in res["heads"]:
         assert card["heads"][name]["labels_source"] == "real"

@@ -19,7 +19,7 @@ from typing import Any
 
 import numpy as np
 
-from .checkpoint import DEFAULT_CHECKPOINT
+from .checkpoint import DEFAULT_CHECKPOINT, save_checkpoint
 from ..jsonable import to_jsonable
 
 NOT_FOR_CLINICAL_USE = ("Research demo, not for clinical use: trained on simulated signals; "
@@ -75,6 +75,15 @@ def portable_paths(obj: Any, cwd: str | Path | None = None, home: str | Path | N
             return [fix(x) for x in v]
         return v
     return fix(obj)
+
+
+def save_checkpoint_and_card(path: str | Path, net: Any, heads: dict[str, Any] | None,
+                             card: dict[str, Any]) -> str:
+    """``save_checkpoint`` and the JSON + Markdown card beside it, the card stamped with the weights'
+    ``version`` (the key indexes and the app check it by). Returns that version."""
+    card["version"] = save_checkpoint(path, net, heads, card)
+    write_card(path, card)
+    return card["version"]
 
 
 def update_card(path: str | Path, eval_results: dict[str, Any]) -> dict[str, Any]:

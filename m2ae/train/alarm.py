@@ -270,8 +270,8 @@ def fit_alarm_checkpoint(data_dir: str | Path, model_path: str | Path | None, ou
     (``m2ae.train.rhythm_head``), replacing the checkpoint's one.
     Returns {"checkpoint", "heads": the new heads' card entries}."""
     from ..model import load_model
-    from ..model.card import write_card
-    from ..model.checkpoint import load_checkpoint, save_checkpoint
+    from ..model.card import save_checkpoint_and_card
+    from ..model.checkpoint import load_checkpoint
     from ..model.inference import model_from_checkpoint
 
     fitted_on = load_model(model_path, device="cpu")
@@ -292,6 +292,5 @@ def fit_alarm_checkpoint(data_dir: str | Path, model_path: str | Path | None, ou
     card.pop("eval_date", None)
     # replaced heads keep their place (the app lists heads in checkpoint order: rhythm first)
     ordered = {k: heads.get(k, h) for k, h in base.heads.items() if k in old or k in heads}
-    save_checkpoint(out, base.net, {**ordered, **heads}, card)
-    write_card(out, card)
+    save_checkpoint_and_card(out, base.net, {**ordered, **heads}, card)
     return {"checkpoint": str(out), "heads": card_heads}

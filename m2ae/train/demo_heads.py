@@ -85,8 +85,8 @@ def refit_demo_heads(model_path: str | Path | None, out: str | Path, n_subjects:
     so indexes stay valid) and write checkpoint + card to ``out``; a card without a ``timing`` entry
     gets one measured on the validation windows, as ``m2ae train`` records it. Returns the new card."""
     from ..model import load_model
-    from ..model.card import write_card
-    from ..model.checkpoint import load_checkpoint, save_checkpoint
+    from ..model.card import save_checkpoint_and_card
+    from ..model.checkpoint import load_checkpoint
 
     m = load_model(model_path)
     heads, heads_card = fit_demo_heads(m, n_subjects=n_subjects, epochs=epochs, faint_p_share=faint_p_share)
@@ -107,6 +107,5 @@ def refit_demo_heads(model_path: str | Path | None, out: str | Path, n_subjects:
     kept = {k: h for k, h in m.heads.items() if k not in heads}
     card["heads"] = {**{k: v for k, v in (load_checkpoint(m.path).get("card", {}).get("heads") or {}).items()
                         if k in kept}, **heads_card}
-    save_checkpoint(out, m.net.cpu(), {**kept, **heads}, card)
-    write_card(out, card)
+    save_checkpoint_and_card(out, m.net.cpu(), {**kept, **heads}, card)
     return card

@@ -70,8 +70,8 @@ def fit_heads_from_labels(labels_csv: str | Path, model: str | Path | None, out:
     train. Returns {"checkpoint": str(out), "heads": the new heads' card entries}."""
     from ..io import load_record
     from ..model import load_model
-    from ..model.card import write_card
-    from ..model.checkpoint import load_checkpoint, save_checkpoint
+    from ..model.card import save_checkpoint_and_card
+    from ..model.checkpoint import load_checkpoint
     from ..model.inference import model_from_checkpoint
     from ..signal.filters import contract_windows_fast
 
@@ -116,6 +116,5 @@ def fit_heads_from_labels(labels_csv: str | Path, model: str | Path | None, out:
     base = model_from_checkpoint(ckpt, device="cpu")
     card = dict(ckpt.get("card", {}))
     card["heads"] = {**card.get("heads", {}), **card_heads}
-    save_checkpoint(out, base.net, {**base.heads, **heads}, card)
-    write_card(out, card)
+    save_checkpoint_and_card(out, base.net, {**base.heads, **heads}, card)
     return {"checkpoint": str(out), "heads": card_heads}
