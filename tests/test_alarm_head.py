@@ -14,8 +14,9 @@ from m2ae.io import cinc2015_records
 from m2ae.model import M2AE, M2AEConfig, Head, save_checkpoint
 from m2ae.model.card import head_labels_source, read_card
 from m2ae.model.inference import load_model
-from m2ae.train.alarm import alarm_heads_of, fingerprint_rows, fit_alarm_heads, head_logit, head_oof_logit, linear_head
-from m2ae.train.alarm_selection import Rows, choose_logistic, fit_logistic
+from m2ae.train.alarm import (RECORD_SCORES, alarm_heads_of, fingerprint_rows, fit_alarm_heads, head_logit, head_oof_logit,
+                              in_mode, linear_head)
+from m2ae.train.alarm_selection import Rows, choose_logistic, dev_folds, fit_logistic
 from m2ae.train.alarm_scores import auroc
 from m2ae.train.alarm_data import AlarmRecord, load_alarm_records
 
@@ -202,5 +203,12 @@ def test_head_out_of_fold_scores_cover_train_and_validation_only():
         mine = np.isin(types, head.spec["alarm_types"])
         assert np.isfinite(oof[mine & (split != "test")]).all() and np.isnan(oof[split == "test"]).all()
         assert auroc(y[mine & (split != "test")], oof[mine & (split != "test")]) > 0.8  # the planted signal, held out
+        # the same out-of-fold scores that chose, calibrated and thresholded the head
+        spec, folds = head.spec, dev_folds(recs)
+        use = np.isin(rows.back, spec["windows_back"]) & (folds[rows.record] >= 0)
+        score = use & in_mode(rows, recs, RECORD_SCORES[spec["record_score"]])
+        chosen = choose_logistic(rows.take(use), rows.take(score), y, types, folds, c_grid=(spec["C"],))
+        assert chosen.scheme == ("joint" if len(spec["alarm_types"]) == 2 else "separate")
+        np.testing.assert_allclose(oof[mine] * spec["temperature"], chosen.oof[mine], atol=1e-9)
         old = Head({k: v for k, v in head.spec.items() if k != "cv"})
         assert head_oof_logit(old, recs, rows) is None  # fitted before cross-validation: no settings to refit
