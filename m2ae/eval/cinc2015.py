@@ -156,7 +156,8 @@ def cinc2015_section(model: M2AEModel, data_dir: str | Path | None = None, base:
         "windows_cached": window_count(recs),
         "dropped_channels": {r.name: r.dropped for r in recs if r.dropped and r.split == "test"},
         "without_windows": {r.name: r.error for r in recs if r.error},
-        "note": "test split scored; train split fits the baselines; validation chooses the alarm models"}
+        "note": "test split scored; the train split fits the reconstruction and matching baselines; the alarm "
+                "models are fitted and chosen (cross-validation) on the train and validation splits"}
     if test is None or train is None:
         return {"status": "no ECG+PPG records on the test or train side"}, info
     from ..model.inference import fingerprints_by_mode
