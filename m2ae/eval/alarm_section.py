@@ -6,10 +6,9 @@ Every method gives one score per record and decides with a threshold set on the 
 records (the head's own, stored in its spec and set on its out-of-fold scores; for the classical
 baseline ``m2ae.train.alarm_scores.best_threshold`` on its out-of-fold scores, for the rule checker,
 which learns nothing, on its scores); the rule checker is also reported as written (criterion met =
-score ≥ 1). Reported per
-alarm type (VT, other) on the test split: AUROC, TPR, TNR and the Challenge score
-100 (TP+TN)/(TP+TN+FP+5 FN), and over both types pooled: the Challenge score. Each comparison carries
-the 95 % CI of model − baseline from resampling test records (``metrics.group_bootstrap_ci``). A late
+score ≥ 1). Reported per alarm type (VT, other) on the test split: AUROC, TPR, TNR and the Challenge
+score 100 (TP+TN)/(TP+TN+FP+5 FN), and over both types pooled: the Challenge score. Each comparison
+carries the 95 % CI of model − baseline from resampling test records (``metrics.group_bootstrap_ci``). A late
 fusion of the head with the classical baseline (``alarm_fusion``) is judged against the classical
 baseline alone: does the fingerprint add to the hand-made features?
 
