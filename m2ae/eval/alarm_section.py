@@ -119,11 +119,13 @@ def _oof_p_true(model: M2AEModel, heads: dict[str, Head], records: Sequence[Alar
     out = np.full(len(records), np.nan)
     types = np.array([r.alarm_type for r in records])
     split = np.array([r.split for r in records])
-    for t, head in heads.items():
+    for head in {id(h): h for h in heads.values()}.values():  # a joint head serves both types: refit it once
+        its = {t: h for t, h in heads.items() if h is head}
         oof = head_oof_logit(head, records, rows)
         if oof is None:
-            oof = np.where(split == "validation", _head_scores(model, {t: head}, records, rows), np.nan)
-        out[types == t] = 1.0 / (1.0 + np.exp(-np.clip(oof[types == t], -50, 50)))
+            oof = np.where(split == "validation", _head_scores(model, its, records, rows), np.nan)
+        mine = np.isin(types, list(its))
+        out[mine] = 1.0 / (1.0 + np.exp(-np.clip(oof[mine], -50, 50)))
     return out
 
 

@@ -78,7 +78,7 @@ def record_ranks(fps: dict[str, np.ndarray], group: np.ndarray, names: np.ndarra
 
     c = centres or {}
     score = mean_rows(fps["ppg"], c.get("ppg")) @ mean_rows(fps["ecg"], c.get("ecg")).T
-    return (score > np.diag(score)[:, None]).sum(axis=1)
+    return M.true_rank(score)
 
 
 def paired_queries(n_windows: int, n_candidates: int, seed: int) -> np.ndarray:

@@ -88,11 +88,6 @@ def _per_record_mean(x: np.ndarray, group: np.ndarray, names: np.ndarray) -> np.
         return np.stack([np.nanmean(x[group == g], axis=0) for g in names])
 
 
-def _true_rank(score: np.ndarray) -> np.ndarray:
-    """Per query row i: how many candidates score strictly higher than candidate i (0 = first)."""
-    return (score > np.diag(score)[:, None]).sum(axis=1)
-
-
 def patient_matching(s: EvalSet, fps: dict[str, np.ndarray], feature_train: dict[str, np.ndarray],
                      seed: int = 0, centres: dict[str, np.ndarray] | None = None) -> dict[str, Any]:
     """Record-level PPG → ECG matching among all the set's records: top-1 and top-5, model vs HRV features;
@@ -110,7 +105,7 @@ def patient_matching(s: EvalSet, fps: dict[str, np.ndarray], feature_train: dict
     hrv_train = np.concatenate([feature_train["ecg"][:, :k], feature_train["ppg"][:, :k]])
     _, hrv_e, hrv_p = M.standardize(hrv_train, hrv_e, hrv_p)
     dist = ((hrv_p[:, None, :] - hrv_e[None, :, :]) ** 2).sum(-1)
-    rank_feat = _true_rank(-dist)
+    rank_feat = M.true_rank(-dist)
     out: dict[str, Any] = {}
     for suffix, rank_model in ranks_model.items():
         for top in (1, 5):
