@@ -63,6 +63,17 @@ def default_checkpoints(model: M2AEModel) -> dict[str, M2AEModel]:
     return {} if other.version == model.version else {SIMULATOR_ONLY: other}
 
 
+def true_rank(score: np.ndarray) -> np.ndarray:
+    """Per query row i of a square score matrix [Q, Q]: how many candidates score strictly higher than
+    candidate i, the query's own (0 = its own is first).
+
+    >>> true_rank(np.array([[0.9, 0.1], [0.8, 0.3]])).tolist()
+    [0, 1]
+    """
+    score = np.asarray(score)
+    return (score > np.diag(score)[:, None]).sum(axis=1)
+
+
 def record_ranks(fps: dict[str, np.ndarray], group: np.ndarray, names: np.ndarray,
                  centres: dict[str, np.ndarray] | None = None) -> np.ndarray:
     """Per record in ``names``: how many records' ECG-only fingerprints (mean over windows, L2-normalised)
@@ -78,7 +89,7 @@ def record_ranks(fps: dict[str, np.ndarray], group: np.ndarray, names: np.ndarra
 
     c = centres or {}
     score = mean_rows(fps["ppg"], c.get("ppg")) @ mean_rows(fps["ecg"], c.get("ecg")).T
-    return M.true_rank(score)
+    return true_rank(score)
 
 
 def paired_queries(n_windows: int, n_candidates: int, seed: int) -> np.ndarray:

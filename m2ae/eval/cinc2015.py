@@ -42,7 +42,7 @@ from .alarm_section import alarm_lines, alarm_rows, alarm_section
 from .baseline_fit import Baselines, input_features
 from .baselines import MeanBeatTemplate, PatchRidge, beat_features
 from .checkpoint_baseline import (checkpoint_figures, checkpoint_lines, checkpoint_rows, compare_checkpoints,
-                                  default_checkpoints, record_ranks)
+                                  default_checkpoints, record_ranks, true_rank)
 from .datasets import EvalSet
 from .reconstruction import cross_modal_section, masked_section, model_reconstructions
 from .retrieval_scores import retrieval_section
@@ -105,7 +105,7 @@ def patient_matching(s: EvalSet, fps: dict[str, np.ndarray], feature_train: dict
     hrv_train = np.concatenate([feature_train["ecg"][:, :k], feature_train["ppg"][:, :k]])
     _, hrv_e, hrv_p = M.standardize(hrv_train, hrv_e, hrv_p)
     dist = ((hrv_p[:, None, :] - hrv_e[None, :, :]) ** 2).sum(-1)
-    rank_feat = M.true_rank(-dist)
+    rank_feat = true_rank(-dist)
     out: dict[str, Any] = {}
     for suffix, rank_model in ranks_model.items():
         for top in (1, 5):

@@ -276,17 +276,6 @@ def paired_hits(queries, candidates, metric: str = "cosine") -> np.ndarray:
     return (nn == np.arange(len(nn))).astype(np.float64)
 
 
-def true_rank(score) -> np.ndarray:
-    """Per query row i of a square score matrix [Q, Q]: how many candidates score strictly higher than
-    candidate i, the query's own (0 = its own is first).
-
-    >>> true_rank(np.array([[0.9, 0.1], [0.8, 0.3]])).tolist()
-    [0, 1]
-    """
-    score = np.asarray(score)
-    return (score > np.diag(score)[:, None]).sum(axis=1)
-
-
 def paired_top1(queries, candidates, metric: str = "cosine") -> float:
     """Fraction of queries i whose nearest candidate is candidate i (its own pair)."""
     return float(np.mean(paired_hits(queries, candidates, metric)))
